@@ -1,0 +1,172 @@
+//! The `WebSocketRoute` custom resource (group `wsgate.dev`, version `v1alpha1`) and its
+//! validation.
+//!
+//! This module depends on nothing else in the crate: the table, the sources and the CLI all
+//! build on these types. Field names are part of the public API (users write them in YAML), so
+//! they never change within a version.
+
+mod duration;
+mod validate;
+
+pub use duration::{DurationError, parse_duration};
+pub use validate::{FieldError, normalize_path_prefix, validate};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every wsgate resource.
+pub const GROUP: &str = "wsgate.dev";
+/// The ingress class a route names to be served by wsgate.
+pub const DEFAULT_INGRESS_CLASS: &str = "wsgate";
+
+/// A set of hostnames served by wsgate, with TLS, redirects, maintenance mode and per-path
+/// backends for normal HTTP requests and for WebSocket upgrades.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "wsgate.dev",
+    version = "v1alpha1",
+    kind = "WebSocketRoute",
+    namespaced,
+    status = "WebSocketRouteStatus",
+    shortname = "wsr",
+    printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hostnames"),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketRouteSpec {
+    /// The ingress class that serves this route; routes naming another class are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Hostnames served by this route: exact names (`chat.example.com`) or a wildcard for one
+    /// label (`*.example.com`). At least one.
+    pub hostnames: Vec<String>,
+    /// Hostnames answered with a permanent redirect to `hostnames[0]`, same path and query
+    /// (for example `www.chat.example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_hostnames: Vec<String>,
+    /// TLS termination; absent means a plain-HTTP route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+    /// Maintenance mode: every request gets 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
+    /// Path rules; the longest matching `pathPrefix` wins. At least one.
+    pub rules: Vec<Rule>,
+}
+
+/// TLS settings of a route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// A Secret of type `kubernetes.io/tls` in the route's namespace.
+    pub secret_name: String,
+    /// Redirect plain-HTTP requests to https (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_redirect: Option<bool>,
+}
+
+impl RouteTls {
+    /// Whether plain-HTTP requests are redirected to https (the default).
+    pub fn redirects_http(&self) -> bool {
+        self.http_redirect.unwrap_or(true)
+    }
+}
+
+/// Maintenance mode of a route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Maintenance {
+    /// When true, every request to the route gets 503.
+    #[serde(default)]
+    pub enabled: bool,
+    /// HTML body of the 503 answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// One path rule of a route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Path prefix matched element by element (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
+    /// Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Where normal (non-upgrade) requests go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTarget>,
+    /// Where WebSocket upgrade requests go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocketTarget>,
+}
+
+impl Rule {
+    /// The rule's path prefix, `/` when unset.
+    pub fn prefix(&self) -> &str {
+        self.path_prefix.as_deref().unwrap_or("/")
+    }
+}
+
+/// Backend of normal HTTP requests.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpTarget {
+    /// The backend.
+    pub backend: Backend,
+    /// How long to wait for the backend's response headers, as a Go-style duration
+    /// (`60s`, `1m30s`). Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Backend of WebSocket upgrade requests.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketTarget {
+    /// The backend.
+    pub backend: Backend,
+    /// Close a relayed connection after this long without a byte in either direction
+    /// (Go-style duration). Absent means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+}
+
+/// A backend: a Service port in the route's namespace, or a fixed `host:port` address.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// Service name (with `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Service port number (with `service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    /// A fixed `ip:port` address instead of a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Observed state of a route, written by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketRouteStatus {
+    /// The `metadata.generation` these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted`, `ResolvedRefs` and `Programmed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CustomResourceDefinition as YAML, exactly what `wsgate crd` prints.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&WebSocketRoute::crd())
+}

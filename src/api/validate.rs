@@ -1,0 +1,401 @@
+//! Validation of a single route's spec. Every problem is returned (not just the first) with its
+//! field path, so `wsgate check` and status conditions can tell the user exactly what to fix.
+//! Problems that involve several routes (a hostname claimed twice) are found by the table
+//! compiler, which sees all routes at once.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::{Backend, WebSocketRouteSpec, parse_duration};
+
+/// One problem in a route, e.g. `spec.rules[1].websocket.backend.port: must be 1..65535`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, starting at `spec`.
+    pub path: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks a route spec on its own; an empty result means it is valid.
+pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
+    let mut p = Problems(Vec::new());
+    if spec.hostnames.is_empty() {
+        p.add("spec.hostnames", "at least one hostname is required");
+    }
+    let mut seen = HashSet::new();
+    let named = spec
+        .hostnames
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("spec.hostnames[{i}]"), h))
+        .chain(
+            spec.redirect_hostnames
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (format!("spec.redirectHostnames[{i}]"), h)),
+        );
+    for (path, host) in named {
+        if let Err(why) = check_hostname(host) {
+            p.add(path, why);
+        } else if !seen.insert(host.as_str()) {
+            p.add(path, format!("{host:?} is listed twice in this route"));
+        }
+    }
+    if !spec.redirect_hostnames.is_empty()
+        && spec.hostnames.first().is_some_and(|h| h.starts_with("*."))
+    {
+        p.add(
+            "spec.hostnames[0]",
+            "must be an exact name when redirectHostnames is set (it is the redirect target)",
+        );
+    }
+    if let Some(tls) = &spec.tls {
+        if let Err(why) = check_object_name(&tls.secret_name) {
+            p.add("spec.tls.secretName", why);
+        }
+    }
+    if spec.rules.is_empty() {
+        p.add("spec.rules", "at least one rule is required");
+    }
+    let mut prefixes = HashSet::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let base = format!("spec.rules[{i}]");
+        match check_path_prefix(rule.prefix()) {
+            Err(why) => p.add(format!("{base}.pathPrefix"), why),
+            Ok(()) => {
+                let norm = normalize_path_prefix(rule.prefix());
+                if !prefixes.insert(norm) {
+                    p.add(
+                        format!("{base}.pathPrefix"),
+                        format!("{norm:?} is used by an earlier rule"),
+                    );
+                }
+            }
+        }
+        if rule.http.is_none() && rule.websocket.is_none() {
+            p.add(base.clone(), "needs an http or a websocket backend (or both)");
+        }
+        if let Some(http) = &rule.http {
+            check_backend(&mut p, &format!("{base}.http.backend"), &http.backend);
+            if let Some(t) = &http.timeout {
+                match parse_duration(t) {
+                    Err(e) => p.add(format!("{base}.http.timeout"), e.to_string()),
+                    Ok(d) if d.is_zero() => {
+                        p.add(format!("{base}.http.timeout"), "must be greater than 0")
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(ws) = &rule.websocket {
+            check_backend(&mut p, &format!("{base}.websocket.backend"), &ws.backend);
+            if let Some(t) = &ws.idle_timeout {
+                match parse_duration(t) {
+                    Err(e) => p.add(format!("{base}.websocket.idleTimeout"), e.to_string()),
+                    Ok(d) if d.is_zero() => p.add(
+                        format!("{base}.websocket.idleTimeout"),
+                        "must be greater than 0 (leave it out to never time out)",
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    p.0
+}
+
+fn check_backend(p: &mut Problems, base: &str, b: &Backend) {
+    match (&b.service, &b.address) {
+        (Some(_), Some(_)) => p.add(base, "set either service+port or address, not both"),
+        (None, None) => p.add(base, "set service+port or address"),
+        (Some(svc), None) => {
+            if let Err(why) = check_dns_label(svc) {
+                p.add(format!("{base}.service"), why);
+            }
+            match b.port {
+                None => p.add(format!("{base}.port"), "required with service"),
+                Some(port) if !(1..=65535).contains(&port) => {
+                    p.add(format!("{base}.port"), "must be 1..65535")
+                }
+                Some(_) => {}
+            }
+        }
+        (None, Some(addr)) => {
+            if b.port.is_some() {
+                p.add(format!("{base}.port"), "goes with service; put the port in address");
+            }
+            match addr.parse::<SocketAddr>() {
+                Err(_) => p.add(
+                    format!("{base}.address"),
+                    format!("{addr:?} is not ip:port (e.g. 127.0.0.1:8080 or [::1]:8080)"),
+                ),
+                Ok(sa) if sa.port() == 0 => {
+                    p.add(format!("{base}.address"), "port must be 1..65535")
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// A hostname as Kubernetes Ingress and Gateway API accept it: lowercase RFC 1123 labels,
+/// optionally `*.` in front for a one-label wildcard.
+fn check_hostname(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() {
+        return Err(format!("{host:?} is not a hostname"));
+    }
+    if host.len() > 253 {
+        return Err(format!("{host:?} is longer than 253 characters"));
+    }
+    if name.contains('*') {
+        return Err(format!(
+            "{host:?}: a wildcard is only allowed as the whole first label (*.example.com)"
+        ));
+    }
+    for label in name.split('.') {
+        check_dns_label(label).map_err(|why| format!("{host:?}: {why}"))?;
+    }
+    Ok(())
+}
+
+/// An RFC 1123 label: 1-63 of a-z 0-9 '-', not starting or ending with '-'.
+fn check_dns_label(label: &str) -> Result<(), String> {
+    if label.is_empty() || label.len() > 63 {
+        return Err(format!("label {label:?} must be 1-63 characters"));
+    }
+    let ok_chars = label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok_chars || label.starts_with('-') || label.ends_with('-') {
+        return Err(format!(
+            "label {label:?} must be lowercase letters, digits and '-', not starting or ending with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A Kubernetes object name (DNS subdomain).
+fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1-253 characters".into());
+    }
+    name.split('.').try_for_each(check_dns_label)
+}
+
+fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?} must start with '/'"));
+    }
+    if prefix.contains("//") {
+        return Err(format!("{prefix:?} must not contain '//'"));
+    }
+    if prefix
+        .bytes()
+        .any(|b| b == b'?' || b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!(
+            "{prefix:?} must be a path only (no query, fragment, spaces or control characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical form of a path prefix: no trailing '/' except for the root.
+pub fn normalize_path_prefix(prefix: &str) -> &str {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{HttpTarget, Rule, RouteTls, WebSocketTarget};
+
+    fn addr(a: &str) -> Backend {
+        Backend {
+            address: Some(a.into()),
+            ..Default::default()
+        }
+    }
+
+    fn valid() -> WebSocketRouteSpec {
+        WebSocketRouteSpec {
+            hostnames: vec!["chat.example.com".into()],
+            redirect_hostnames: vec!["www.chat.example.com".into()],
+            tls: Some(RouteTls {
+                secret_name: "chat-tls".into(),
+                http_redirect: None,
+            }),
+            rules: vec![Rule {
+                path_prefix: None,
+                http: Some(HttpTarget {
+                    backend: addr("127.0.0.1:8080"),
+                    timeout: Some("30s".into()),
+                }),
+                websocket: Some(WebSocketTarget {
+                    backend: Backend {
+                        service: Some("chat".into()),
+                        port: Some(5000),
+                        address: None,
+                    },
+                    idle_timeout: Some("24h".into()),
+                }),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn paths(spec: &WebSocketRouteSpec) -> Vec<String> {
+        validate(spec).into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn a_valid_spec_has_no_problems() {
+        assert_eq!(validate(&valid()), vec![]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let mut spec = valid();
+        spec.hostnames.push("Bad_Host".into());
+        spec.rules.push(Rule {
+            path_prefix: Some("nope".into()),
+            http: None,
+            websocket: Some(WebSocketTarget {
+                backend: Backend {
+                    service: Some("chat".into()),
+                    port: Some(70000),
+                    address: None,
+                },
+                idle_timeout: Some("forever".into()),
+            }),
+        });
+        spec.rules[0].http.as_mut().map(|h| h.timeout = Some("10".into()));
+        let errors = validate(&spec);
+        let got: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "spec.hostnames[1]",
+                "spec.rules[0].http.timeout",
+                "spec.rules[1].pathPrefix",
+                "spec.rules[1].websocket.backend.port",
+                "spec.rules[1].websocket.idleTimeout",
+            ]
+        );
+        assert_eq!(
+            errors[3].to_string(),
+            "spec.rules[1].websocket.backend.port: must be 1..65535"
+        );
+    }
+
+    #[test]
+    fn empty_lists_and_empty_rules_are_refused() {
+        let mut spec = valid();
+        spec.hostnames.clear();
+        spec.redirect_hostnames.clear();
+        spec.rules = vec![Rule::default()];
+        assert_eq!(paths(&spec), vec!["spec.hostnames", "spec.rules[0]"]);
+        spec.rules.clear();
+        assert_eq!(paths(&spec), vec!["spec.hostnames", "spec.rules"]);
+    }
+
+    #[test]
+    fn hostnames() {
+        for good in ["a.b", "*.example.com", "x-1.example.com", "localhost"] {
+            assert_eq!(check_hostname(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "", "*.", "*", "a..b", "-a.com", "a-.com", "A.com", "a.*.com", "*a.com", "a b",
+            "a_b.com", "é.com", "a.com:80",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad:?} should fail");
+        }
+        assert!(check_hostname(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn duplicate_hostnames_and_prefixes_in_one_route() {
+        let mut spec = valid();
+        spec.redirect_hostnames = vec!["chat.example.com".into()];
+        let mut second = spec.rules[0].clone();
+        second.path_prefix = Some("//".into());
+        spec.rules.push(second);
+        let mut third = spec.rules[0].clone();
+        third.path_prefix = Some("/".into());
+        spec.rules.push(third);
+        assert_eq!(
+            paths(&spec),
+            vec![
+                "spec.redirectHostnames[0]",
+                "spec.rules[1].pathPrefix",
+                "spec.rules[2].pathPrefix"
+            ]
+        );
+    }
+
+    #[test]
+    fn backends() {
+        let mut spec = valid();
+        spec.rules[0].http = Some(HttpTarget {
+            backend: Backend {
+                service: Some("web".into()),
+                port: None,
+                address: Some("127.0.0.1:1".into()),
+            },
+            timeout: Some("0s".into()),
+        });
+        spec.rules[0].websocket = Some(WebSocketTarget {
+            backend: addr("localhost:80"),
+            idle_timeout: None,
+        });
+        assert_eq!(
+            paths(&spec),
+            vec![
+                "spec.rules[0].http.backend",
+                "spec.rules[0].http.timeout",
+                "spec.rules[0].websocket.backend.address"
+            ]
+        );
+        spec.rules[0].http = None;
+        spec.rules[0].websocket = Some(WebSocketTarget {
+            backend: Backend::default(),
+            idle_timeout: None,
+        });
+        assert_eq!(paths(&spec), vec!["spec.rules[0].websocket.backend"]);
+    }
+
+    #[test]
+    fn wildcard_first_hostname_cannot_be_a_redirect_target() {
+        let mut spec = valid();
+        spec.hostnames = vec!["*.example.com".into()];
+        assert_eq!(paths(&spec), vec!["spec.hostnames[0]"]);
+    }
+
+    #[test]
+    fn path_prefix_normalization() {
+        assert_eq!(normalize_path_prefix("/"), "/");
+        assert_eq!(normalize_path_prefix("/ws/"), "/ws");
+        assert_eq!(normalize_path_prefix("/ws"), "/ws");
+    }
+}
