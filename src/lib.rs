@@ -5,3 +5,4 @@
 //! [`proxy`]. The proxy never knows where routes came from.
 
 pub mod api;
+pub mod table;

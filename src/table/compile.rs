@@ -1,0 +1,489 @@
+//! The pure compile step: a [`Snapshot`] of objects in, a [`RouteTable`] and one
+//! [`RouteReport`] per route out. No I/O, no clock, no randomness: the same snapshot always
+//! compiles to the same table, which is what makes it safe to rebuild on every change.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustls::sign::CertifiedKey;
+
+use super::{
+    BackendSet, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, HostEntry, HostRole,
+    HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend, certified_key_from_pem,
+};
+use crate::api::{Backend, WebSocketRoute, normalize_path_prefix, parse_duration, validate};
+
+/// Everything the table is compiled from.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Routes, in the order the source saw them (the tie-break after creation time).
+    pub routes: Vec<WebSocketRoute>,
+    /// TLS Secrets.
+    pub secrets: Vec<TlsSecret>,
+    /// Ready endpoints of each Service port.
+    pub endpoints: HashMap<ServiceKey, Vec<SocketAddr>>,
+}
+
+/// A Service port, as a route's backend names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Namespace of the Service (the route's own).
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Service port number.
+    pub port: u16,
+}
+
+/// What happened to one route in a compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteReport {
+    /// Namespace of the route.
+    pub namespace: String,
+    /// Name of the route.
+    pub name: String,
+    /// `metadata.generation` that was compiled.
+    pub generation: Option<i64>,
+    /// Whether the route is in the table.
+    pub programmed: bool,
+    /// Everything wrong with it, most important first.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem with a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What kind of problem, which decides the status condition it lands in.
+    pub kind: ProblemKind,
+    /// What a user can do about it.
+    pub message: String,
+}
+
+/// Kinds of route problems; each maps to a condition reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The spec fails validation.
+    InvalidSpec,
+    /// An older route already serves one of its hostnames.
+    HostnameConflict,
+    /// `tls.secretName` names no TLS Secret in the route's namespace.
+    SecretNotFound,
+    /// The Secret's certificate or key cannot be served.
+    InvalidCertificate,
+    /// A backend Service port is unknown.
+    ServiceNotFound,
+    /// A backend Service has no ready endpoint.
+    NoReadyEndpoints,
+}
+
+impl ProblemKind {
+    /// The CamelCase condition reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProblemKind::InvalidSpec => "InvalidSpec",
+            ProblemKind::HostnameConflict => "HostnameConflict",
+            ProblemKind::SecretNotFound => "SecretNotFound",
+            ProblemKind::InvalidCertificate => "InvalidCertificate",
+            ProblemKind::ServiceNotFound => "ServiceNotFound",
+            ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
+        }
+    }
+
+    /// Whether the problem keeps the route out of the table (rather than degrading it).
+    pub fn rejects_route(self) -> bool {
+        matches!(self, ProblemKind::InvalidSpec | ProblemKind::HostnameConflict)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.reason(), self.message)
+    }
+}
+
+impl RouteReport {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Compiles a snapshot. Invalid routes and the losers of hostname conflicts are left out and
+/// reported; everything else is served. Conflicts go to the older route (earlier
+/// `creationTimestamp`, then earlier in the snapshot).
+pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
+    let mut order: Vec<usize> = (0..snapshot.routes.len()).collect();
+    order.sort_by_key(|&i| {
+        let ts = snapshot.routes[i].metadata.creation_timestamp.as_ref();
+        (ts.is_none(), ts.map(|t| t.0), i)
+    });
+
+    let mut certs = CertCache::new(&snapshot.secrets);
+    let mut table = RouteTable::default();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    let mut reports = Vec::with_capacity(order.len());
+
+    for i in order {
+        let route = &snapshot.routes[i];
+        let namespace = route.metadata.namespace.as_deref().unwrap_or("default");
+        let name = route.metadata.name.as_deref().unwrap_or("");
+        let id = format!("{namespace}/{name}");
+        let mut report = RouteReport {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            generation: route.metadata.generation,
+            programmed: false,
+            problems: Vec::new(),
+        };
+        let spec = &route.spec;
+        report.problems.extend(validate(spec).into_iter().map(|e| Problem {
+            kind: ProblemKind::InvalidSpec,
+            message: e.to_string(),
+        }));
+        if report.problems.is_empty() {
+            let all_hosts = spec.hostnames.iter().chain(&spec.redirect_hostnames);
+            for host in all_hosts {
+                if let Some(owner) = owners.get(host.as_str()) {
+                    report.problems.push(Problem {
+                        kind: ProblemKind::HostnameConflict,
+                        message: format!("hostname {host} is already served by route {owner}"),
+                    });
+                }
+            }
+        }
+        if !report.problems.is_empty() {
+            reports.push(report);
+            continue;
+        }
+
+        let tls = spec.tls.as_ref().map(|t| RouteTlsEntry {
+            cert: certs.get(namespace, &t.secret_name, &mut report.problems),
+            http_redirect: t.redirects_http(),
+        });
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        for (index, rule) in spec.rules.iter().enumerate() {
+            let mut backend = |b: &Backend| backend_set(namespace, b, snapshot, &mut report.problems);
+            let http = rule.http.as_ref().map(|h| HttpBackend {
+                backend: backend(&h.backend),
+                timeout: h
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| parse_duration(t).ok())
+                    .unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            });
+            let websocket = rule.websocket.as_ref().map(|w| WebSocketBackend {
+                backend: backend(&w.backend),
+                idle_timeout: w.idle_timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+            });
+            rules.push(CompiledRule {
+                prefix: normalize_path_prefix(rule.prefix()).into(),
+                index,
+                http,
+                websocket,
+            });
+        }
+        // Longest prefix first; the stable sort keeps spec order among equals.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+
+        let compiled = Arc::new(CompiledRoute {
+            id: id.as_str().into(),
+            canonical_host: spec.hostnames[0].as_str().into(),
+            tls,
+            maintenance: spec
+                .maintenance
+                .as_ref()
+                .filter(|m| m.enabled)
+                .map(|m| Bytes::from(m.body.clone().unwrap_or_else(default_maintenance_body))),
+            rules,
+        });
+        let served = spec.hostnames.iter().map(|h| (h, HostRole::Serve));
+        let redirected = spec.redirect_hostnames.iter().map(|h| (h, HostRole::Redirect));
+        for (host, role) in served.chain(redirected) {
+            owners.insert(host.clone(), id.clone());
+            let entry = HostEntry {
+                route: compiled.clone(),
+                role,
+            };
+            match host.strip_prefix("*.") {
+                Some(parent) => table.wildcard.insert(parent.into(), entry),
+                None => table.exact.insert(host.as_str().into(), entry),
+            };
+        }
+        table.routes.push(compiled);
+        report.programmed = true;
+        reports.push(report);
+    }
+    (table, reports)
+}
+
+fn default_maintenance_body() -> String {
+    "<!doctype html><title>Maintenance</title><h1>Down for maintenance</h1><p>Back soon.</p>\n"
+        .to_string()
+}
+
+fn backend_set(
+    namespace: &str,
+    backend: &Backend,
+    snapshot: &Snapshot,
+    problems: &mut Vec<Problem>,
+) -> Arc<BackendSet> {
+    if let Some(addr) = backend.address.as_deref() {
+        let endpoints = addr.parse::<SocketAddr>().into_iter().collect();
+        return Arc::new(BackendSet::new(addr, endpoints));
+    }
+    let service = backend.service.as_deref().unwrap_or_default();
+    let port = backend.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+    let name = format!("service {namespace}/{service}:{port}");
+    let key = ServiceKey {
+        namespace: namespace.to_string(),
+        name: service.to_string(),
+        port,
+    };
+    let endpoints = match snapshot.endpoints.get(&key) {
+        None => {
+            problems.push(Problem {
+                kind: ProblemKind::ServiceNotFound,
+                message: format!("{name} not found (is the Service created, with that port?)"),
+            });
+            Vec::new()
+        }
+        Some(list) if list.is_empty() => {
+            problems.push(Problem {
+                kind: ProblemKind::NoReadyEndpoints,
+                message: format!("{name} has no ready endpoints; requests get 503"),
+            });
+            Vec::new()
+        }
+        Some(list) => list.clone(),
+    };
+    Arc::new(BackendSet::new(name, endpoints))
+}
+
+/// Parses each Secret once, however many routes use it.
+struct CertCache<'a> {
+    secrets: HashMap<(&'a str, &'a str), &'a TlsSecret>,
+    parsed: HashMap<(String, String), Result<Arc<CertifiedKey>, String>>,
+}
+
+impl<'a> CertCache<'a> {
+    fn new(secrets: &'a [TlsSecret]) -> Self {
+        CertCache {
+            secrets: secrets
+                .iter()
+                .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+                .collect(),
+            parsed: HashMap::new(),
+        }
+    }
+
+    fn get(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Arc<CertifiedKey>> {
+        let Some(secret) = self.secrets.get(&(namespace, name)).copied() else {
+            problems.push(Problem {
+                kind: ProblemKind::SecretNotFound,
+                message: format!(
+                    "TLS Secret {namespace}/{name} not found; the default certificate is served"
+                ),
+            });
+            return None;
+        };
+        let parsed = self
+            .parsed
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert_with(|| {
+                certified_key_from_pem(&secret.cert_pem, &secret.key_pem).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(cert) => Some(cert.clone()),
+            Err(why) => {
+                problems.push(Problem {
+                    kind: ProblemKind::InvalidCertificate,
+                    message: format!(
+                        "TLS Secret {namespace}/{name}: {why}; the default certificate is served"
+                    ),
+                });
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{normalize_host, HostBuf, self_signed};
+
+    /// Parses multi-document YAML fixtures into a snapshot (the same shape users write).
+    fn snapshot(yaml: &str) -> Snapshot {
+        let routes = serde_yaml::Deserializer::from_str(yaml)
+            .map(|doc| {
+                WebSocketRoute::deserialize(doc).unwrap_or_else(|e| panic!("fixture: {e}"))
+            })
+            .collect();
+        Snapshot {
+            routes,
+            ..Default::default()
+        }
+    }
+    use serde::Deserialize;
+
+    const CHAT: &str = r#"
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: { name: chat, namespace: apps }
+spec:
+  hostnames: ["chat.example.com"]
+  redirectHostnames: ["www.chat.example.com"]
+  tls: { secretName: chat-tls }
+  rules:
+    - http: { backend: { address: "127.0.0.1:8080" } }
+    - pathPrefix: /ws/
+      websocket: { backend: { address: "127.0.0.1:5000" }, idleTimeout: 24h }
+    - pathPrefix: /api
+      http: { backend: { service: api, port: 80 }, timeout: 5s }
+---
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: { name: wild, namespace: apps }
+spec:
+  hostnames: ["*.example.com"]
+  rules:
+    - http: { backend: { address: "127.0.0.1:9000" } }
+"#;
+
+    fn lookup<'t>(table: &'t RouteTable, host: &str) -> Option<&'t HostEntry> {
+        let mut buf = HostBuf::default();
+        table.lookup(normalize_host(host, &mut buf)?)
+    }
+
+    #[test]
+    fn compiles_hosts_rules_and_reports() {
+        let mut snap = snapshot(CHAT);
+        let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+        snap.secrets.push(TlsSecret {
+            namespace: "apps".into(),
+            name: "chat-tls".into(),
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+        });
+        let (table, reports) = compile(&snap);
+        assert_eq!(table.host_count(), 3);
+        let chat = lookup(&table, "Chat.Example.com:443").unwrap_or_else(|| panic!("chat"));
+        assert_eq!(chat.role, HostRole::Serve);
+        assert_eq!(&*chat.route.id, "apps/chat");
+        assert!(table.certificate("chat.example.com").is_some());
+        // Redirect hostname uses the same route (and certificate).
+        let www = lookup(&table, "www.chat.example.com").unwrap_or_else(|| panic!("www"));
+        assert_eq!(www.role, HostRole::Redirect);
+        // Exact wins over the wildcard; the wildcard covers one label only.
+        assert_eq!(&*lookup(&table, "foo.example.com").map(|e| e.route.id.clone()).unwrap_or_default(), "apps/wild");
+        assert!(lookup(&table, "a.b.example.com").is_none());
+        assert!(lookup(&table, "example.com").is_none());
+
+        let route = &chat.route;
+        let prefix = |p: &str| route.rule_for(p).map(|r| &*r.prefix);
+        assert_eq!(prefix("/ws/room"), Some("/ws"));
+        assert_eq!(prefix("/wsx"), Some("/"));
+        assert_eq!(prefix("/api"), Some("/api"));
+        let ws = route.rule_for("/ws").and_then(|r| r.websocket.as_ref());
+        assert_eq!(ws.and_then(|w| w.idle_timeout), Some(std::time::Duration::from_secs(86400)));
+
+        // The service backend has no endpoints in this snapshot: reported, still programmed.
+        assert!(reports.iter().all(|r| r.programmed));
+        let chat_report = &reports[0];
+        assert_eq!(chat_report.problems.len(), 1);
+        assert_eq!(chat_report.problems[0].kind, ProblemKind::ServiceNotFound);
+        assert!(route.rule_for("/api").and_then(|r| r.http.as_ref()).is_some_and(|h| h.backend.pick().is_none()));
+    }
+
+    #[test]
+    fn service_endpoints_are_resolved() {
+        let mut snap = snapshot(CHAT);
+        let ep: SocketAddr = "10.0.0.7:8080".parse().unwrap_or_else(|_| unreachable!());
+        let key = ServiceKey { namespace: "apps".into(), name: "api".into(), port: 80 };
+        snap.endpoints.insert(key, vec![ep]);
+        let (table, reports) = compile(&snap);
+        let api = lookup(&table, "chat.example.com")
+            .and_then(|e| e.route.rule_for("/api/x"))
+            .and_then(|r| r.http.as_ref())
+            .unwrap_or_else(|| panic!("api rule"));
+        assert_eq!(api.backend.pick(), Some(ep));
+        assert_eq!(api.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(reports[0].problems[0].kind, ProblemKind::SecretNotFound);
+    }
+
+    #[test]
+    fn older_route_wins_a_hostname_conflict() {
+        let yaml = r#"
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: { name: newer, namespace: a, creationTimestamp: "2026-02-01T00:00:00Z" }
+spec:
+  hostnames: ["x.example.com"]
+  rules: [ { http: { backend: { address: "127.0.0.1:1" } } } ]
+---
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: { name: older, namespace: b, creationTimestamp: "2026-01-01T00:00:00Z" }
+spec:
+  hostnames: ["x.example.com"]
+  rules: [ { http: { backend: { address: "127.0.0.1:2" } } } ]
+"#;
+        let (table, reports) = compile(&snapshot(yaml));
+        assert_eq!(lookup(&table, "x.example.com").map(|e| &*e.route.id), Some("b/older"));
+        let newer = reports.iter().find(|r| r.name == "newer").unwrap_or_else(|| panic!("report"));
+        assert!(!newer.programmed);
+        assert_eq!(newer.problems[0].kind, ProblemKind::HostnameConflict);
+        assert!(newer.problems[0].message.contains("b/older"));
+        // Same result whatever the input order.
+        let mut swapped = snapshot(yaml);
+        swapped.routes.reverse();
+        let (table2, _) = compile(&swapped);
+        assert_eq!(lookup(&table2, "x.example.com").map(|e| &*e.route.id), Some("b/older"));
+    }
+
+    #[test]
+    fn invalid_route_is_left_out_and_others_keep_serving() {
+        let yaml = format!(
+            "{CHAT}---\napiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{ name: bad }}\nspec:\n  hostnames: [\"Bad Host\"]\n  rules: []\n"
+        );
+        let (table, reports) = compile(&snapshot(&yaml));
+        assert!(lookup(&table, "chat.example.com").is_some());
+        let bad = reports.iter().find(|r| r.name == "bad").unwrap_or_else(|| panic!("report"));
+        assert!(!bad.programmed);
+        assert_eq!(bad.namespace, "default");
+        let messages: Vec<_> = bad.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("spec.hostnames[0]:"));
+        assert!(messages[1].starts_with("spec.rules:"));
+    }
+
+    #[test]
+    fn broken_certificate_is_reported_not_loaded() {
+        let mut snap = snapshot(CHAT);
+        snap.secrets.push(TlsSecret {
+            namespace: "apps".into(),
+            name: "chat-tls".into(),
+            cert_pem: b"garbage".to_vec(),
+            key_pem: b"garbage".to_vec(),
+        });
+        let (table, reports) = compile(&snap);
+        assert!(table.certificate("chat.example.com").is_none());
+        assert_eq!(reports[0].problems[0].kind, ProblemKind::InvalidCertificate);
+        assert!(reports[0].programmed);
+    }
+
+    #[test]
+    fn maintenance_body_defaults() {
+        let yaml = CHAT.replacen("  tls: { secretName: chat-tls }", "  maintenance: { enabled: true }", 1);
+        let (table, _) = compile(&snapshot(&yaml));
+        let body = lookup(&table, "chat.example.com").and_then(|e| e.route.maintenance.clone());
+        assert!(body.is_some_and(|b| b.starts_with(b"<!doctype html>")));
+    }
+}

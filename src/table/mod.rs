@@ -1,0 +1,214 @@
+//! The routing table: a pure compile of routes, TLS secrets and endpoints into an immutable
+//! [`RouteTable`], and the allocation-free lookups the proxy does on every request and every TLS
+//! handshake.
+//!
+//! Depends on [`crate::api`] only. Nothing here performs I/O: sources hand in a [`Snapshot`],
+//! get back a table plus a [`RouteReport`] per route, and publish the table whole.
+
+mod compile;
+mod host;
+mod tls;
+
+pub use compile::{RouteReport, Problem, ProblemKind, Snapshot, ServiceKey, compile};
+pub use host::{HostBuf, normalize_host};
+pub use tls::{TlsError, TlsSecret, certified_key_from_pem, self_signed};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::sign::CertifiedKey;
+
+/// The live routing table, published whole through an `ArcSwap` and never mutated.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Exact hostnames, lowercase.
+    exact: HashMap<Box<str>, HostEntry>,
+    /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
+    wildcard: HashMap<Box<str>, HostEntry>,
+    routes: Vec<Arc<CompiledRoute>>,
+}
+
+/// What a hostname leads to.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// The route that owns the hostname.
+    pub route: Arc<CompiledRoute>,
+    /// Whether the hostname is served or only redirected to the route's first hostname.
+    pub role: HostRole,
+}
+
+/// How a route uses one of its hostnames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRole {
+    /// Listed in `hostnames`: requests are routed by path.
+    Serve,
+    /// Listed in `redirectHostnames`: every request is redirected to `hostnames[0]`.
+    Redirect,
+}
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    /// `namespace/name`, used in logs and metric labels.
+    pub id: Arc<str>,
+    /// `hostnames[0]`, the target of `redirectHostnames`.
+    pub canonical_host: Arc<str>,
+    /// TLS settings; `None` for a plain-HTTP route.
+    pub tls: Option<RouteTlsEntry>,
+    /// Body of the 503 answer while maintenance is enabled.
+    pub maintenance: Option<Bytes>,
+    /// Rules, longest prefix first.
+    pub rules: Vec<CompiledRule>,
+}
+
+/// TLS of a compiled route.
+#[derive(Debug)]
+pub struct RouteTlsEntry {
+    /// The certificate; `None` when the Secret is missing or unusable (the listener's default
+    /// certificate is served instead, and the route's report says why).
+    pub cert: Option<Arc<CertifiedKey>>,
+    /// Whether plain-HTTP requests are redirected to https.
+    pub http_redirect: bool,
+}
+
+/// One path rule.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// Normalized prefix (no trailing slash except the root).
+    pub prefix: Box<str>,
+    /// Index of the rule in the route's spec, for logs and metrics.
+    pub index: usize,
+    /// Backend of normal requests.
+    pub http: Option<HttpBackend>,
+    /// Backend of WebSocket upgrades.
+    pub websocket: Option<WebSocketBackend>,
+}
+
+/// Backend of normal requests with its timeout.
+#[derive(Debug)]
+pub struct HttpBackend {
+    /// Where requests go.
+    pub backend: Arc<BackendSet>,
+    /// How long to wait for response headers.
+    pub timeout: Duration,
+}
+
+/// Backend of WebSocket upgrades with its idle timeout.
+#[derive(Debug)]
+pub struct WebSocketBackend {
+    /// Where upgrades go.
+    pub backend: Arc<BackendSet>,
+    /// Close a relayed connection idle this long; `None` = never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The endpoints of one backend, picked round robin.
+#[derive(Debug)]
+pub struct BackendSet {
+    /// Human-readable name (`127.0.0.1:8080` or `service chat:5000`), for logs.
+    pub name: Arc<str>,
+    endpoints: Arc<[SocketAddr]>,
+    next: AtomicUsize,
+}
+
+/// Default `http.timeout`.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl BackendSet {
+    /// A backend over fixed endpoints.
+    pub fn new(name: impl Into<Arc<str>>, endpoints: Vec<SocketAddr>) -> Self {
+        BackendSet {
+            name: name.into(),
+            endpoints: endpoints.into(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next endpoint, round robin; `None` when there is no ready endpoint.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints.get(i).copied()
+    }
+
+    /// All endpoints.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.endpoints
+    }
+}
+
+impl CompiledRoute {
+    /// The rule whose prefix is the longest match of `path`, by whole path segments
+    /// (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
+    pub fn rule_for(&self, path: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+impl RouteTable {
+    /// The entry for a hostname, which must already be normalized (see [`normalize_host`]).
+    /// Exact names win over wildcards.
+    pub fn lookup(&self, host: &str) -> Option<&HostEntry> {
+        if let Some(e) = self.exact.get(host) {
+            return Some(e);
+        }
+        let (_, parent) = host.split_once('.')?;
+        self.wildcard.get(parent)
+    }
+
+    /// The certificate for an SNI name, if its route has a usable one.
+    pub fn certificate(&self, sni: &str) -> Option<&Arc<CertifiedKey>> {
+        self.lookup(sni)?.route.tls.as_ref()?.cert.as_ref()
+    }
+
+    /// Every programmed route.
+    pub fn routes(&self) -> &[Arc<CompiledRoute>] {
+        &self.routes
+    }
+
+    /// Number of hostnames (exact and wildcard) in the table.
+    pub fn host_count(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/ws", "/ws"));
+        assert!(prefix_matches("/ws", "/ws/"));
+        assert!(prefix_matches("/ws", "/ws/room"));
+        assert!(!prefix_matches("/ws", "/wsx"));
+        assert!(!prefix_matches("/ws", "/"));
+        assert!(!prefix_matches("/ws/chat", "/ws"));
+    }
+
+    #[test]
+    fn round_robin_cycles_and_empty_is_none() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap_or_else(|_| unreachable!());
+        let set = BackendSet::new("x", vec![a, b]);
+        assert_eq!([set.pick(), set.pick(), set.pick()], [Some(a), Some(b), Some(a)]);
+        assert_eq!(BackendSet::new("none", vec![]).pick(), None);
+    }
+}
