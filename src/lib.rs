@@ -5,4 +5,5 @@
 //! [`proxy`]. The proxy never knows where routes came from.
 
 pub mod api;
+pub mod proxy;
 pub mod table;
