@@ -6,4 +6,5 @@
 
 pub mod api;
 pub mod proxy;
+pub mod source;
 pub mod table;

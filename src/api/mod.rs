@@ -31,6 +31,7 @@ pub const DEFAULT_INGRESS_CLASS: &str = "wsgate";
     namespaced,
     status = "WebSocketRouteStatus",
     shortname = "wsr",
+    derive = "PartialEq",
     printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hostnames"),
     printcolumn(
         name = "Programmed",
