@@ -4,7 +4,10 @@
 //! them into an immutable [`table::RouteTable`], which is published through an `ArcSwap` to the
 //! [`proxy`]. The proxy never knows where routes came from.
 
+pub mod admin;
 pub mod api;
+pub mod demo;
+pub mod gateway;
 pub mod proxy;
 pub mod source;
 pub mod table;

@@ -1,1 +1,296 @@
-fn main(){}
+//! The `wsgate` command line: `run` (standalone, routes from a folder), `check`, `crd` and
+//! `demo`. Everything here is wiring; the work happens in the library.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use wsgate::admin::{LogFormat, init_tracing};
+use wsgate::api::{self, parse_duration};
+use wsgate::gateway::{Gateway, GatewayOptions, Routes};
+use wsgate::proxy::ProxyConfig;
+use wsgate::source::files::{FileObjects, load_dir};
+use wsgate::table::{ProblemKind, Snapshot, TlsSecret, compile, self_signed};
+
+#[derive(Parser)]
+#[command(name = "wsgate", version, about = "An ingress for WebSocket-heavy applications")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the routes in a folder of WebSocketRoute YAML files (no cluster needed).
+    Run(RunArgs),
+    /// Validate a folder of route files and exit non-zero if any is wrong.
+    Check {
+        /// Folder of *.yaml / *.yml files.
+        #[arg(long)]
+        routes: PathBuf,
+    },
+    /// Print the WebSocketRoute CustomResourceDefinition.
+    Crd,
+    /// Run a chat room behind wsgate on loopback with a self-signed certificate.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct ListenArgs {
+    /// Plain-HTTP listener.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_listen: SocketAddr,
+    /// TLS listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    https_listen: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// Port in https:// redirects (omitted when 443: the usual Service port in front of 8443).
+    #[arg(long, default_value_t = 443)]
+    https_redirect_port: u16,
+    /// Time a client has to send its request headers.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// Time in-flight requests and open WebSockets get after SIGTERM/SIGINT.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    shutdown_grace: Duration,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+struct LogArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `wsgate=debug`); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Folder of WebSocketRoute and TLS Secret YAML files, watched for changes.
+    #[arg(long)]
+    routes: PathBuf,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Plain-HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// TLS listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    https_listen: SocketAddr,
+    /// Admin listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Where the chat app itself listens (any free port by default).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    app_listen: SocketAddr,
+    /// Serve only the chat app on --app-listen, without wsgate in front (a backend for a
+    /// cluster deployment).
+    #[arg(long)]
+    app_only: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => print_crd(),
+        Command::Check { routes } => check(&routes),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo(args))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn print_crd() -> anyhow::Result<ExitCode> {
+    print!("{}", api::crd_yaml().context("rendering the CRD")?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn proxy_config(l: &ListenArgs) -> ProxyConfig {
+    let mut config = ProxyConfig::new(l.http_listen, l.https_listen);
+    config.https_redirect_port = l.https_redirect_port;
+    config.header_timeout = l.header_timeout;
+    config
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_tracing(args.listen.log.log_format, &args.listen.log.log_level);
+    let gateway = Gateway::start(GatewayOptions {
+        routes: Routes::Dir(args.routes),
+        proxy: proxy_config(&args.listen),
+        admin_listen: args.listen.admin_listen,
+        grace: args.listen.shutdown_grace,
+    })
+    .await?;
+    serve_until_signal(gateway).await
+}
+
+async fn serve_until_signal(gateway: Gateway) -> anyhow::Result<ExitCode> {
+    shutdown_signal().await?;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let report = gateway.shutdown().await;
+    if report.cut > 0 {
+        tracing::warn!(cut = report.cut, "grace period over; closing what is still open");
+    }
+    tracing::info!("bye");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    init_tracing(args.log.log_format, &args.log.log_level);
+    let app = wsgate::demo::spawn(args.app_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (chat app)", args.app_listen))?;
+    if args.app_only {
+        tracing::info!(%app, "chat app listening");
+        shutdown_signal().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let route: api::WebSocketRoute = serde_yaml::from_str(&format!(
+        r#"
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: {{ name: chat, namespace: demo }}
+spec:
+  hostnames: ["localhost"]
+  tls: {{ secretName: chat-tls }}
+  rules:
+    - pathPrefix: /
+      http: {{ backend: {{ address: "{app}" }} }}
+    - pathPrefix: /ws
+      websocket: {{ backend: {{ address: "{app}" }} }}
+"#
+    ))
+    .context("building the demo route")?;
+    let (cert, key) = self_signed(&["localhost".to_string()])?;
+    let snapshot = Snapshot {
+        routes: vec![route],
+        secrets: vec![TlsSecret {
+            namespace: "demo".into(),
+            name: "chat-tls".into(),
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+        }],
+        ..Default::default()
+    };
+    let mut proxy = ProxyConfig::new(args.http_listen, args.https_listen);
+    proxy.https_redirect_port = args.https_listen.port();
+    let gateway = Gateway::start(GatewayOptions {
+        routes: Routes::Fixed(snapshot),
+        proxy,
+        admin_listen: args.admin_listen,
+        grace: Duration::from_secs(5),
+    })
+    .await?;
+    println!(
+        "wsgate demo: open https://localhost:{}/ in two browser tabs (self-signed certificate: accept the warning)",
+        gateway.https_addr.port()
+    );
+    println!("  http://localhost:{}/ redirects there; the chat app itself runs on {app}", gateway.http_addr.port());
+    serve_until_signal(gateway).await
+}
+
+/// `wsgate check`: every file problem, then problems between routes (hostname conflicts,
+/// duplicate names), each naming its file.
+fn check(dir: &Path) -> anyhow::Result<ExitCode> {
+    let files = load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut failed = false;
+    let mut snapshot = Snapshot::default();
+    let mut file_of: HashMap<String, PathBuf> = HashMap::new();
+    let mut good_files = 0;
+    for (file, parsed) in files {
+        match parsed {
+            Err(errors) => {
+                failed = true;
+                for e in errors {
+                    println!("error: {e}");
+                }
+            }
+            Ok(FileObjects { routes, secrets }) => {
+                good_files += 1;
+                for route in routes {
+                    let ns = route.metadata.namespace.as_deref().unwrap_or("default");
+                    let id = format!("{ns}/{}", route.metadata.name.as_deref().unwrap_or(""));
+                    if let Some(first) = file_of.get(&id) {
+                        failed = true;
+                        println!(
+                            "error: {}: route {id} is also defined in {}",
+                            file.display(),
+                            first.display()
+                        );
+                        continue;
+                    }
+                    file_of.insert(id, file.clone());
+                    snapshot.routes.push(route);
+                }
+                snapshot.secrets.extend(secrets);
+            }
+        }
+    }
+    let (_, reports) = compile(&snapshot);
+    for report in &reports {
+        let id = report.id();
+        let file = file_of.get(&id).map(|f| f.display().to_string()).unwrap_or_default();
+        for problem in &report.problems {
+            match problem.kind {
+                ProblemKind::InvalidSpec | ProblemKind::HostnameConflict | ProblemKind::InvalidCertificate => {
+                    failed = true;
+                    println!("error: {file}: route {id}: {problem}");
+                }
+                // In standalone mode a missing Secret gets a self-signed certificate and a
+                // Service backend has no endpoints; in a cluster both may be fine.
+                _ => println!("note: {file}: route {id}: {problem}"),
+            }
+        }
+    }
+    if failed {
+        println!("{}: invalid", dir.display());
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("{}: ok ({} routes in {good_files} files)", dir.display(), reports.len());
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -79,9 +79,24 @@ pub enum ProxyError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A bound listener's address could not be read.
+    #[error("listener on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The TLS configuration was refused.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+impl ProxyError {
+    /// Wraps an I/O error about the listener on `addr`.
+    pub fn from_io(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> ProxyError {
+        move |source| ProxyError::Io { addr, source }
+    }
 }
 
 /// Bound listeners, ready to serve.

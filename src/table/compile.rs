@@ -16,7 +16,7 @@ use super::{
 use crate::api::{Backend, WebSocketRoute, normalize_path_prefix, parse_duration, validate};
 
 /// Everything the table is compiled from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// Routes, in the order the source saw them (the tie-break after creation time).
     pub routes: Vec<WebSocketRoute>,

@@ -1,0 +1,138 @@
+//! The admin listener (`/healthz`, `/readyz`, `/metrics`) and tracing setup.
+//!
+//! Depends on nothing else in the crate; the wiring sets [`Health`] as the process moves from
+//! starting to ready to draining.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+/// Liveness and readiness, shared between the wiring and the admin listener.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// Marks the first configuration loaded and the listeners bound.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Marks the process as draining: `/readyz` turns false so traffic moves elsewhere.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The registry `/metrics` exposes, with the process collector (fds, RSS, CPU) on Linux.
+pub fn registry() -> Registry {
+    let registry = Registry::new_custom(Some("wsgate".into()), None).unwrap_or_default();
+    #[cfg(target_os = "linux")]
+    {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = registry.register(Box::new(process)) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
+    }
+    registry
+}
+
+/// Serves the admin endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>, registry: Registry) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let health = health.clone();
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let r = answer(&req, &health, &registry);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds the admin listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+fn answer(req: &Request<Incoming>, health: &Health, registry: &Registry) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/readyz" if health.is_ready() => (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            Bytes::from_static(b"not ready\n"),
+        ),
+        "/metrics" => {
+            let mut out = Vec::new();
+            let encoder = TextEncoder::new();
+            match encoder.encode(&registry.gather(), &mut out) {
+                Ok(()) => (StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(out)),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    Bytes::from(format!("encoding metrics failed: {e}\n")),
+                ),
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global tracing subscriber. `level` is an env-filter directive such as `info`
+/// or `wsgate=debug`; `RUST_LOG` overrides it.
+pub fn init_tracing(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,182 @@
+//! Wiring for one process: a route source, the publisher, the proxy and the admin listener.
+//! `main` and the tests start the same [`Gateway`], so what the tests drive is what users run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Health};
+use crate::proxy::{Proxy, ProxyConfig, ProxyError, ShutdownReport};
+use crate::source::Publisher;
+use crate::source::files::{self, FileSource, Reload};
+use crate::table::{RouteTable, Snapshot, TlsError, certified_key_from_pem, self_signed};
+
+/// Where the routes come from.
+#[derive(Debug, Clone)]
+pub enum Routes {
+    /// A folder of YAML files, watched for changes.
+    Dir(PathBuf),
+    /// A fixed set of objects (the demo).
+    Fixed(Snapshot),
+}
+
+/// Everything a gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The route source.
+    pub routes: Routes,
+    /// Listener settings.
+    pub proxy: ProxyConfig,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub admin_listen: SocketAddr,
+    /// How long in-flight requests and open WebSockets get after a shutdown signal.
+    pub grace: Duration,
+}
+
+/// Why a gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The routes folder cannot be read at all.
+    #[error("{0}")]
+    Routes(files::LoadError),
+    /// The default certificate could not be made.
+    #[error("default certificate: {0}")]
+    Certificate(#[from] TlsError),
+    /// A listener could not start.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The admin listener could not bind.
+    #[error("cannot listen on {addr} (admin): {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Bound plain-HTTP address.
+    pub http_addr: SocketAddr,
+    /// Bound TLS address.
+    pub https_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    /// The live table (for tests and diagnostics).
+    pub table: Arc<ArcSwap<RouteTable>>,
+    health: Arc<Health>,
+    stop: Option<oneshot::Sender<()>>,
+    proxy: JoinHandle<ShutdownReport>,
+    background: Vec<JoinHandle<()>>,
+}
+
+fn log_reload(reload: &Reload) {
+    for e in &reload.errors {
+        tracing::error!("{e}; the file's last good routes keep serving");
+    }
+    for name in &reload.generated {
+        tracing::warn!(secret = %name, "TLS Secret not found in the routes folder; serving a self-signed certificate");
+    }
+}
+
+impl Gateway {
+    /// Loads the routes, binds every listener and starts serving. Returns once the gateway is
+    /// ready: listeners are bound and the first table is live.
+    pub async fn start(opts: GatewayOptions) -> Result<Gateway, GatewayError> {
+        let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+        let publisher = Publisher::new(table.clone());
+        let mut background = Vec::new();
+
+        match opts.routes {
+            Routes::Fixed(snapshot) => {
+                publisher.publish(&snapshot);
+            }
+            Routes::Dir(dir) => {
+                let mut source = FileSource::new(dir.clone());
+                let first = source.reload();
+                if let Some(fatal) = first.errors.iter().find(|e| e.file == dir) {
+                    return Err(GatewayError::Routes(fatal.clone()));
+                }
+                log_reload(&first);
+                publisher.publish(&first.snapshot);
+                let mut last = first.snapshot;
+                let publisher = publisher.clone();
+                background.push(tokio::spawn(files::watch(dir, move || {
+                    let reload = source.reload();
+                    log_reload(&reload);
+                    if reload.snapshot != last {
+                        publisher.publish(&reload.snapshot);
+                        last = reload.snapshot;
+                    }
+                })));
+            }
+        }
+
+        let (cert, key) = self_signed(&["wsgate-default.invalid".to_string()])?;
+        let default_cert = certified_key_from_pem(cert.as_bytes(), key.as_bytes())?;
+        let proxy = Proxy::bind(&opts.proxy, table.clone(), default_cert).await?;
+        let http_addr = proxy.http_addr().map_err(ProxyError::from_io(opts.proxy.http_listen))?;
+        let https_addr = proxy.https_addr().map_err(ProxyError::from_io(opts.proxy.https_listen))?;
+        let admin_listener = admin::bind(opts.admin_listen)
+            .await
+            .map_err(|source| GatewayError::Admin { addr: opts.admin_listen, source })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| GatewayError::Admin { addr: opts.admin_listen, source })?;
+        let health = Arc::new(Health::default());
+        background.push(tokio::spawn(admin::serve(admin_listener, health.clone(), admin::registry())));
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let grace = opts.grace;
+        let proxy = tokio::spawn(proxy.run(
+            async move {
+                let _ = stop_rx.await;
+            },
+            grace,
+        ));
+        health.set_ready();
+        tracing::info!(http = %http_addr, https = %https_addr, admin = %admin_addr, "wsgate listening");
+        Ok(Gateway {
+            http_addr,
+            https_addr,
+            admin_addr,
+            table,
+            health,
+            stop: Some(stop_tx),
+            proxy,
+            background,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests and WebSockets finish within the grace period,
+    /// and returns what was still open when it ended.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.health.set_draining();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let report = match (&mut self.proxy).await {
+            Ok(report) => report,
+            Err(_) => ShutdownReport { cut: 0 },
+        };
+        for task in &self.background {
+            task.abort();
+        }
+        report
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+        self.proxy.abort();
+    }
+}
