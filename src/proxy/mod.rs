@@ -136,7 +136,7 @@ impl Proxy {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
-            .max_buf_size(config.max_header_bytes.max(8192))
+            .max_header_size(config.max_header_bytes)
             .keep_alive(true);
         let shared = Arc::new(Shared {
             table,
