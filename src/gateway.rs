@@ -121,16 +121,31 @@ impl Gateway {
         let (cert, key) = self_signed(&["wsgate-default.invalid".to_string()])?;
         let default_cert = certified_key_from_pem(cert.as_bytes(), key.as_bytes())?;
         let proxy = Proxy::bind(&opts.proxy, table.clone(), default_cert).await?;
-        let http_addr = proxy.http_addr().map_err(ProxyError::from_io(opts.proxy.http_listen))?;
-        let https_addr = proxy.https_addr().map_err(ProxyError::from_io(opts.proxy.https_listen))?;
-        let admin_listener = admin::bind(opts.admin_listen)
-            .await
-            .map_err(|source| GatewayError::Admin { addr: opts.admin_listen, source })?;
+        let http_addr = proxy
+            .http_addr()
+            .map_err(ProxyError::from_io(opts.proxy.http_listen))?;
+        let https_addr = proxy
+            .https_addr()
+            .map_err(ProxyError::from_io(opts.proxy.https_listen))?;
+        let admin_listener =
+            admin::bind(opts.admin_listen)
+                .await
+                .map_err(|source| GatewayError::Admin {
+                    addr: opts.admin_listen,
+                    source,
+                })?;
         let admin_addr = admin_listener
             .local_addr()
-            .map_err(|source| GatewayError::Admin { addr: opts.admin_listen, source })?;
+            .map_err(|source| GatewayError::Admin {
+                addr: opts.admin_listen,
+                source,
+            })?;
         let health = Arc::new(Health::default());
-        background.push(tokio::spawn(admin::serve(admin_listener, health.clone(), admin::registry())));
+        background.push(tokio::spawn(admin::serve(
+            admin_listener,
+            health.clone(),
+            admin::registry(),
+        )));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let grace = opts.grace;

@@ -18,7 +18,11 @@ use wsgate::source::files::{FileObjects, load_dir};
 use wsgate::table::{ProblemKind, Snapshot, TlsSecret, compile, self_signed};
 
 #[derive(Parser)]
-#[command(name = "wsgate", version, about = "An ingress for WebSocket-heavy applications")]
+#[command(
+    name = "wsgate",
+    version,
+    about = "An ingress for WebSocket-heavy applications"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,7 +166,10 @@ async fn serve_until_signal(gateway: Gateway) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let report = gateway.shutdown().await;
     if report.cut > 0 {
-        tracing::warn!(cut = report.cut, "grace period over; closing what is still open");
+        tracing::warn!(
+            cut = report.cut,
+            "grace period over; closing what is still open"
+        );
     }
     tracing::info!("bye");
     Ok(ExitCode::SUCCESS)
@@ -229,7 +236,10 @@ spec:
         "wsgate demo: open https://localhost:{}/ in two browser tabs (self-signed certificate: accept the warning)",
         gateway.https_addr.port()
     );
-    println!("  http://localhost:{}/ redirects there; the chat app itself runs on {app}", gateway.http_addr.port());
+    println!(
+        "  http://localhost:{}/ redirects there; the chat app itself runs on {app}",
+        gateway.http_addr.port()
+    );
     serve_until_signal(gateway).await
 }
 
@@ -273,10 +283,15 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let (_, reports) = compile(&snapshot);
     for report in &reports {
         let id = report.id();
-        let file = file_of.get(&id).map(|f| f.display().to_string()).unwrap_or_default();
+        let file = file_of
+            .get(&id)
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
         for problem in &report.problems {
             match problem.kind {
-                ProblemKind::InvalidSpec | ProblemKind::HostnameConflict | ProblemKind::InvalidCertificate => {
+                ProblemKind::InvalidSpec
+                | ProblemKind::HostnameConflict
+                | ProblemKind::InvalidCertificate => {
                     failed = true;
                     println!("error: {file}: route {id}: {problem}");
                 }
@@ -290,7 +305,11 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         println!("{}: invalid", dir.display());
         Ok(ExitCode::FAILURE)
     } else {
-        println!("{}: ok ({} routes in {good_files} files)", dir.display(), reports.len());
+        println!(
+            "{}: ok ({} routes in {good_files} files)",
+            dir.display(),
+            reports.len()
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

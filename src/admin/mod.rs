@@ -83,7 +83,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 fn answer(req: &Request<Incoming>, health: &Health, registry: &Registry) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/readyz" if health.is_ready() => (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+        "/readyz" if health.is_ready() => {
+            (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))
+        }
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -93,7 +95,11 @@ fn answer(req: &Request<Incoming>, health: &Health, registry: &Registry) -> Resp
             let mut out = Vec::new();
             let encoder = TextEncoder::new();
             match encoder.encode(&registry.gather(), &mut out) {
-                Ok(()) => (StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(out)),
+                Ok(()) => (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    Bytes::from(out),
+                ),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
@@ -101,12 +107,18 @@ fn answer(req: &Request<Incoming>, health: &Health, registry: &Registry) -> Resp
                 ),
             }
         }
-        _ => (StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found\n"),
+        ),
     };
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     r
 }
 

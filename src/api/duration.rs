@@ -10,7 +10,9 @@ pub enum DurationError {
     #[error("empty duration")]
     Empty,
     /// Not a sequence of number+unit pairs.
-    #[error("invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. 60s or 1h30m")]
+    #[error(
+        "invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. 60s or 1h30m"
+    )]
     Invalid(String),
     /// Larger than a year-long timeout makes sense to represent.
     #[error("duration {0:?} is too large")]
@@ -53,7 +55,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         }
         rest = next;
     }
-    let nanos = u64::try_from(total_nanos).map_err(|_| DurationError::TooLarge(text.to_string()))?;
+    let nanos =
+        u64::try_from(total_nanos).map_err(|_| DurationError::TooLarge(text.to_string()))?;
     Ok(Duration::from_nanos(nanos))
 }
 
@@ -70,7 +73,11 @@ fn scale(number: &str, unit: u128) -> Option<u128> {
     if !digits_ok(whole) || !digits_ok(frac) || whole.len() > 20 {
         return None;
     }
-    let mut value = if whole.is_empty() { 0 } else { whole.parse::<u128>().ok()? * unit };
+    let mut value = if whole.is_empty() {
+        0
+    } else {
+        whole.parse::<u128>().ok()? * unit
+    };
     let mut place = unit;
     for d in frac.chars().take(18) {
         place /= 10;

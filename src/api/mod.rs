@@ -32,13 +32,9 @@ pub const DEFAULT_INGRESS_CLASS: &str = "wsgate";
     status = "WebSocketRouteStatus",
     shortname = "wsr",
     derive = "PartialEq",
-    printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hostnames"),
-    printcolumn(
-        name = "Programmed",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Programmed\")].status"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hostnames"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketRouteSpec {
@@ -47,6 +43,7 @@ pub struct WebSocketRouteSpec {
     pub ingress_class_name: Option<String>,
     /// Hostnames served by this route: exact names (`chat.example.com`) or a wildcard for one
     /// label (`*.example.com`). At least one.
+    #[schemars(length(min = 1))]
     pub hostnames: Vec<String>,
     /// Hostnames answered with a permanent redirect to `hostnames[0]`, same path and query
     /// (for example `www.chat.example.com`).
@@ -59,6 +56,7 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Maintenance>,
     /// Path rules; the longest matching `pathPrefix` wins. At least one.
+    #[schemars(length(min = 1))]
     pub rules: Vec<Rule>,
 }
 
@@ -148,6 +146,7 @@ pub struct Backend {
     pub service: Option<String>,
     /// Service port number (with `service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
     /// A fixed `ip:port` address instead of a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -92,7 +92,10 @@ pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
             }
         }
         if rule.http.is_none() && rule.websocket.is_none() {
-            p.add(base.clone(), "needs an http or a websocket backend (or both)");
+            p.add(
+                base.clone(),
+                "needs an http or a websocket backend (or both)",
+            );
         }
         if let Some(http) = &rule.http {
             check_backend(&mut p, &format!("{base}.http.backend"), &http.backend);
@@ -141,7 +144,10 @@ fn check_backend(p: &mut Problems, base: &str, b: &Backend) {
         }
         (None, Some(addr)) => {
             if b.port.is_some() {
-                p.add(format!("{base}.port"), "goes with service; put the port in address");
+                p.add(
+                    format!("{base}.port"),
+                    "goes with service; put the port in address",
+                );
             }
             match addr.parse::<SocketAddr>() {
                 Err(_) => p.add(
@@ -229,7 +235,7 @@ pub fn normalize_path_prefix(prefix: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{HttpTarget, Rule, RouteTls, WebSocketTarget};
+    use crate::api::{HttpTarget, RouteTls, Rule, WebSocketTarget};
 
     fn addr(a: &str) -> Backend {
         Backend {
@@ -290,7 +296,9 @@ mod tests {
                 idle_timeout: Some("forever".into()),
             }),
         });
-        spec.rules[0].http.as_mut().map(|h| h.timeout = Some("10".into()));
+        if let Some(h) = spec.rules[0].http.as_mut() {
+            h.timeout = Some("10".into());
+        }
         let errors = validate(&spec);
         let got: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(

@@ -85,11 +85,17 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(bound)
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -109,7 +115,11 @@ fn clean_name(raw: Option<&str>, fallback: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .take(MAX_NICK)
         .collect();
-    if cleaned.is_empty() { fallback.to_string() } else { cleaned }
+    if cleaned.is_empty() {
+        fallback.to_string()
+    } else {
+        cleaned
+    }
 }
 
 fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -119,7 +129,12 @@ fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Respons
         "/whoami" => {
             // Shows what the proxy told the backend; handy when trying wsgate out.
             let h = req.headers();
-            let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+            let get = |n: &str| {
+                h.get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
             let body = format!(
                 "peer: {peer}\nhost: {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\nx-real-ip: {}\n",
                 get("host"),
@@ -131,7 +146,11 @@ fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Respons
         }
         "/ws" => {
             let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-                return respond(StatusCode::UPGRADE_REQUIRED, "text/plain", "WebSocket only\n");
+                return respond(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "text/plain",
+                    "WebSocket only\n",
+                );
             };
             let query = req.uri().query().unwrap_or("");
             let room = clean_name(query_param(query, "room"), "lobby");
@@ -140,7 +159,12 @@ fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Respons
             tokio::spawn(async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
-                        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+                        let ws = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            None,
+                        )
+                        .await;
                         chat(ws, hub, room, nick).await;
                     }
                     Err(e) => tracing::debug!(error = %e, "demo upgrade failed"),
@@ -149,8 +173,14 @@ fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Respons
             let mut r = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
             let h = r.headers_mut();
             h.remove(header::CONTENT_TYPE);
-            h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-            h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+            h.insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
+            );
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("upgrade"),
+            );
             if let Ok(accept) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
                 h.insert("sec-websocket-accept", accept);
             }
@@ -168,7 +198,11 @@ where
     let mut rx = tx.subscribe();
     let (mut sink, mut stream) = ws.split();
     let event = |kind: &str, text: String| -> Arc<str> {
-        let e = ChatEvent { kind: kind.into(), nick: nick.clone(), text };
+        let e = ChatEvent {
+            kind: kind.into(),
+            nick: nick.clone(),
+            text,
+        };
         serde_json::to_string(&e).unwrap_or_default().into()
     };
     let _ = tx.send(event("join", String::new()));

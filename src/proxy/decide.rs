@@ -71,8 +71,12 @@ impl Reject {
         match self {
             Reject::BadRequest => "400 bad request: missing or malformed Host\n",
             Reject::NotFound => "404 not found\n",
-            Reject::Misdirected => "421 misdirected request: this connection cannot serve that host\n",
-            Reject::UpgradeRequired => "426 upgrade required: this path only serves WebSocket connections\n",
+            Reject::Misdirected => {
+                "421 misdirected request: this connection cannot serve that host\n"
+            }
+            Reject::UpgradeRequired => {
+                "426 upgrade required: this path only serves WebSocket connections\n"
+            }
             Reject::NoEndpoints => "503 service unavailable: no ready backend\n",
         }
     }
@@ -178,7 +182,9 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
         Listener::Http => {
             let tls_redirect = route.tls.as_ref().is_some_and(|t| t.http_redirect);
             match (entry.role, tls_redirect) {
-                (HostRole::Redirect, true) => return redirect("https", &route.canonical_host, https_port),
+                (HostRole::Redirect, true) => {
+                    return redirect("https", &route.canonical_host, https_port);
+                }
                 (HostRole::Redirect, false) => {
                     return redirect("http", &route.canonical_host, client_port);
                 }
@@ -193,7 +199,9 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
             // A connection whose certificate was chosen for one route must not be used to
             // reach another (RFC 9110 §15.5.20).
             if let Some(sni) = sni {
-                let same = table.lookup(sni).is_some_and(|e| Arc::ptr_eq(&e.route, route));
+                let same = table
+                    .lookup(sni)
+                    .is_some_and(|e| Arc::ptr_eq(&e.route, route));
                 if !same {
                     return Decision::Reject(Reject::Misdirected, id());
                 }
@@ -248,7 +256,13 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
     }
 }
 
-fn location(scheme: &str, host: &str, port: Option<&str>, path: &str, query: Option<&str>) -> String {
+fn location(
+    scheme: &str,
+    host: &str,
+    port: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+) -> String {
     let mut url = String::with_capacity(scheme.len() + host.len() + path.len() + 16);
     url.push_str(scheme);
     url.push_str("://");
@@ -315,14 +329,20 @@ spec:
         let routes = serde_yaml::Deserializer::from_str(ROUTES)
             .map(|d| WebSocketRoute::deserialize(d).unwrap_or_else(|e| panic!("{e}")))
             .collect();
-        let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let (cert, key) =
+            self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
         let secrets = vec![TlsSecret {
             namespace: "apps".into(),
             name: "chat-tls".into(),
             cert_pem: cert.into_bytes(),
             key_pem: key.into_bytes(),
         }];
-        compile(&Snapshot { routes, secrets, ..Default::default() }).0
+        compile(&Snapshot {
+            routes,
+            secrets,
+            ..Default::default()
+        })
+        .0
     }
 
     struct Req {
@@ -335,7 +355,14 @@ spec:
     }
 
     fn get(host: &'static str, path: &'static str) -> Req {
-        Req { host: Some(host), path, query: None, method: Method::GET, upgrade: false, listener: Listener::Http }
+        Req {
+            host: Some(host),
+            path,
+            query: None,
+            method: Method::GET,
+            upgrade: false,
+            listener: Listener::Http,
+        }
     }
 
     impl Req {
@@ -366,12 +393,20 @@ spec:
             upgrade: req.upgrade,
             listener: req.listener,
         };
-        decide(&table(), &facts, &DecideConfig { https_redirect_port: port })
+        decide(
+            &table(),
+            &facts,
+            &DecideConfig {
+                https_redirect_port: port,
+            },
+        )
     }
 
     fn redirect_of(d: Decision) -> (u16, String) {
         match d {
-            Decision::Redirect { status, location, .. } => (status.as_u16(), location),
+            Decision::Redirect {
+                status, location, ..
+            } => (status.as_u16(), location),
             other => panic!("expected a redirect, got {other:?}"),
         }
     }
@@ -386,7 +421,11 @@ spec:
     fn backend_of(d: Decision) -> (&'static str, String, Option<Duration>) {
         match d {
             Decision::Forward { backend, .. } => ("forward", backend.name.to_string(), None),
-            Decision::Upgrade { backend, idle_timeout, .. } => ("upgrade", backend.name.to_string(), idle_timeout),
+            Decision::Upgrade {
+                backend,
+                idle_timeout,
+                ..
+            } => ("upgrade", backend.name.to_string(), idle_timeout),
             other => panic!("expected a backend, got {other:?}"),
         }
     }
@@ -396,20 +435,64 @@ spec:
         let https = |p: &str| format!("https://chat.example.com{p}");
         let cases: Vec<(Req, u16, (u16, String))> = vec![
             // HTTP listener, tls route: to https, 301 for GET/HEAD, 308 for the rest.
-            (get("chat.example.com", "/a").query("x=1&y=2"), 443, (301, https("/a?x=1&y=2"))),
-            (get("chat.example.com:8080", "/a").method(Method::HEAD), 443, (301, https("/a"))),
-            (get("chat.example.com", "/a").method(Method::POST), 443, (308, https("/a"))),
-            (get("chat.example.com", "/a").method(Method::DELETE), 443, (308, https("/a"))),
-            (get("CHAT.example.com", "/"), 8443, (301, "https://chat.example.com:8443/".into())),
+            (
+                get("chat.example.com", "/a").query("x=1&y=2"),
+                443,
+                (301, https("/a?x=1&y=2")),
+            ),
+            (
+                get("chat.example.com:8080", "/a").method(Method::HEAD),
+                443,
+                (301, https("/a")),
+            ),
+            (
+                get("chat.example.com", "/a").method(Method::POST),
+                443,
+                (308, https("/a")),
+            ),
+            (
+                get("chat.example.com", "/a").method(Method::DELETE),
+                443,
+                (308, https("/a")),
+            ),
+            (
+                get("CHAT.example.com", "/"),
+                8443,
+                (301, "https://chat.example.com:8443/".into()),
+            ),
             // Upgrades over plain HTTP are redirected too (browsers will then use wss://).
-            (get("chat.example.com", "/ws").upgrade(), 443, (301, https("/ws"))),
+            (
+                get("chat.example.com", "/ws").upgrade(),
+                443,
+                (301, https("/ws")),
+            ),
             // www → bare host over https in one hop, from either listener.
-            (get("www.chat.example.com", "/p").query("q"), 443, (301, https("/p?q"))),
-            (get("www.chat.example.com:8080", "/p"), 8443, (301, "https://chat.example.com:8443/p".into())),
-            (get("www.chat.example.com", "/p").tls(Some("www.chat.example.com")), 443, (301, https("/p"))),
-            (get("www.chat.example.com:8443", "/p").tls(None), 443, (301, "https://chat.example.com:8443/p".into())),
+            (
+                get("www.chat.example.com", "/p").query("q"),
+                443,
+                (301, https("/p?q")),
+            ),
+            (
+                get("www.chat.example.com:8080", "/p"),
+                8443,
+                (301, "https://chat.example.com:8443/p".into()),
+            ),
+            (
+                get("www.chat.example.com", "/p").tls(Some("www.chat.example.com")),
+                443,
+                (301, https("/p")),
+            ),
+            (
+                get("www.chat.example.com:8443", "/p").tls(None),
+                443,
+                (301, "https://chat.example.com:8443/p".into()),
+            ),
             // Plain route: www → bare over http, keeping the client's port.
-            (get("www.plain.example.com:8080", "/app"), 443, (301, "http://plain.example.com:8080/app".into())),
+            (
+                get("www.plain.example.com:8080", "/app"),
+                443,
+                (301, "http://plain.example.com:8080/app".into()),
+            ),
         ];
         for (req, port, want) in cases {
             let label = format!("{:?} {} {:?}", req.host, req.path, req.listener);
@@ -423,34 +506,70 @@ spec:
         let mut r = t("chat.example.com");
         assert_eq!(backend_of(run(r, 443)).1, "127.0.0.1:8080");
         r = t("chat.example.com").upgrade();
-        assert_eq!(backend_of(run(r, 443)), ("upgrade", "127.0.0.1:5000".into(), Some(Duration::from_secs(3600))));
+        assert_eq!(
+            backend_of(run(r, 443)),
+            (
+                "upgrade",
+                "127.0.0.1:5000".into(),
+                Some(Duration::from_secs(3600))
+            )
+        );
         // Longest prefix wins; websocket-only rule answers 426 to normal requests.
         let mut live = get("chat.example.com", "/live/room1").tls(None);
         assert_eq!(reject_of(run(live, 443)), Reject::UpgradeRequired);
         live = get("chat.example.com", "/live").tls(None).upgrade();
         assert_eq!(backend_of(run(live, 443)).1, "127.0.0.1:5001");
         // http-only rule takes upgrades to its http backend, without an idle timeout.
-        let legacy = get("chat.example.com", "/legacy/socket").tls(None).upgrade();
-        assert_eq!(backend_of(run(legacy, 443)), ("upgrade", "127.0.0.1:8081".into(), None));
+        let legacy = get("chat.example.com", "/legacy/socket")
+            .tls(None)
+            .upgrade();
+        assert_eq!(
+            backend_of(run(legacy, 443)),
+            ("upgrade", "127.0.0.1:8081".into(), None)
+        );
         // Segment matching: /livex is not /live.
         let livex = get("chat.example.com", "/livex").tls(None);
         assert_eq!(backend_of(run(livex, 443)).1, "127.0.0.1:8080");
         // Plain route served on HTTP; a path outside its rules is 404.
-        assert_eq!(backend_of(run(get("plain.example.com", "/app/x"), 443)).1, "127.0.0.1:9000");
-        assert_eq!(reject_of(run(get("plain.example.com", "/other"), 443)), Reject::NotFound);
+        assert_eq!(
+            backend_of(run(get("plain.example.com", "/app/x"), 443)).1,
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            reject_of(run(get("plain.example.com", "/other"), 443)),
+            Reject::NotFound
+        );
         // httpRedirect: false serves plain HTTP (here: in maintenance).
-        assert!(matches!(run(get("optout.example.com", "/"), 443), Decision::Maintenance { .. }));
+        assert!(matches!(
+            run(get("optout.example.com", "/"), 443),
+            Decision::Maintenance { .. }
+        ));
     }
 
     #[test]
     fn rejects() {
         let cases: Vec<(Req, Reject)> = vec![
-            (Req { host: None, ..get("x", "/") }, Reject::BadRequest),
+            (
+                Req {
+                    host: None,
+                    ..get("x", "/")
+                },
+                Reject::BadRequest,
+            ),
             (get("bad host", "/"), Reject::BadRequest),
             (get("unknown.example.org", "/"), Reject::NotFound),
-            (get("chat.example.com", "/").tls(Some("optout.example.com")), Reject::Misdirected),
-            (get("plain.example.com", "/app").tls(None), Reject::Misdirected),
-            (get("chat.example.com", "/api/users").tls(None), Reject::NoEndpoints),
+            (
+                get("chat.example.com", "/").tls(Some("optout.example.com")),
+                Reject::Misdirected,
+            ),
+            (
+                get("plain.example.com", "/app").tls(None),
+                Reject::Misdirected,
+            ),
+            (
+                get("chat.example.com", "/api/users").tls(None),
+                Reject::NoEndpoints,
+            ),
         ];
         for (req, want) in cases {
             let label = format!("{:?} {}", req.host, req.path);
@@ -460,7 +579,10 @@ spec:
 
     #[test]
     fn maintenance_answers_normal_requests_and_upgrades() {
-        for req in [get("optout.example.com", "/").tls(None), get("optout.example.com", "/").tls(None).upgrade()] {
+        for req in [
+            get("optout.example.com", "/").tls(None),
+            get("optout.example.com", "/").tls(None).upgrade(),
+        ] {
             match run(req, 443) {
                 Decision::Maintenance { body, route } => {
                     assert_eq!(&body[..], b"<h1>Back soon</h1>");

@@ -160,7 +160,10 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 
 fn bad_gateway(route: &str, backend: &str, why: &dyn std::fmt::Display) -> Response<Body> {
     tracing::warn!(route, backend, error = %why, "backend unreachable");
-    text(StatusCode::BAD_GATEWAY, "502 bad gateway: the backend is unreachable\n")
+    text(
+        StatusCode::BAD_GATEWAY,
+        "502 bad gateway: the backend is unreachable\n",
+    )
 }
 
 fn gateway_timeout(route: &str, backend: &str) -> Response<Body> {
@@ -245,12 +248,12 @@ async fn upgrade_relay(
     };
     // Drives the backend connection until the upgrade hands its socket over.
     tokio::spawn(conn.with_upgrades());
-    let mut resp = match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(backend_req)).await
-    {
-        Err(_) => return gateway_timeout(&route, &backend.name),
-        Ok(Err(e)) => return bad_gateway(&route, &addr.to_string(), &e),
-        Ok(Ok(r)) => r,
-    };
+    let mut resp =
+        match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(backend_req)).await {
+            Err(_) => return gateway_timeout(&route, &backend.name),
+            Ok(Err(e)) => return bad_gateway(&route, &addr.to_string(), &e),
+            Ok(Ok(r)) => r,
+        };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The backend refused the upgrade: its answer goes back as a normal response.
         let mut resp = resp.map(Either::Left);
@@ -273,7 +276,12 @@ async fn upgrade_relay(
                 return;
             }
         };
-        let stats = relay(TokioIo::new(client_io), TokioIo::new(backend_io), idle_timeout).await;
+        let stats = relay(
+            TokioIo::new(client_io),
+            TokioIo::new(backend_io),
+            idle_timeout,
+        )
+        .await;
         tracing::debug!(
             route = &*route,
             backend = %addr,

@@ -61,7 +61,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `Connection: upgrade` restored for a WebSocket upgrade, forwarding headers set. `Host` is
 /// kept as the client sent it.
 pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'_>) {
-    let upgrade_value = upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    let upgrade_value = upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     remove_hop_by_hop(headers);
     if let Some(value) = upgrade_value {
         headers.insert(header::UPGRADE, value);
@@ -72,14 +74,17 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
     // of proxies stays visible; the others describe this hop and are overwritten.
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", fwd.peer)).unwrap_or(peer.clone())
+            HeaderValue::from_str(&format!("{prev}, {}", fwd.peer)).unwrap_or_else(|_| peer.clone())
         }
         _ => peer.clone(),
     };
     headers.remove(&X_FORWARDED_FOR);
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_REAL_IP.clone(), peer);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.proto),
+    );
     if let Some(host) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
@@ -89,7 +94,9 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
 /// Rewrites response headers for the client: hop-by-hop removed; for a 101 the upgrade pair is
 /// restored.
 pub fn prepare_response(headers: &mut HeaderMap, switching: bool) {
-    let upgrade_value = switching.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    let upgrade_value = switching
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     remove_hop_by_hop(headers);
     if let Some(value) = upgrade_value {
         headers.insert(header::UPGRADE, value);
@@ -135,9 +142,16 @@ mod tests {
     fn upgrade_detection() {
         let yes = [
             vec![("upgrade", "websocket"), ("connection", "Upgrade")],
-            vec![("upgrade", "WebSocket"), ("connection", "keep-alive, Upgrade")],
+            vec![
+                ("upgrade", "WebSocket"),
+                ("connection", "keep-alive, Upgrade"),
+            ],
             vec![("upgrade", "h2c, websocket"), ("connection", "upgrade")],
-            vec![("upgrade", "websocket"), ("connection", "keep-alive"), ("connection", "upgrade")],
+            vec![
+                ("upgrade", "websocket"),
+                ("connection", "keep-alive"),
+                ("connection", "upgrade"),
+            ],
         ];
         for pairs in yes {
             assert!(is_websocket_upgrade(&map(&pairs)), "{pairs:?}");
@@ -212,11 +226,19 @@ mod tests {
 
     #[test]
     fn response_headers() {
-        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "x")]);
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "x"),
+        ]);
         prepare_response(&mut h, true);
         assert!(is_websocket_upgrade(&h));
         assert_eq!(h["sec-websocket-accept"], "x");
-        let mut h = map(&[("connection", "close"), ("keep-alive", "timeout=5"), ("content-type", "text/plain")]);
+        let mut h = map(&[
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "text/plain"),
+        ]);
         prepare_response(&mut h, false);
         assert_eq!(h.len(), 1);
     }

@@ -309,7 +309,9 @@ async fn serve_connection<I>(
     let info = Arc::new(info);
     let peer = info.peer;
     let svc = service_fn(move |req| handler::handle(shared.clone(), info.clone(), req));
-    let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

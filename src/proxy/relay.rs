@@ -154,7 +154,11 @@ impl Half {
 
 /// Relays bytes between `client` and `backend` until both halves are closed, one side fails,
 /// or nothing moves for `idle_timeout`.
-pub async fn relay<C, B>(mut client: C, mut backend: B, idle_timeout: Option<Duration>) -> RelayStats
+pub async fn relay<C, B>(
+    mut client: C,
+    mut backend: B,
+    idle_timeout: Option<Duration>,
+) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -162,14 +166,18 @@ where
     let mut up = Half::default();
     let mut down = Half::default();
     let mut first_closed: Option<RelayEnd> = None;
-    let mut idle: Option<Pin<Box<Sleep>>> =
-        idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut idle: Option<Pin<Box<Sleep>>> = idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
     let mut last_activity = Instant::now();
 
     let end = poll_fn(|cx| {
         let mut active = false;
         if !up.done {
-            match up.poll_copy(cx, Pin::new(&mut client), Pin::new(&mut backend), &mut active) {
+            match up.poll_copy(
+                cx,
+                Pin::new(&mut client),
+                Pin::new(&mut backend),
+                &mut active,
+            ) {
                 Poll::Ready(Ok(())) => {
                     first_closed.get_or_insert(RelayEnd::ClientClosed);
                 }
@@ -179,7 +187,12 @@ where
             }
         }
         if !down.done {
-            match down.poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut client), &mut active) {
+            match down.poll_copy(
+                cx,
+                Pin::new(&mut backend),
+                Pin::new(&mut client),
+                &mut active,
+            ) {
                 Poll::Ready(Ok(())) => {
                     first_closed.get_or_insert(RelayEnd::BackendClosed);
                 }
@@ -238,28 +251,54 @@ mod tests {
             })
         };
         let mut got = Vec::new();
-        backend.read_to_end(&mut got).await.unwrap_or_else(|e| panic!("{e}"));
+        backend
+            .read_to_end(&mut got)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, big);
         // The client half-closed; the backend can still answer.
-        backend.write_all(b"bye").await.unwrap_or_else(|e| panic!("{e}"));
+        backend
+            .write_all(b"bye")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         backend.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
-        let back = writer.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        let back = writer
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, b"bye");
         let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stats, RelayStats { client_to_backend: 100_000, backend_to_client: 3, end: RelayEnd::ClientClosed });
+        assert_eq!(
+            stats,
+            RelayStats {
+                client_to_backend: 100_000,
+                backend_to_client: 3,
+                end: RelayEnd::ClientClosed
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_fires_only_without_traffic() {
         let (mut client, client_side) = duplex(64);
         let (backend_side, mut backend) = duplex(64);
-        let task = tokio::spawn(relay(client_side, backend_side, Some(Duration::from_secs(10))));
+        let task = tokio::spawn(relay(
+            client_side,
+            backend_side,
+            Some(Duration::from_secs(10)),
+        ));
         // Traffic every 6 s keeps it alive past the 10 s limit.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_secs(6)).await;
-            client.write_all(b"x").await.unwrap_or_else(|e| panic!("{e}"));
+            client
+                .write_all(b"x")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let mut b = [0u8; 1];
-            backend.read_exact(&mut b).await.unwrap_or_else(|e| panic!("{e}"));
+            backend
+                .read_exact(&mut b)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         assert!(!task.is_finished());
         let stats = task.await.unwrap_or_else(|e| panic!("{e}"));

@@ -29,7 +29,9 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let mut buf = HostBuf::default();
-        let name = hello.server_name().and_then(|n| normalize_host(n, &mut buf));
+        let name = hello
+            .server_name()
+            .and_then(|n| normalize_host(n, &mut buf));
         let cert = name.and_then(|n| self.table.load().certificate(n).cloned());
         Some(cert.unwrap_or_else(|| self.default.clone()))
     }

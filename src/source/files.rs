@@ -70,7 +70,10 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
             }
         };
         let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-        let api_version = value.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or("");
         match (kind, api_version) {
             ("WebSocketRoute", ROUTE_API_VERSION) => match parse_route(value) {
                 Ok(route) => objects.routes.push(route),
@@ -81,7 +84,9 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
             ))),
             ("Secret", "v1") => match parse_secret(value) {
                 Ok(Some(secret)) => objects.secrets.push(secret),
-                Ok(None) => tracing::debug!(file = %file.display(), document, "skipping a Secret that is not of type kubernetes.io/tls"),
+                Ok(None) => {
+                    tracing::debug!(file = %file.display(), document, "skipping a Secret that is not of type kubernetes.io/tls")
+                }
                 Err(message) => errors.push(err(message)),
             },
             ("", _) => errors.push(err("kind: required".into())),
@@ -90,7 +95,11 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
             }
         }
     }
-    if errors.is_empty() { Ok(objects) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Deserializes and validates a route; unknown fields are errors, as with `kubectl apply`'s
@@ -116,7 +125,11 @@ fn parse_route(value: serde_yaml::Value) -> Result<WebSocketRoute, Vec<String>> 
         Some(_) => {}
     }
     problems.extend(validate(&route.spec).iter().map(ToString::to_string));
-    if problems.is_empty() { Ok(route) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(route)
+    } else {
+        Err(problems)
+    }
 }
 
 /// `spec.rules[0].pathPrefx` from serde_ignored's path.
@@ -127,7 +140,11 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
         P::Map { parent, key } => {
             let p = field_path(parent);
-            if p.is_empty() { key.clone() } else { format!("{p}.{key}") }
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
         }
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             field_path(parent)
@@ -153,11 +170,17 @@ fn parse_secret(value: serde_yaml::Value) -> Result<Option<TlsSecret>, String> {
         }
         match secret.data.as_ref().and_then(|d| d.get(key)) {
             Some(v) => Ok(v.0.clone()),
-            None => Err(format!("data[\"{key}\"]: required in a kubernetes.io/tls Secret")),
+            None => Err(format!(
+                "data[\"{key}\"]: required in a kubernetes.io/tls Secret"
+            )),
         }
     };
     Ok(Some(TlsSecret {
-        namespace: secret.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: secret
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         name,
         cert_pem: field("tls.crt")?,
         key_pem: field("tls.key")?,
@@ -179,8 +202,11 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// One file of a folder and what parsing it gave.
+pub type LoadedFile = (PathBuf, Result<FileObjects, Vec<LoadError>>);
+
 /// Reads and parses every YAML file of `dir`.
-pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Result<FileObjects, Vec<LoadError>>)>, LoadError> {
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, LoadError> {
     let files = yaml_files(dir).map_err(|e| LoadError {
         file: dir.to_path_buf(),
         document: None,
@@ -272,12 +298,20 @@ impl FileSource {
 
     /// Standalone mode has no cert-manager: a route whose Secret is missing gets a self-signed
     /// certificate for its hostnames (with a warning), so it can be tried at once.
-    fn fill_missing_secrets(&mut self, snapshot: &mut Snapshot, errors: &mut Vec<LoadError>) -> Vec<String> {
+    fn fill_missing_secrets(
+        &mut self,
+        snapshot: &mut Snapshot,
+        errors: &mut Vec<LoadError>,
+    ) -> Vec<String> {
         let mut made = Vec::new();
         let mut wanted: Vec<((String, String), Vec<String>)> = Vec::new();
         for route in &snapshot.routes {
             let Some(tls) = &route.spec.tls else { continue };
-            let ns = route.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let ns = route
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             let key = (ns, tls.secret_name.clone());
             let provided = snapshot
                 .secrets
@@ -293,7 +327,8 @@ impl FileSource {
                 None => wanted.push((key, names)),
             }
         }
-        self.generated.retain(|k, _| wanted.iter().any(|(w, _)| w == k));
+        self.generated
+            .retain(|k, _| wanted.iter().any(|(w, _)| w == k));
         for (key, mut names) in wanted {
             names.sort();
             names.dedup();
@@ -308,14 +343,18 @@ impl FileSource {
                             cert_pem: cert.into_bytes(),
                             key_pem: key_pem.into_bytes(),
                         };
-                        self.generated.insert(key.clone(), (names.clone(), secret.clone()));
+                        self.generated
+                            .insert(key.clone(), (names.clone(), secret.clone()));
                         secret
                     }
                     Err(e) => {
                         errors.push(LoadError {
                             file: self.dir.clone(),
                             document: None,
-                            message: format!("self-signed certificate for {}/{}: {e}", key.0, key.1),
+                            message: format!(
+                                "self-signed certificate for {}/{}: {e}",
+                                key.0, key.1
+                            ),
                         });
                         continue;
                     }
@@ -344,7 +383,10 @@ pub async fn watch(dir: PathBuf, mut on_change: impl FnMut()) {
             let _ = tx.try_send(());
         }
     })
-    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+    .and_then(|mut w| {
+        w.watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
     let _watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
@@ -395,7 +437,13 @@ spec:
         // base64 `data` works too.
         let b64 = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.crt: Q0VSVA==, tls.key: S0VZ}\n";
         let objects = parse(b64).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!((objects.secrets[0].cert_pem.as_slice(), objects.secrets[0].key_pem.as_slice()), (&b"CERT"[..], &b"KEY"[..]));
+        assert_eq!(
+            (
+                objects.secrets[0].cert_pem.as_slice(),
+                objects.secrets[0].key_pem.as_slice()
+            ),
+            (&b"CERT"[..], &b"KEY"[..])
+        );
     }
 
     #[test]
@@ -404,18 +452,32 @@ spec:
         let text = format!("{ROUTE}---{bad}");
         assert_eq!(
             parse(&text).err(),
-            Some(vec!["routes/x.yaml: document 2: spec.rules[0].websocket.backend.port: must be 1..65535".to_string()])
+            Some(vec![
+                "routes/x.yaml: document 2: spec.rules[0].websocket.backend.port: must be 1..65535"
+                    .to_string()
+            ])
         );
         let typo = ROUTE.replace("websocket:", "websockt:");
         let errors = parse(&typo).err().unwrap_or_default();
-        assert!(errors.iter().any(|e| e.contains("spec.rules[0].websockt: unknown field")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("spec.rules[0].websockt: unknown field")),
+            "{errors:?}"
+        );
         let wrong_type = ROUTE.replace("hostnames: [chat.local]", "hostnames: chat.local");
         let errors = parse(&wrong_type).err().unwrap_or_default();
-        assert!(errors[0].starts_with("routes/x.yaml: document 1: spec.hostnames: invalid type"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("routes/x.yaml: document 1: spec.hostnames: invalid type"),
+            "{errors:?}"
+        );
         let errors = parse("a: [").err().unwrap_or_default();
         assert!(errors[0].contains("invalid YAML"), "{errors:?}");
         let errors = parse("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x}\n").err().unwrap_or_default();
-        assert!(errors[0].ends_with("data[\"tls.key\"]: required in a kubernetes.io/tls Secret"), "{errors:?}");
+        assert!(
+            errors[0].ends_with("data[\"tls.key\"]: required in a kubernetes.io/tls Secret"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -428,8 +490,15 @@ spec:
         assert!(first.errors.is_empty(), "{:?}", first.errors);
         assert_eq!(first.snapshot.routes.len(), 1);
         // Missing Secret → one generated, and the same one again on the next reload.
-        assert_eq!(first.generated, vec!["default/chat-tls (chat.local)".to_string()]);
-        std::fs::write(&file, "kind: WebSocketRoute\napiVersion: wsgate.dev/v1alpha1\nspec: {").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            first.generated,
+            vec!["default/chat-tls (chat.local)".to_string()]
+        );
+        std::fs::write(
+            &file,
+            "kind: WebSocketRoute\napiVersion: wsgate.dev/v1alpha1\nspec: {",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let second = source.reload();
         assert_eq!(second.errors.len(), 1);
         assert_eq!(second.snapshot.routes, first.snapshot.routes);

@@ -34,7 +34,12 @@ impl Publisher {
                 tracing::warn!(route = %report.id(), reason = problem.kind.reason(), "{}", problem.message);
             }
         }
-        tracing::info!(routes, hosts, rejected = reports.iter().filter(|r| !r.programmed).count(), "routing table updated");
+        tracing::info!(
+            routes,
+            hosts,
+            rejected = reports.iter().filter(|r| !r.programmed).count(),
+            "routing table updated"
+        );
         reports
     }
 }

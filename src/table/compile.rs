@@ -93,7 +93,10 @@ impl ProblemKind {
 
     /// Whether the problem keeps the route out of the table (rather than degrading it).
     pub fn rejects_route(self) -> bool {
-        matches!(self, ProblemKind::InvalidSpec | ProblemKind::HostnameConflict)
+        matches!(
+            self,
+            ProblemKind::InvalidSpec | ProblemKind::HostnameConflict
+        )
     }
 }
 
@@ -138,10 +141,12 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
             problems: Vec::new(),
         };
         let spec = &route.spec;
-        report.problems.extend(validate(spec).into_iter().map(|e| Problem {
-            kind: ProblemKind::InvalidSpec,
-            message: e.to_string(),
-        }));
+        report
+            .problems
+            .extend(validate(spec).into_iter().map(|e| Problem {
+                kind: ProblemKind::InvalidSpec,
+                message: e.to_string(),
+            }));
         if report.problems.is_empty() {
             let all_hosts = spec.hostnames.iter().chain(&spec.redirect_hostnames);
             for host in all_hosts {
@@ -164,7 +169,8 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
         });
         let mut rules = Vec::with_capacity(spec.rules.len());
         for (index, rule) in spec.rules.iter().enumerate() {
-            let mut backend = |b: &Backend| backend_set(namespace, b, snapshot, &mut report.problems);
+            let mut backend =
+                |b: &Backend| backend_set(namespace, b, snapshot, &mut report.problems);
             let http = rule.http.as_ref().map(|h| HttpBackend {
                 backend: backend(&h.backend),
                 timeout: h
@@ -175,7 +181,10 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
             });
             let websocket = rule.websocket.as_ref().map(|w| WebSocketBackend {
                 backend: backend(&w.backend),
-                idle_timeout: w.idle_timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+                idle_timeout: w
+                    .idle_timeout
+                    .as_deref()
+                    .and_then(|t| parse_duration(t).ok()),
             });
             rules.push(CompiledRule {
                 prefix: normalize_path_prefix(rule.prefix()).into(),
@@ -199,7 +208,10 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
             rules,
         });
         let served = spec.hostnames.iter().map(|h| (h, HostRole::Serve));
-        let redirected = spec.redirect_hostnames.iter().map(|h| (h, HostRole::Redirect));
+        let redirected = spec
+            .redirect_hostnames
+            .iter()
+            .map(|h| (h, HostRole::Redirect));
         for (host, role) in served.chain(redirected) {
             owners.insert(host.clone(), id.clone());
             let entry = HostEntry {
@@ -234,7 +246,10 @@ fn backend_set(
         return Arc::new(BackendSet::new(addr, endpoints));
     }
     let service = backend.service.as_deref().unwrap_or_default();
-    let port = backend.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+    let port = backend
+        .port
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0);
     let name = format!("service {namespace}/{service}:{port}");
     let key = ServiceKey {
         namespace: namespace.to_string(),
@@ -317,14 +332,12 @@ impl<'a> CertCache<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{normalize_host, HostBuf, self_signed};
+    use crate::table::{HostBuf, normalize_host, self_signed};
 
     /// Parses multi-document YAML fixtures into a snapshot (the same shape users write).
     fn snapshot(yaml: &str) -> Snapshot {
         let routes = serde_yaml::Deserializer::from_str(yaml)
-            .map(|doc| {
-                WebSocketRoute::deserialize(doc).unwrap_or_else(|e| panic!("fixture: {e}"))
-            })
+            .map(|doc| WebSocketRoute::deserialize(doc).unwrap_or_else(|e| panic!("fixture: {e}")))
             .collect();
         Snapshot {
             routes,
@@ -365,7 +378,8 @@ spec:
     #[test]
     fn compiles_hosts_rules_and_reports() {
         let mut snap = snapshot(CHAT);
-        let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let (cert, key) =
+            self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
         snap.secrets.push(TlsSecret {
             namespace: "apps".into(),
             name: "chat-tls".into(),
@@ -382,7 +396,12 @@ spec:
         let www = lookup(&table, "www.chat.example.com").unwrap_or_else(|| panic!("www"));
         assert_eq!(www.role, HostRole::Redirect);
         // Exact wins over the wildcard; the wildcard covers one label only.
-        assert_eq!(&*lookup(&table, "foo.example.com").map(|e| e.route.id.clone()).unwrap_or_default(), "apps/wild");
+        assert_eq!(
+            &*lookup(&table, "foo.example.com")
+                .map(|e| e.route.id.clone())
+                .unwrap_or_default(),
+            "apps/wild"
+        );
         assert!(lookup(&table, "a.b.example.com").is_none());
         assert!(lookup(&table, "example.com").is_none());
 
@@ -392,21 +411,33 @@ spec:
         assert_eq!(prefix("/wsx"), Some("/"));
         assert_eq!(prefix("/api"), Some("/api"));
         let ws = route.rule_for("/ws").and_then(|r| r.websocket.as_ref());
-        assert_eq!(ws.and_then(|w| w.idle_timeout), Some(std::time::Duration::from_secs(86400)));
+        assert_eq!(
+            ws.and_then(|w| w.idle_timeout),
+            Some(std::time::Duration::from_secs(86400))
+        );
 
         // The service backend has no endpoints in this snapshot: reported, still programmed.
         assert!(reports.iter().all(|r| r.programmed));
         let chat_report = &reports[0];
         assert_eq!(chat_report.problems.len(), 1);
         assert_eq!(chat_report.problems[0].kind, ProblemKind::ServiceNotFound);
-        assert!(route.rule_for("/api").and_then(|r| r.http.as_ref()).is_some_and(|h| h.backend.pick().is_none()));
+        assert!(
+            route
+                .rule_for("/api")
+                .and_then(|r| r.http.as_ref())
+                .is_some_and(|h| h.backend.pick().is_none())
+        );
     }
 
     #[test]
     fn service_endpoints_are_resolved() {
         let mut snap = snapshot(CHAT);
         let ep: SocketAddr = "10.0.0.7:8080".parse().unwrap_or_else(|_| unreachable!());
-        let key = ServiceKey { namespace: "apps".into(), name: "api".into(), port: 80 };
+        let key = ServiceKey {
+            namespace: "apps".into(),
+            name: "api".into(),
+            port: 80,
+        };
         snap.endpoints.insert(key, vec![ep]);
         let (table, reports) = compile(&snap);
         let api = lookup(&table, "chat.example.com")
@@ -436,8 +467,14 @@ spec:
   rules: [ { http: { backend: { address: "127.0.0.1:2" } } } ]
 "#;
         let (table, reports) = compile(&snapshot(yaml));
-        assert_eq!(lookup(&table, "x.example.com").map(|e| &*e.route.id), Some("b/older"));
-        let newer = reports.iter().find(|r| r.name == "newer").unwrap_or_else(|| panic!("report"));
+        assert_eq!(
+            lookup(&table, "x.example.com").map(|e| &*e.route.id),
+            Some("b/older")
+        );
+        let newer = reports
+            .iter()
+            .find(|r| r.name == "newer")
+            .unwrap_or_else(|| panic!("report"));
         assert!(!newer.programmed);
         assert_eq!(newer.problems[0].kind, ProblemKind::HostnameConflict);
         assert!(newer.problems[0].message.contains("b/older"));
@@ -445,7 +482,10 @@ spec:
         let mut swapped = snapshot(yaml);
         swapped.routes.reverse();
         let (table2, _) = compile(&swapped);
-        assert_eq!(lookup(&table2, "x.example.com").map(|e| &*e.route.id), Some("b/older"));
+        assert_eq!(
+            lookup(&table2, "x.example.com").map(|e| &*e.route.id),
+            Some("b/older")
+        );
     }
 
     #[test]
@@ -455,7 +495,10 @@ spec:
         );
         let (table, reports) = compile(&snapshot(&yaml));
         assert!(lookup(&table, "chat.example.com").is_some());
-        let bad = reports.iter().find(|r| r.name == "bad").unwrap_or_else(|| panic!("report"));
+        let bad = reports
+            .iter()
+            .find(|r| r.name == "bad")
+            .unwrap_or_else(|| panic!("report"));
         assert!(!bad.programmed);
         assert_eq!(bad.namespace, "default");
         let messages: Vec<_> = bad.problems.iter().map(|p| p.message.as_str()).collect();
@@ -481,7 +524,11 @@ spec:
 
     #[test]
     fn maintenance_body_defaults() {
-        let yaml = CHAT.replacen("  tls: { secretName: chat-tls }", "  maintenance: { enabled: true }", 1);
+        let yaml = CHAT.replacen(
+            "  tls: { secretName: chat-tls }",
+            "  maintenance: { enabled: true }",
+            1,
+        );
         let (table, _) = compile(&snapshot(&yaml));
         let body = lookup(&table, "chat.example.com").and_then(|e| e.route.maintenance.clone());
         assert!(body.is_some_and(|b| b.starts_with(b"<!doctype html>")));

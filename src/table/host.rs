@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn normalizes() {
         assert_eq!(norm("Chat.Example.COM"), Some("chat.example.com".into()));
-        assert_eq!(norm("chat.example.com:8443"), Some("chat.example.com".into()));
+        assert_eq!(
+            norm("chat.example.com:8443"),
+            Some("chat.example.com".into())
+        );
         assert_eq!(norm("chat.example.com."), Some("chat.example.com".into()));
         assert_eq!(norm("[::1]:8080"), Some("::1".into()));
         assert_eq!(norm("[::1]"), Some("::1".into()));
@@ -88,7 +91,9 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["", ":80", "a b", "a:b", "a:", "::1", "[::1", "[::1]x", "a/b", "u@h", "é.com"] {
+        for bad in [
+            "", ":80", "a b", "a:b", "a:", "::1", "[::1", "[::1]x", "a/b", "u@h", "é.com",
+        ] {
             assert_eq!(norm(bad), None, "{bad:?}");
         }
         assert_eq!(norm(&"a".repeat(300)), None);

@@ -9,7 +9,7 @@ mod compile;
 mod host;
 mod tls;
 
-pub use compile::{RouteReport, Problem, ProblemKind, Snapshot, ServiceKey, compile};
+pub use compile::{Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile};
 pub use host::{HostBuf, normalize_host};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, self_signed};
 
@@ -208,7 +208,10 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap_or_else(|_| unreachable!());
         let set = BackendSet::new("x", vec![a, b]);
-        assert_eq!([set.pick(), set.pick(), set.pick()], [Some(a), Some(b), Some(a)]);
+        assert_eq!(
+            [set.pick(), set.pick(), set.pick()],
+            [Some(a), Some(b), Some(a)]
+        );
         assert_eq!(BackendSet::new("none", vec![]).pick(), None);
     }
 }

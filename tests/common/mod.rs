@@ -1,7 +1,7 @@
 //! Test fixtures: a test CA issuing real certificates, route folders, loopback backends (an
 //! HTTP echo server and a WebSocket echo server), and clients speaking real HTTP/1.1, TLS and
 //! WebSocket to a gateway started in-process.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +25,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response as WsResponse};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as WsRequest, Response as WsResponse,
+};
 
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
 use wsgate::proxy::ProxyConfig;
@@ -69,7 +71,10 @@ impl TestCa {
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &self.issuer).unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
         Leaf {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -111,7 +116,12 @@ pub fn trust_anything() -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn verify_tls13_signature(
             &self,
@@ -119,7 +129,12 @@ pub fn trust_anything() -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
@@ -154,7 +169,9 @@ pub struct RoutesDir {
 
 impl RoutesDir {
     pub fn new() -> Self {
-        RoutesDir { dir: tempfile::tempdir().unwrap() }
+        RoutesDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -226,10 +243,14 @@ pub async fn http_backend() -> HttpBackend {
     let count = connections.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let svc = service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(req).await) });
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(echo(req).await)
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
@@ -253,7 +274,12 @@ async fn echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
     for (k, v) in req.headers() {
         text.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or("?")));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     text.push_str(&format!("\n\n{}", body.len()));
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
@@ -275,28 +301,42 @@ pub async fn ws_backend() -> WsBackend {
     let seen = handshakes.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
-                let callback = |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
-                    seen.lock().unwrap().push(req.headers().clone());
-                    if req.uri().path() == "/reject" {
-                        let mut e = ErrorResponse::new(Some("go away".into()));
-                        *e.status_mut() = StatusCode::FORBIDDEN;
-                        return Err(e);
-                    }
-                    Ok(resp)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
-                while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                break;
-                            }
+                let callback =
+                    |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
+                        seen.lock().unwrap().push(req.headers().clone());
+                        if req.uri().path() == "/reject" {
+                            let mut e = ErrorResponse::new(Some("go away".into()));
+                            *e.status_mut() = StatusCode::FORBIDDEN;
+                            return Err(e);
                         }
-                        Message::Close(_) => break,
-                        _ => {}
+                        // Accept the first subprotocol offered, as a real chat server would.
+                        let mut resp = resp;
+                        if let Some(proto) = req.headers().get("sec-websocket-protocol") {
+                            let first = proto
+                                .to_str()
+                                .unwrap_or("")
+                                .split(',')
+                                .next()
+                                .unwrap_or("")
+                                .trim()
+                                .to_string();
+                            resp.headers_mut()
+                                .insert("sec-websocket-protocol", first.parse().unwrap());
+                        }
+                        Ok(resp)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+                    if matches!(msg, Message::Close(_)) || (echo && ws.send(msg).await.is_err()) {
+                        break;
                     }
                 }
             });
@@ -326,7 +366,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -335,12 +378,18 @@ pub async fn send<I>(io: I, req: Request<Full<Bytes>>) -> Reply
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = within("response", sender.send_request(req)).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = within("body", body.collect()).await.unwrap().to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub fn request(method: &str, host: &str, path: &str) -> Request<Full<Bytes>> {
@@ -358,15 +407,34 @@ pub async fn http(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
 }
 
 /// A TLS connection with SNI `sni`.
-pub async fn tls(addr: SocketAddr, sni: &str, config: Arc<rustls::ClientConfig>) -> TlsStream<TcpStream> {
+pub async fn tls(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    within("TLS handshake", TlsConnector::from(config).connect(name, tcp)).await.unwrap()
+    within(
+        "TLS handshake",
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .unwrap()
 }
 
 /// An HTTPS request over a fresh connection, SNI = Host.
-pub async fn https(addr: SocketAddr, config: Arc<rustls::ClientConfig>, req: Request<Full<Bytes>>) -> Reply {
-    let host = req.headers()["host"].to_str().unwrap().split(':').next().unwrap().to_string();
+pub async fn https(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    req: Request<Full<Bytes>>,
+) -> Reply {
+    let host = req.headers()["host"]
+        .to_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
     send(tls(addr, &host, config).await, req).await
 }
 
@@ -381,13 +449,19 @@ where
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", tokio_tungstenite::tungstenite::handshake::client::generate_key());
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        );
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    let (ws, resp) = within("websocket handshake", tokio_tungstenite::client_async(req.body(()).unwrap(), io))
-        .await
-        .unwrap();
+    let (ws, resp) = within(
+        "websocket handshake",
+        tokio_tungstenite::client_async(req.body(()).unwrap(), io),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     ws
 }

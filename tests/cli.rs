@@ -1,0 +1,185 @@
+//! The `wsgate` binary itself: `crd`, `check`, and `run` with a clean SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use common::*;
+use http::StatusCode;
+
+fn wsgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsgate"))
+}
+
+#[test]
+fn committed_crd_matches_the_generated_one() {
+    let out = wsgate().arg("crd").output().unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/websocketroute.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        committed, generated,
+        "crds/websocketroute.yaml is stale: run `wsgate crd > crds/websocketroute.yaml`"
+    );
+    for needle in [
+        "group: wsgate.dev",
+        "kind: WebSocketRoute",
+        "- wsr",
+        "name: v1alpha1",
+        "status: {}",
+        "name: Programmed",
+    ] {
+        assert!(generated.contains(needle), "CRD lacks {needle:?}");
+    }
+}
+
+#[test]
+fn check_names_every_bad_file_and_field() {
+    let good = RoutesDir::new();
+    good.write("chat.yaml", &route_yaml("chat", "  hostnames: [chat.test]\n  rules:\n    - websocket: { backend: { address: \"127.0.0.1:5000\" } }\n"));
+    let out = wsgate()
+        .args(["check", "--routes"])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
+
+    let bad = RoutesDir::new();
+    bad.write("a-port.yaml", &route_yaml("a", "  hostnames: [a.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 70000 } }\n"));
+    bad.write("b-typo.yaml", &route_yaml("b", "  hostnames: [b.test]\n  rules:\n    - pathPrefx: /x\n      http: { backend: { address: \"127.0.0.1:1\" } }\n"));
+    bad.write("c-first.yaml", &route_yaml("c", "  hostnames: [shared.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\" } }\n"));
+    bad.write("d-second.yaml", &route_yaml("d", "  hostnames: [shared.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\" } }\n"));
+    bad.write(
+        "e-yaml.yaml",
+        "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nspec: [\n",
+    );
+    let out = wsgate()
+        .args(["check", "--routes"])
+        .arg(bad.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let expect = [
+        "a-port.yaml: document 1: spec.rules[0].websocket.backend.port: must be 1..65535",
+        "b-typo.yaml: document 1: spec.rules[0].pathPrefx: unknown field",
+        "d-second.yaml: route default/d: HostnameConflict: hostname shared.test is already served by route default/c",
+        "e-yaml.yaml: document 1: invalid YAML",
+    ];
+    for line in expect {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("c-first.yaml"),
+        "the older route is fine:\n{stdout}"
+    );
+}
+
+/// Reads the child's JSON log until the "wsgate listening" line and returns (http, admin).
+fn listening(
+    stderr: std::process::ChildStderr,
+) -> (SocketAddr, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("wsgate never said it was listening");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "wsgate listening" {
+            let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
+            return (addr("http"), addr("admin"), rx);
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let backend = http_backend().await;
+    let routes = RoutesDir::new();
+    routes.write(
+        "r.yaml",
+        &route_yaml("r", &format!("  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n", backend.addr)),
+    );
+    let mut child = wsgate()
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--routes",
+        ])
+        .arg(routes.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (http_addr, admin_addr, _log) = listening(child.stderr.take().unwrap());
+    assert_eq!(
+        http(admin_addr, request("GET", "admin", "/readyz"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A request that is still running when the signal arrives.
+    let in_flight =
+        tokio::spawn(
+            async move { http(http_addr, request("GET", "r.test", "/slow?ms=1500")).await },
+        );
+    eventually("the slow request reached the backend", || async {
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    })
+    .await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    eventually("/readyz turns 503 while draining", || async {
+        match tokio::net::TcpStream::connect(admin_addr).await {
+            Ok(io) => {
+                send(io, request("GET", "admin", "/readyz")).await.status
+                    == StatusCode::SERVICE_UNAVAILABLE
+            }
+            Err(_) => true, // already gone
+        }
+    })
+    .await;
+    let reply = within("in-flight request", in_flight).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        tokio::net::TcpStream::connect(http_addr).await.is_err(),
+        "still accepting after exit"
+    );
+}

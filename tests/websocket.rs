@@ -1,0 +1,252 @@
+//! Black-box WebSocket tests: real TLS, a real WebSocket client and echo backend, through the
+//! gateway on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+fn ws_route(name: &str, host: &str, tls: bool, rules: &str) -> String {
+    let tls = if tls {
+        format!("  tls: {{ secretName: {name}-tls }}\n")
+    } else {
+        String::new()
+    };
+    route_yaml(
+        name,
+        &format!("  hostnames: [{host}]\n{tls}  rules:\n{rules}"),
+    )
+}
+
+#[tokio::test]
+async fn wss_relays_text_binary_and_large_frames_with_a_firefox_handshake() {
+    let ca = TestCa::new();
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    let rules = format!(
+        "    - websocket: {{ backend: {{ address: \"{}\" }} }}\n",
+        ws.addr
+    );
+    routes.write(
+        "chat.yaml",
+        &format!(
+            "{}---\n{}",
+            ws_route("chat", "chat.test", true, &rules),
+            secret_yaml("default", "chat-tls", &ca.leaf(&["chat.test"]))
+        ),
+    );
+    let gw = start(routes.path()).await;
+    let stream = tls(gw.https_addr, "chat.test", ca.client_config()).await;
+    // Firefox sends `Connection: keep-alive, Upgrade`.
+    let mut client = ws_over(
+        stream,
+        "chat.test",
+        "/room?id=1",
+        &[
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-protocol", "chat"),
+        ],
+    )
+    .await;
+    echo_roundtrip(&mut client, Message::text("hello")).await;
+    echo_roundtrip(&mut client, Message::binary(vec![0u8, 1, 2, 255])).await;
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+    echo_roundtrip(&mut client, Message::binary(big)).await;
+    for i in 0..100 {
+        echo_roundtrip(&mut client, Message::text(format!("message {i}"))).await;
+    }
+    client.close(None).await.unwrap();
+
+    let seen = ws.handshakes.lock().unwrap()[0].clone();
+    let get = |n: &str| {
+        seen.get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(get("host"), "chat.test");
+    assert_eq!(get("upgrade"), "websocket");
+    assert_eq!(get("connection"), "upgrade");
+    assert_eq!(get("sec-websocket-protocol"), "chat");
+    assert_eq!(get("x-forwarded-proto"), "https");
+    assert_eq!(get("x-forwarded-for"), "127.0.0.1");
+    assert_eq!(get("x-real-ip"), "127.0.0.1");
+}
+
+#[tokio::test]
+async fn upgrade_routing_refusals_and_dead_backends() {
+    let ws = ws_backend().await;
+    let web = http_backend().await;
+    let dead = dead_address().await;
+    let routes = RoutesDir::new();
+    let rules = format!(
+        "    - http: {{ backend: {{ address: \"{web}\" }} }}\n      websocket: {{ backend: {{ address: \"{ws}\" }} }}\n    - pathPrefix: /legacy\n      http: {{ backend: {{ address: \"{ws}\" }} }}\n    - pathPrefix: /dead\n      websocket: {{ backend: {{ address: \"{dead}\" }} }}\n",
+        web = web.addr,
+        ws = ws.addr
+    );
+    routes.write(
+        "plain.yaml",
+        &ws_route("plain", "plain.test", false, &rules),
+    );
+    let gw = start(routes.path()).await;
+    // Plain ws:// on a route without TLS; normal requests on the same path go to the web backend.
+    let mut c = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "plain.test",
+        "/",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut c, Message::text("plain")).await;
+    let r = http(gw.http_addr, request("GET", "plain.test", "/")).await;
+    assert!(r.text().starts_with("GET /"), "{}", r.text());
+    // A rule with only `http` passes the upgrade to its http backend.
+    let mut c = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "plain.test",
+        "/legacy",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut c, Message::text("legacy")).await;
+    // The backend's refusal comes back as a normal response.
+    let mut refuse = request("GET", "plain.test", "/reject");
+    for (k, v) in [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ] {
+        refuse.headers_mut().insert(k, v.parse().unwrap());
+    }
+    let r = http(gw.http_addr, refuse).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Nothing listening at the backend: 502.
+    let mut dead_req = request("GET", "plain.test", "/dead");
+    for (k, v) in [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ] {
+        dead_req.headers_mut().insert(k, v.parse().unwrap());
+    }
+    assert_eq!(
+        http(gw.http_addr, dead_req).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_only_idle_connections() {
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    let rules = format!(
+        "    - websocket: {{ backend: {{ address: \"{}\" }}, idleTimeout: 1s }}\n",
+        ws.addr
+    );
+    routes.write("r.yaml", &ws_route("idle", "idle.test", false, &rules));
+    let gw = start(routes.path()).await;
+    let connect = || async {
+        ws_over(
+            tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+            "idle.test",
+            "/",
+            &[],
+        )
+        .await
+    };
+    let mut busy = connect().await;
+    let mut idle = connect().await;
+    // 2.4 s of traffic every 300 ms keeps `busy` open past the 1 s limit.
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        echo_roundtrip(&mut busy, Message::text(format!("ping {i}"))).await;
+    }
+    // `idle` sent nothing: the relay has closed it (the stream ends or errors, no echo).
+    let next = within("idle close", idle.next()).await;
+    assert!(
+        matches!(next, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{next:?}"
+    );
+    echo_roundtrip(&mut busy, Message::text("still here")).await;
+}
+
+#[tokio::test]
+async fn hot_reload_keeps_open_websockets_and_broken_files_keep_last_good_routes() {
+    let first = ws_backend().await;
+    let second = ws_backend().await;
+    let routes = RoutesDir::new();
+    let rules = |addr| format!("    - websocket: {{ backend: {{ address: \"{addr}\" }} }}\n");
+    routes.write(
+        "a.yaml",
+        &ws_route("a", "a.test", false, &rules(first.addr)),
+    );
+    let gw = start(routes.path()).await;
+    let mut open = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "a.test",
+        "/",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut open, Message::text("before")).await;
+
+    // Move route a to the second backend and add route b.
+    routes.write(
+        "a.yaml",
+        &ws_route("a", "a.test", false, &rules(second.addr)),
+    );
+    routes.write(
+        "b.yaml",
+        &ws_route("b", "b.test", false, &rules(second.addr)),
+    );
+    eventually("route b is served", || async {
+        http(gw.http_addr, request("GET", "b.test", "/"))
+            .await
+            .status
+            == StatusCode::UPGRADE_REQUIRED
+    })
+    .await;
+    // The open socket still works, still on the first backend.
+    echo_roundtrip(&mut open, Message::text("after reload")).await;
+    let mut fresh = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "a.test",
+        "/",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut fresh, Message::text("new")).await;
+    assert_eq!(first.handshakes.lock().unwrap().len(), 1);
+    assert_eq!(second.handshakes.lock().unwrap().len(), 1);
+
+    // A broken edit of a.yaml leaves its last good route serving; other files still apply.
+    routes.write("a.yaml", "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: { name: a }\nspec:\n  hostnames: [a.test]\n  rules: [ { websocket: { backend: { address: nope } } } ]\n");
+    routes.write(
+        "c.yaml",
+        &ws_route("c", "c.test", false, &rules(second.addr)),
+    );
+    eventually("route c is served", || async {
+        http(gw.http_addr, request("GET", "c.test", "/"))
+            .await
+            .status
+            == StatusCode::UPGRADE_REQUIRED
+    })
+    .await;
+    let mut again = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "a.test",
+        "/",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut again, Message::text("still routed")).await;
+    echo_roundtrip(&mut open, Message::text("and the first socket too")).await;
+    open.send(Message::Close(None)).await.unwrap();
+}
