@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
@@ -43,6 +44,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    pub peer_value: HeaderValue,
     pub local_port: u16,
     pub tls: bool,
     pub sni: Option<Box<str>>,
@@ -66,18 +68,16 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let upgrade = is_websocket_upgrade(req.headers());
-    // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host.
-    let host = match req.uri().authority() {
-        Some(a) => Some(a.as_str().to_string()),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string),
+    // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host. HeaderValue clones
+    // share the request's buffer, so keeping the host for later costs no allocation.
+    let host: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
     };
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let decision = {
         let facts = RequestFacts {
-            host: host.as_deref(),
+            host: host_str,
             path: req.uri().path(),
             query: req.uri().query(),
             method: req.method(),
@@ -94,8 +94,9 @@ pub(crate) async fn handle(
     };
     let fwd = Forwarded {
         peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
         proto: if conn.tls { "https" } else { "http" },
-        host: host.as_deref(),
+        host: host.as_ref(),
         port: conn.local_port,
     };
     let response = match decision {
@@ -158,8 +159,8 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     }
 }
 
-fn bad_gateway(route: &str, backend: &str, why: &dyn std::fmt::Display) -> Response<Body> {
-    tracing::warn!(route, backend, error = %why, "backend unreachable");
+fn bad_gateway(route: &str, backend: SocketAddr, why: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::warn!(route, %backend, error = %why, "backend unreachable");
     text(
         StatusCode::BAD_GATEWAY,
         "502 bad gateway: the backend is unreachable\n",
@@ -182,13 +183,17 @@ async fn forward(
     fwd: &Forwarded<'_>,
     route: &str,
 ) -> Response<Body> {
-    let Some(addr) = backend.pick() else {
+    let Some(endpoint) = backend.pick() else {
         return rejection(Reject::NoEndpoints);
     };
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let uri = match Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.authority.clone())
         .path_and_query(target)
         .build()
     {
@@ -196,8 +201,8 @@ async fn forward(
         Err(_) => return rejection(Reject::BadRequest),
     };
     if !req.headers().contains_key(header::HOST) {
-        if let Some(h) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            req.headers_mut().insert(header::HOST, h);
+        if let Some(h) = fwd.host {
+            req.headers_mut().insert(header::HOST, h.clone());
         }
     }
     *req.uri_mut() = uri;
@@ -205,7 +210,7 @@ async fn forward(
     prepare_request(req.headers_mut(), false, fwd);
     match tokio::time::timeout(timeout, shared.client.request(req)).await {
         Err(_) => gateway_timeout(route, &backend.name),
-        Ok(Err(e)) => bad_gateway(route, &addr.to_string(), &e),
+        Ok(Err(e)) => bad_gateway(route, endpoint.addr, &e),
         Ok(Ok(resp)) => {
             let mut resp = resp.map(Either::Left);
             prepare_response(resp.headers_mut(), false);
@@ -222,7 +227,7 @@ async fn upgrade_relay(
     fwd: &Forwarded<'_>,
     route: Arc<str>,
 ) -> Response<Body> {
-    let Some(addr) = backend.pick() else {
+    let Some(addr) = backend.pick().map(|e| e.addr) else {
         return rejection(Reject::NoEndpoints);
     };
     let client_upgrade = hyper::upgrade::on(&mut req);
@@ -237,21 +242,21 @@ async fn upgrade_relay(
 
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Err(_) => return gateway_timeout(&route, &backend.name),
-        Ok(Err(e)) => return bad_gateway(&route, &addr.to_string(), &e),
+        Ok(Err(e)) => return bad_gateway(&route, addr, &e),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
-        Err(e) => return bad_gateway(&route, &addr.to_string(), &e),
+        Err(e) => return bad_gateway(&route, addr, &e),
     };
     // Drives the backend connection until the upgrade hands its socket over.
     tokio::spawn(conn.with_upgrades());
     let mut resp =
         match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(backend_req)).await {
             Err(_) => return gateway_timeout(&route, &backend.name),
-            Ok(Err(e)) => return bad_gateway(&route, &addr.to_string(), &e),
+            Ok(Err(e)) => return bad_gateway(&route, addr, &e),
             Ok(Ok(r)) => r,
         };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {

@@ -69,7 +69,7 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
         headers.insert(header::UPGRADE, value);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let peer = ip_value(fwd.peer);
+    let peer = fwd.peer_value.clone();
     // X-Forwarded-For is appended to (as nginx's $proxy_add_x_forwarded_for does), so a chain
     // of proxies stays visible; the others describe this hop and are overwritten.
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -85,8 +85,8 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.proto),
     );
-    if let Some(host) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
+    if let Some(host) = fwd.host {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(fwd.port));
 }
@@ -109,15 +109,18 @@ pub fn prepare_response(headers: &mut HeaderMap, switching: bool) {
 pub struct Forwarded<'a> {
     /// The client's address.
     pub peer: IpAddr,
+    /// The same, as a header value (made once per connection).
+    pub peer_value: &'a HeaderValue,
     /// `http` or `https`.
     pub proto: &'static str,
     /// The Host the client asked for, as sent.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
     /// The port the client connected to.
     pub port: u16,
 }
 
-fn ip_value(ip: IpAddr) -> HeaderValue {
+/// An IP address as a header value.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
     // An IP address always formats to a valid header value.
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
@@ -183,8 +186,9 @@ mod tests {
         ]);
         let fwd = Forwarded {
             peer: "192.0.2.1".parse().unwrap_or_else(|_| unreachable!()),
+            peer_value: &HeaderValue::from_static("192.0.2.1"),
             proto: "https",
-            host: Some("chat.example.com"),
+            host: Some(&HeaderValue::from_static("chat.example.com")),
             port: 443,
         };
         prepare_request(&mut h, false, &fwd);
@@ -211,6 +215,7 @@ mod tests {
         ]);
         let fwd = Forwarded {
             peer: "::1".parse().unwrap_or_else(|_| unreachable!()),
+            peer_value: &HeaderValue::from_static("::1"),
             proto: "http",
             host: None,
             port: 8080,

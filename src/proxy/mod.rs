@@ -244,6 +244,7 @@ async fn accept_loop(
                 None => {
                     let info = ConnInfo {
                         peer,
+                        peer_value: headers::ip_value(peer.ip()),
                         local_port,
                         tls: false,
                         sni: None,
@@ -290,6 +291,7 @@ async fn handshake(
         .map(Box::from);
     let info = ConnInfo {
         peer,
+        peer_value: headers::ip_value(peer.ip()),
         local_port,
         tls: true,
         sni,

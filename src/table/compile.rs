@@ -444,7 +444,7 @@ spec:
             .and_then(|e| e.route.rule_for("/api/x"))
             .and_then(|r| r.http.as_ref())
             .unwrap_or_else(|| panic!("api rule"));
-        assert_eq!(api.backend.pick(), Some(ep));
+        assert_eq!(api.backend.pick().map(|e| e.addr), Some(ep));
         assert_eq!(api.timeout, std::time::Duration::from_secs(5));
         assert_eq!(reports[0].problems[0].kind, ProblemKind::SecretNotFound);
     }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use rustls::sign::CertifiedKey;
 
 /// The live routing table, published whole through an `ArcSwap` and never mutated.
@@ -111,8 +112,28 @@ pub struct WebSocketBackend {
 pub struct BackendSet {
     /// Human-readable name (`127.0.0.1:8080` or `service chat:5000`), for logs.
     pub name: Arc<str>,
-    endpoints: Arc<[SocketAddr]>,
+    endpoints: Arc<[Endpoint]>,
     next: AtomicUsize,
+}
+
+/// One backend address, with its URI authority prepared at compile time so forwarding a
+/// request does not format it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// `ip:port` as a URI authority.
+    pub authority: Authority,
+}
+
+impl Endpoint {
+    /// An endpoint for `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        // A formatted socket address is always a valid authority; the fallback is unreachable.
+        let authority = Authority::try_from(addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("invalid"));
+        Endpoint { addr, authority }
+    }
 }
 
 /// Default `http.timeout`.
@@ -123,22 +144,22 @@ impl BackendSet {
     pub fn new(name: impl Into<Arc<str>>, endpoints: Vec<SocketAddr>) -> Self {
         BackendSet {
             name: name.into(),
-            endpoints: endpoints.into(),
+            endpoints: endpoints.into_iter().map(Endpoint::new).collect(),
             next: AtomicUsize::new(0),
         }
     }
 
     /// The next endpoint, round robin; `None` when there is no ready endpoint.
-    pub fn pick(&self) -> Option<SocketAddr> {
+    pub fn pick(&self) -> Option<&Endpoint> {
         if self.endpoints.is_empty() {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i).copied()
+        self.endpoints.get(i)
     }
 
     /// All endpoints.
-    pub fn endpoints(&self) -> &[SocketAddr] {
+    pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
     }
 }
@@ -209,7 +230,7 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap_or_else(|_| unreachable!());
         let set = BackendSet::new("x", vec![a, b]);
         assert_eq!(
-            [set.pick(), set.pick(), set.pick()],
+            [set.pick(), set.pick(), set.pick()].map(|e| e.map(|e| e.addr)),
             [Some(a), Some(b), Some(a)]
         );
         assert_eq!(BackendSet::new("none", vec![]).pick(), None);
