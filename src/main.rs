@@ -243,6 +243,14 @@ spec:
     serve_until_signal(gateway).await
 }
 
+fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Option<String> {
+    let route = snapshot.routes.iter().find(|r| {
+        r.metadata.name.as_deref() == Some(report.name.as_str())
+            && r.metadata.namespace.as_deref().unwrap_or("default") == report.namespace
+    })?;
+    Some(format!("{}/{}", report.namespace, route.spec.tls.as_ref()?.secret_name))
+}
+
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,
 /// duplicate names), each naming its file.
 fn check(dir: &Path) -> anyhow::Result<ExitCode> {
@@ -297,6 +305,10 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                 }
                 // In standalone mode a missing Secret gets a self-signed certificate and a
                 // Service backend has no endpoints; in a cluster both may be fine.
+                ProblemKind::SecretNotFound => println!(
+                    "note: {file}: route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
+                    report_secret(&snapshot, report).unwrap_or_default()
+                ),
                 _ => println!("note: {file}: route {id}: {problem}"),
             }
         }

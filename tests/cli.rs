@@ -53,6 +53,11 @@ fn check_names_every_bad_file_and_field() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
 
+    // The shipped examples are valid.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone");
+    let out = wsgate().args(["check", "--routes", examples]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
     let bad = RoutesDir::new();
     bad.write("a-port.yaml", &route_yaml("a", "  hostnames: [a.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 70000 } }\n"));
     bad.write("b-typo.yaml", &route_yaml("b", "  hostnames: [b.test]\n  rules:\n    - pathPrefx: /x\n      http: { backend: { address: \"127.0.0.1:1\" } }\n"));
