@@ -15,7 +15,7 @@ use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
 use wsgate::proxy::ProxyConfig;
 use wsgate::source::files::{FileObjects, load_dir};
-use wsgate::table::{ProblemKind, Snapshot, TlsSecret, compile, self_signed};
+use wsgate::table::{ProblemKind, Snapshot, compile};
 
 #[derive(Parser)]
 #[command(
@@ -196,33 +196,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         shutdown_signal().await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let route: api::WebSocketRoute = serde_yaml::from_str(&format!(
-        r#"
-apiVersion: wsgate.dev/v1alpha1
-kind: WebSocketRoute
-metadata: {{ name: chat, namespace: demo }}
-spec:
-  hostnames: ["localhost"]
-  tls: {{ secretName: chat-tls }}
-  rules:
-    - pathPrefix: /
-      http: {{ backend: {{ address: "{app}" }} }}
-    - pathPrefix: /ws
-      websocket: {{ backend: {{ address: "{app}" }} }}
-"#
-    ))
-    .context("building the demo route")?;
-    let (cert, key) = self_signed(&["localhost".to_string()])?;
-    let snapshot = Snapshot {
-        routes: vec![route],
-        secrets: vec![TlsSecret {
-            namespace: "demo".into(),
-            name: "chat-tls".into(),
-            cert_pem: cert.into_bytes(),
-            key_pem: key.into_bytes(),
-        }],
-        ..Default::default()
-    };
+    let snapshot = wsgate::demo::snapshot(app).context("building the demo route")?;
     let mut proxy = ProxyConfig::new(args.http_listen, args.https_listen);
     proxy.https_redirect_port = args.https_listen.port();
     let gateway = Gateway::start(GatewayOptions {
@@ -248,7 +222,11 @@ fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Op
         r.metadata.name.as_deref() == Some(report.name.as_str())
             && r.metadata.namespace.as_deref().unwrap_or("default") == report.namespace
     })?;
-    Some(format!("{}/{}", report.namespace, route.spec.tls.as_ref()?.secret_name))
+    Some(format!(
+        "{}/{}",
+        report.namespace,
+        route.spec.tls.as_ref()?.secret_name
+    ))
 }
 
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,

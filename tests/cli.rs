@@ -55,8 +55,15 @@ fn check_names_every_bad_file_and_field() {
 
     // The shipped examples are valid.
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone");
-    let out = wsgate().args(["check", "--routes", examples]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = wsgate()
+        .args(["check", "--routes", examples])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let bad = RoutesDir::new();
     bad.write("a-port.yaml", &route_yaml("a", "  hostnames: [a.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 70000 } }\n"));

@@ -250,3 +250,60 @@ async fn hot_reload_keeps_open_websockets_and_broken_files_keep_last_good_routes
     echo_roundtrip(&mut open, Message::text("and the first socket too")).await;
     open.send(Message::Close(None)).await.unwrap();
 }
+
+#[tokio::test]
+async fn demo_chat_room_broadcasts_between_two_clients_over_wss() {
+    use wsgate::gateway::{Gateway, Routes};
+    let app = wsgate::demo::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let routes = RoutesDir::new();
+    let mut opts = options(routes.path());
+    opts.routes = Routes::Fixed(wsgate::demo::snapshot(app).unwrap());
+    let gw = Gateway::start(opts).await.unwrap();
+    // The page itself.
+    let page = https(
+        gw.https_addr,
+        trust_anything(),
+        request("GET", "localhost", "/"),
+    )
+    .await;
+    assert!(page.text().contains("new WebSocket("), "not the chat page");
+    let join = |nick: &'static str| async move {
+        let io = tls(gw.https_addr, "localhost", trust_anything()).await;
+        ws_over(io, "localhost", &format!("/ws?room=r1&nick={nick}"), &[]).await
+    };
+    let mut alice = join("alice").await;
+    let mut bob = join("bob").await;
+    // Each sees events in order; wait until bob's join reached alice, then talk.
+    loop {
+        let e = next_event(&mut alice).await;
+        if e.kind == "join" && e.nick == "bob" {
+            break;
+        }
+    }
+    alice.send(Message::text("hi bob")).await.unwrap();
+    loop {
+        let e = next_event(&mut bob).await;
+        if e.kind == "message" {
+            assert_eq!((e.nick.as_str(), e.text.as_str()), ("alice", "hi bob"));
+            break;
+        }
+    }
+    bob.send(Message::text("hi alice")).await.unwrap();
+    loop {
+        let e = next_event(&mut alice).await;
+        if e.kind == "message" && e.nick == "bob" {
+            assert_eq!(e.text, "hi alice");
+            break;
+        }
+    }
+}
+
+async fn next_event<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> wsgate::demo::ChatEvent
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let msg = within("chat event", ws.next()).await.unwrap().unwrap();
+    serde_json::from_str(msg.to_text().unwrap()).unwrap()
+}

@@ -23,6 +23,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::api::WebSocketRoute;
+use crate::table::{Snapshot, TlsError, TlsSecret, self_signed};
+
 const PAGE: &str = include_str!("chat.html");
 /// Longest nickname, room name and message accepted (characters).
 const MAX_NICK: usize = 32;
@@ -75,6 +78,48 @@ pub async fn serve(listener: TcpListener) {
                 .await;
         });
     }
+}
+
+/// The demo's routes: `localhost` with a fresh self-signed certificate, the page and `/ws`
+/// both served by the app at `app`.
+pub fn snapshot(app: SocketAddr) -> Result<Snapshot, DemoError> {
+    let route: WebSocketRoute = serde_yaml::from_str(&format!(
+        r#"
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: {{ name: chat, namespace: demo }}
+spec:
+  hostnames: ["localhost"]
+  tls: {{ secretName: chat-tls }}
+  rules:
+    - pathPrefix: /
+      http: {{ backend: {{ address: "{app}" }} }}
+    - pathPrefix: /ws
+      websocket: {{ backend: {{ address: "{app}" }} }}
+"#
+    ))?;
+    let (cert, key) = self_signed(&["localhost".to_string()])?;
+    Ok(Snapshot {
+        routes: vec![route],
+        secrets: vec![TlsSecret {
+            namespace: "demo".into(),
+            name: "chat-tls".into(),
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+        }],
+        ..Default::default()
+    })
+}
+
+/// Why the demo's routes could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The route YAML did not parse (a bug).
+    #[error("demo route: {0}")]
+    Route(#[from] serde_yaml::Error),
+    /// The certificate could not be generated.
+    #[error(transparent)]
+    Certificate(#[from] TlsError),
 }
 
 /// Binds the app on `addr` and serves it in the background; returns the bound address.
