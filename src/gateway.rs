@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, Health};
+use crate::admin::{self, Health, Metrics};
 use crate::proxy::{Proxy, ProxyConfig, ProxyError, ShutdownReport};
 use crate::source::Publisher;
 use crate::source::files::{self, FileSource, Reload};
@@ -90,14 +90,17 @@ impl Gateway {
     /// ready: listeners are bound and the first table is live.
     pub async fn start(opts: GatewayOptions) -> Result<Gateway, GatewayError> {
         let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
-        let publisher = Publisher::new(table.clone());
+        let metrics = Arc::new(Metrics::new());
         let mut background = Vec::new();
 
         match opts.routes {
             Routes::Fixed(snapshot) => {
+                let publisher = Publisher::new(table.clone(), metrics.clone(), "fixed");
                 publisher.publish(&snapshot);
+                publisher.record_reload(true);
             }
             Routes::Dir(dir) => {
+                let publisher = Publisher::new(table.clone(), metrics.clone(), "files");
                 let mut source = FileSource::new(dir.clone());
                 let first = source.reload();
                 if let Some(fatal) = first.errors.iter().find(|e| e.file == dir) {
@@ -105,8 +108,8 @@ impl Gateway {
                 }
                 log_reload(&first);
                 publisher.publish(&first.snapshot);
+                publisher.record_reload(first.errors.is_empty());
                 let mut last = first.snapshot;
-                let publisher = publisher.clone();
                 background.push(tokio::spawn(files::watch(dir, move || {
                     let reload = source.reload();
                     log_reload(&reload);
@@ -114,13 +117,14 @@ impl Gateway {
                         publisher.publish(&reload.snapshot);
                         last = reload.snapshot;
                     }
+                    publisher.record_reload(reload.errors.is_empty());
                 })));
             }
         }
 
         let (cert, key) = self_signed(&["wsgate-default.invalid".to_string()])?;
         let default_cert = certified_key_from_pem(cert.as_bytes(), key.as_bytes())?;
-        let proxy = Proxy::bind(&opts.proxy, table.clone(), default_cert).await?;
+        let proxy = Proxy::bind(&opts.proxy, table.clone(), default_cert, metrics.clone()).await?;
         let http_addr = proxy
             .http_addr()
             .map_err(ProxyError::from_io(opts.proxy.http_listen))?;
@@ -144,7 +148,7 @@ impl Gateway {
         background.push(tokio::spawn(admin::serve(
             admin_listener,
             health.clone(),
-            admin::registry(),
+            metrics.clone(),
         )));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

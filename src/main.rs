@@ -64,6 +64,9 @@ struct ListenArgs {
     /// Time in-flight requests and open WebSockets get after SIGTERM/SIGINT.
     #[arg(long, default_value = "30s", value_parser = duration)]
     shutdown_grace: Duration,
+    /// One log line per HTTP request and per WebSocket connection (`--access-log=false` to stop).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    access_log: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -146,6 +149,7 @@ fn proxy_config(l: &ListenArgs) -> ProxyConfig {
     let mut config = ProxyConfig::new(l.http_listen, l.https_listen);
     config.https_redirect_port = l.https_redirect_port;
     config.header_timeout = l.header_timeout;
+    config.access_log = l.access_log;
     config
 }
 

@@ -16,6 +16,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, Registry, TextEncoder};
+
+pub mod metrics;
+pub use metrics::Metrics;
 use tokio::net::TcpListener;
 
 /// Liveness and readiness, shared between the wiring and the admin listener.
@@ -42,30 +45,17 @@ impl Health {
     }
 }
 
-/// The registry `/metrics` exposes, with the process collector (fds, RSS, CPU) on Linux.
-pub fn registry() -> Registry {
-    let registry = Registry::new_custom(Some("wsgate".into()), None).unwrap_or_default();
-    #[cfg(target_os = "linux")]
-    {
-        let process = prometheus::process_collector::ProcessCollector::for_self();
-        if let Err(e) = registry.register(Box::new(process)) {
-            tracing::warn!(error = %e, "process metrics unavailable");
-        }
-    }
-    registry
-}
-
 /// Serves the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, registry: Registry) {
+pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let health = health.clone();
-        let registry = registry.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let r = answer(&req, &health, &registry);
+                let r = answer(&req, &health, metrics.registry());
                 async move { Ok::<_, Infallible>(r) }
             });
             let _ = http1::Builder::new()

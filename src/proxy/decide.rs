@@ -93,6 +93,8 @@ pub enum Decision {
         status: StatusCode,
         /// Absolute URL.
         location: String,
+        /// Why: to https, or to the route's main host.
+        kind: RedirectKind,
         /// Route, for logs and metrics.
         route: Arc<str>,
     },
@@ -136,6 +138,25 @@ impl Decision {
     }
 }
 
+/// Why a request is redirected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// Plain HTTP to https on the same host.
+    Https,
+    /// A `redirectHostnames` host to the route's first hostname.
+    Host,
+}
+
+impl RedirectKind {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectKind::Https => "https",
+            RedirectKind::Host => "host",
+        }
+    }
+}
+
 /// Settings of the decision that come from flags rather than routes.
 #[derive(Debug, Clone, Copy)]
 pub struct DecideConfig {
@@ -163,6 +184,11 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
     let redirect = |scheme: &str, host: &str, port: Option<&str>| Decision::Redirect {
         status: redirect_status,
         location: location(scheme, host, port, req.path, req.query),
+        kind: if entry.role == HostRole::Redirect {
+            RedirectKind::Host
+        } else {
+            RedirectKind::Https
+        },
         route: route.id.clone(),
     };
     // The port the client used, kept on same-scheme redirects.

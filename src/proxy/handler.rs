@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -18,10 +18,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::access::{AccessRecord, Finish, Metered};
 use super::decide::{DecideConfig, Decision, Listener, Reject, RequestFacts, decide};
 use super::headers::{Forwarded, is_websocket_upgrade, prepare_request, prepare_response};
 use super::relay::relay;
 use super::tracker::Tracker;
+use crate::admin::Metrics;
+use crate::admin::metrics::{NO_ROUTE, RouteMetrics};
 use crate::table::{BackendSet, RouteTable};
 
 /// Response body: a backend's streamed body, or one of ours.
@@ -38,6 +41,8 @@ pub(crate) struct Shared {
     pub client: Client<HttpConnector, Incoming>,
     pub decide: DecideConfig,
     pub relays: Tracker,
+    pub metrics: Arc<Metrics>,
+    pub access_log: bool,
 }
 
 /// Facts about one client connection.
@@ -66,7 +71,8 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Metered>, Infallible> {
+    let start = Instant::now();
     let upgrade = is_websocket_upgrade(req.headers());
     // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host. HeaderValue clones
     // share the request's buffer, so keeping the host for later costs no allocation.
@@ -74,10 +80,9 @@ pub(crate) async fn handle(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let decision = {
         let facts = RequestFacts {
-            host: host_str,
+            host: host.as_ref().and_then(|h| h.to_str().ok()),
             path: req.uri().path(),
             query: req.uri().query(),
             method: req.method(),
@@ -92,6 +97,22 @@ pub(crate) async fn handle(
         };
         decide(&shared.table.load(), &facts, &shared.decide)
     };
+    let route = decision.route().cloned();
+    let route_metrics = route.as_ref().map(|r| shared.metrics.route(r));
+    let route_label = route.as_deref().unwrap_or(NO_ROUTE);
+    let mut access = shared.access_log.then(|| AccessRecord {
+        route: route.clone().unwrap_or_else(|| Arc::from(NO_ROUTE)),
+        peer: conn.peer,
+        method: req.method().clone(),
+        host: host.clone(),
+        uri: req.uri().clone(),
+        bytes_in: req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        backend: None,
+    });
     let fwd = Forwarded {
         peer: conn.peer.ip(),
         peer_value: &conn.peer_value,
@@ -99,11 +120,23 @@ pub(crate) async fn handle(
         host: host.as_ref(),
         port: conn.local_port,
     };
+    let mut upgrade_result = if upgrade { "rejected" } else { "" };
     let response = match decision {
         Decision::Reject(reject, _) => rejection(reject),
         Decision::Redirect {
-            status, location, ..
-        } => redirect(status, &location),
+            status,
+            location,
+            kind,
+            ..
+        } => {
+            shared
+                .metrics
+                .http_redirects
+                .with_label_values(&[kind.as_str()])
+                .inc();
+            upgrade_result = "redirected";
+            redirect(status, &location)
+        }
         Decision::Maintenance { body, .. } => {
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, body);
             r.headers_mut().insert(
@@ -116,14 +149,70 @@ pub(crate) async fn handle(
             backend,
             timeout,
             route,
-        } => forward(&shared, req, &backend, timeout, &fwd, &route).await,
+        } => {
+            let target = Target {
+                backend: &backend,
+                route: &route,
+                metrics: route_metrics.as_deref(),
+            };
+            let (resp, addr) = forward(&shared, req, target, timeout, &fwd).await;
+            if let Some(a) = access.as_mut() {
+                a.backend = addr;
+            }
+            resp
+        }
         Decision::Upgrade {
             backend,
             idle_timeout,
             route,
-        } => upgrade_relay(&shared, req, &backend, idle_timeout, &fwd, route).await,
+        } => {
+            let target = Target {
+                backend: &backend,
+                route: &route,
+                metrics: route_metrics.as_deref(),
+            };
+            let (resp, addr, result) =
+                upgrade_relay(&shared, req, target, idle_timeout, &fwd, &mut access).await;
+            if let Some(a) = access.as_mut() {
+                a.backend = addr;
+            }
+            upgrade_result = result;
+            resp
+        }
     };
-    Ok(response)
+    let status = response.status();
+    shared.metrics.request(route_label, status);
+    if upgrade {
+        shared
+            .metrics
+            .ws_upgrades
+            .with_label_values(&[route_label, upgrade_result])
+            .inc();
+    }
+    let finish = Finish {
+        start,
+        status,
+        metrics: route_metrics,
+        access,
+    };
+    Ok(response.map(|body| Metered::new(body, finish)))
+}
+
+/// The backend a decision chose, with what to blame in logs and metrics.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    backend: &'a BackendSet,
+    route: &'a str,
+    metrics: Option<&'a RouteMetrics>,
+}
+
+impl Target<'_> {
+    fn connect_failed(&self, addr: SocketAddr, why: &dyn std::fmt::Display) -> Response<Body> {
+        if let Some(m) = self.metrics {
+            m.connect_errors.inc();
+        }
+        bad_gateway(self.route, addr, why)
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -178,15 +267,15 @@ fn gateway_timeout(route: &str, backend: &str) -> Response<Body> {
 async fn forward(
     shared: &Shared,
     mut req: Request<Incoming>,
-    backend: &BackendSet,
+    target: Target<'_>,
     timeout: Duration,
     fwd: &Forwarded<'_>,
-    route: &str,
-) -> Response<Body> {
-    let Some(endpoint) = backend.pick() else {
-        return rejection(Reject::NoEndpoints);
+) -> (Response<Body>, Option<SocketAddr>) {
+    let Some(endpoint) = target.backend.pick() else {
+        return (rejection(Reject::NoEndpoints), None);
     };
-    let target = req
+    let addr = Some(endpoint.addr);
+    let path = req
         .uri()
         .path_and_query()
         .cloned()
@@ -194,11 +283,11 @@ async fn forward(
     let uri = match Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(endpoint.authority.clone())
-        .path_and_query(target)
+        .path_and_query(path)
         .build()
     {
         Ok(uri) => uri,
-        Err(_) => return rejection(Reject::BadRequest),
+        Err(_) => return (rejection(Reject::BadRequest), addr),
     };
     if !req.headers().contains_key(header::HOST) {
         if let Some(h) = fwd.host {
@@ -208,28 +297,33 @@ async fn forward(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     prepare_request(req.headers_mut(), false, fwd);
-    match tokio::time::timeout(timeout, shared.client.request(req)).await {
-        Err(_) => gateway_timeout(route, &backend.name),
-        Ok(Err(e)) => bad_gateway(route, endpoint.addr, &e),
+    let resp = match tokio::time::timeout(timeout, shared.client.request(req)).await {
+        Err(_) => gateway_timeout(target.route, &target.backend.name),
+        Ok(Err(e)) if e.is_connect() => target.connect_failed(endpoint.addr, &e),
+        Ok(Err(e)) => bad_gateway(target.route, endpoint.addr, &e),
         Ok(Ok(resp)) => {
             let mut resp = resp.map(Either::Left);
             prepare_response(resp.headers_mut(), false);
             resp
         }
-    }
+    };
+    (resp, addr)
 }
 
+/// Forwards a WebSocket handshake and, on 101, relays the connection in its own task. Returns
+/// the response for the client, the backend address, and the upgrade result label.
 async fn upgrade_relay(
     shared: &Shared,
     mut req: Request<Incoming>,
-    backend: &BackendSet,
+    target: Target<'_>,
     idle_timeout: Option<Duration>,
     fwd: &Forwarded<'_>,
-    route: Arc<str>,
-) -> Response<Body> {
-    let Some(addr) = backend.pick().map(|e| e.addr) else {
-        return rejection(Reject::NoEndpoints);
+    access: &mut Option<AccessRecord>,
+) -> (Response<Body>, Option<SocketAddr>, &'static str) {
+    let Some(addr) = target.backend.pick().map(|e| e.addr) else {
+        return (rejection(Reject::NoEndpoints), None, "rejected");
     };
+    let failed = |resp| (resp, Some(addr), "backend_error");
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
     parts.uri = match parts.uri.path_and_query() {
@@ -241,29 +335,29 @@ async fn upgrade_relay(
     let backend_req = Request::from_parts(parts, Empty::<Bytes>::new());
 
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Err(_) => return gateway_timeout(&route, &backend.name),
-        Ok(Err(e)) => return bad_gateway(&route, addr, &e),
+        Err(_) => return failed(target.connect_failed(addr, &"connect timed out")),
+        Ok(Err(e)) => return failed(target.connect_failed(addr, &e)),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
-        Err(e) => return bad_gateway(&route, addr, &e),
+        Err(e) => return failed(bad_gateway(target.route, addr, &e)),
     };
     // Drives the backend connection until the upgrade hands its socket over.
     tokio::spawn(conn.with_upgrades());
     let mut resp =
         match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(backend_req)).await {
-            Err(_) => return gateway_timeout(&route, &backend.name),
-            Ok(Err(e)) => return bad_gateway(&route, addr, &e),
+            Err(_) => return failed(gateway_timeout(target.route, &target.backend.name)),
+            Ok(Err(e)) => return failed(bad_gateway(target.route, addr, &e)),
             Ok(Ok(r)) => r,
         };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The backend refused the upgrade: its answer goes back as a normal response.
         let mut resp = resp.map(Either::Left);
         prepare_response(resp.headers_mut(), false);
-        return resp;
+        return (resp, Some(addr), "backend_refused");
     }
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let mut client_resp = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -272,29 +366,47 @@ async fn upgrade_relay(
     prepare_response(client_resp.headers_mut(), true);
 
     let token = shared.relays.token();
+    let metrics = shared.metrics.route(&Arc::from(target.route));
+    let closes = shared.metrics.ws_closes.clone();
+    // The connection gets its own log line when it ends; the 101 keeps the request's.
+    let ws_access = access.as_ref().map(|a| AccessRecord {
+        route: a.route.clone(),
+        peer: a.peer,
+        method: a.method.clone(),
+        host: a.host.clone(),
+        uri: a.uri.clone(),
+        bytes_in: None,
+        backend: Some(addr),
+    });
     tokio::spawn(async move {
         let _token = token;
         let (client_io, backend_io) = match tokio::try_join!(client_upgrade, backend_upgrade) {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::debug!(route = &*route, error = %e, "upgrade did not complete");
+                tracing::debug!(route = &*metrics.route, error = %e, "upgrade did not complete");
                 return;
             }
         };
+        let opened = Instant::now();
+        metrics.ws_active.inc();
         let stats = relay(
             TokioIo::new(client_io),
             TokioIo::new(backend_io),
             idle_timeout,
+            |up, down| {
+                metrics.ws_to_backend.inc_by(up);
+                metrics.ws_to_client.inc_by(down);
+            },
         )
         .await;
-        tracing::debug!(
-            route = &*route,
-            backend = %addr,
-            end = stats.end.as_str(),
-            bytes_in = stats.client_to_backend,
-            bytes_out = stats.backend_to_client,
-            "websocket closed"
-        );
+        metrics.ws_active.dec();
+        let lifetime = opened.elapsed();
+        metrics.ws_duration.observe(lifetime.as_secs_f64());
+        let reason = stats.end.as_str();
+        closes.with_label_values(&[&*metrics.route, reason]).inc();
+        if let Some(a) = ws_access {
+            a.log_websocket(lifetime, &stats, reason);
+        }
     });
-    client_resp
+    (client_resp, Some(addr), "upgraded")
 }

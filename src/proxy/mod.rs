@@ -10,6 +10,7 @@
 //! the listeners close, idle keep-alive connections close, in-flight requests and relays get a
 //! grace period.
 
+mod access;
 pub mod decide;
 mod handler;
 pub mod headers;
@@ -32,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::Metrics;
 use crate::table::{HostBuf, RouteTable, normalize_host};
 use decide::DecideConfig;
 use handler::{ConnInfo, Shared};
@@ -52,6 +54,8 @@ pub struct ProxyConfig {
     pub tls_handshake_timeout: Duration,
     /// Largest request head accepted; larger gets 431.
     pub max_header_bytes: usize,
+    /// One log line per request and per WebSocket connection (target `wsgate::access`).
+    pub access_log: bool,
 }
 
 impl ProxyConfig {
@@ -64,6 +68,7 @@ impl ProxyConfig {
             header_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            access_log: true,
         }
     }
 }
@@ -122,6 +127,7 @@ impl Proxy {
         config: &ProxyConfig,
         table: Arc<ArcSwap<RouteTable>>,
         default_cert: Arc<CertifiedKey>,
+        metrics: Arc<Metrics>,
     ) -> Result<Proxy, ProxyError> {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -145,6 +151,8 @@ impl Proxy {
                 https_redirect_port: config.https_redirect_port,
             },
             relays: Tracker::default(),
+            metrics,
+            access_log: config.access_log,
         });
         Ok(Proxy {
             http,
@@ -252,8 +260,15 @@ async fn accept_loop(
                     serve_connection(tcp, info, shared, builder, stop).await;
                 }
                 Some(acceptor) => {
-                    let Some((tls, info)) =
-                        handshake(&acceptor, tcp, peer, local_port, handshake_timeout).await
+                    let Some((tls, info)) = handshake(
+                        &acceptor,
+                        tcp,
+                        peer,
+                        local_port,
+                        handshake_timeout,
+                        &shared.metrics,
+                    )
+                    .await
                     else {
                         return;
                     };
@@ -270,8 +285,16 @@ async fn handshake(
     peer: SocketAddr,
     local_port: u16,
     limit: Duration,
+    metrics: &Metrics,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo)> {
-    let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+    let outcome = tokio::time::timeout(limit, acceptor.accept(tcp)).await;
+    let result = match &outcome {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    metrics.tls_handshakes.with_label_values(&[result]).inc();
+    let tls = match outcome {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

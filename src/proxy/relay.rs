@@ -153,11 +153,13 @@ impl Half {
 }
 
 /// Relays bytes between `client` and `backend` until both halves are closed, one side fails,
-/// or nothing moves for `idle_timeout`.
+/// or nothing moves for `idle_timeout`. `on_bytes(to_backend, to_client)` is told of every
+/// batch of bytes moved, so live counters do not wait for the connection to end.
 pub async fn relay<C, B>(
     mut client: C,
     mut backend: B,
     idle_timeout: Option<Duration>,
+    mut on_bytes: impl FnMut(u64, u64),
 ) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -168,9 +170,17 @@ where
     let mut first_closed: Option<RelayEnd> = None;
     let mut idle: Option<Pin<Box<Sleep>>> = idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
     let mut last_activity = Instant::now();
+    let mut reported = (0u64, 0u64);
 
     let end = poll_fn(|cx| {
         let mut active = false;
+        let mut report = |up: &Half, down: &Half| {
+            let now = (up.bytes, down.bytes);
+            if now != reported {
+                on_bytes(now.0 - reported.0, now.1 - reported.1);
+                reported = now;
+            }
+        };
         if !up.done {
             match up.poll_copy(
                 cx,
@@ -201,6 +211,7 @@ where
                 Poll::Pending => {}
             }
         }
+        report(&up, &down);
         if up.done && down.done {
             return Poll::Ready(first_closed.unwrap_or(RelayEnd::ClientClosed));
         }
@@ -220,6 +231,9 @@ where
         Poll::Pending
     })
     .await;
+    if (up.bytes, down.bytes) != reported {
+        on_bytes(up.bytes - reported.0, down.bytes - reported.1);
+    }
     RelayStats {
         client_to_backend: up.bytes,
         backend_to_client: down.bytes,
@@ -237,7 +251,13 @@ mod tests {
     async fn copies_both_ways_and_handles_half_close() {
         let (mut client, client_side) = duplex(64);
         let (backend_side, mut backend) = duplex(64);
-        let task = tokio::spawn(relay(client_side, backend_side, None));
+        let counted = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+        let tally = counted.clone();
+        let task = tokio::spawn(relay(client_side, backend_side, None, move |a, b| {
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.0 += a;
+            t.1 += b;
+        }));
         // More than the duplex capacity, so the pending-buffer path runs.
         let big = vec![7u8; 100_000];
         let writer = {
@@ -276,6 +296,10 @@ mod tests {
                 end: RelayEnd::ClientClosed
             }
         );
+        assert_eq!(
+            *counted.lock().unwrap_or_else(|p| p.into_inner()),
+            (100_000, 3)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -286,6 +310,7 @@ mod tests {
             client_side,
             backend_side,
             Some(Duration::from_secs(10)),
+            |_, _| {},
         ));
         // Traffic every 6 s keeps it alive past the 10 s limit.
         for _ in 0..3 {

@@ -4,21 +4,33 @@
 pub mod files;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
+use crate::admin::Metrics;
 use crate::table::{RouteReport, RouteTable, Snapshot, compile};
 
 /// Compiles snapshots and publishes the result to the data plane.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Publisher {
     table: Arc<ArcSwap<RouteTable>>,
+    metrics: Arc<Metrics>,
+    source: &'static str,
 }
 
 impl Publisher {
-    /// A publisher writing to `table`.
-    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
-        Publisher { table }
+    /// A publisher writing to `table`, recording reloads under `source` (`files`, `kube`, …).
+    pub fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        metrics: Arc<Metrics>,
+        source: &'static str,
+    ) -> Self {
+        Publisher {
+            table,
+            metrics,
+            source,
+        }
     }
 
     /// Compiles `snapshot`, swaps the new table in whole, logs every route problem, and returns
@@ -27,19 +39,53 @@ impl Publisher {
     pub fn publish(&self, snapshot: &Snapshot) -> Vec<RouteReport> {
         let (table, reports) = compile(snapshot);
         let hosts = table.host_count();
-        let routes = table.routes().len();
+        let programmed = table.routes().len();
+        let rejected = reports.iter().filter(|r| !r.programmed).count();
+        let m = &self.metrics;
+        m.cert_expiry.reset();
+        for cert in table.certificates() {
+            if let Some(t) = cert.not_after {
+                m.cert_expiry
+                    .with_label_values(&[&cert.secret])
+                    .set(t as f64);
+            }
+        }
         self.table.store(Arc::new(table));
+        m.routes
+            .with_label_values(&["programmed"])
+            .set(programmed as i64);
+        m.routes
+            .with_label_values(&["rejected"])
+            .set(rejected as i64);
+        m.last_reload.set(unix_now());
         for report in &reports {
             for problem in &report.problems {
                 tracing::warn!(route = %report.id(), reason = problem.kind.reason(), "{}", problem.message);
             }
         }
         tracing::info!(
-            routes,
+            routes = programmed,
             hosts,
-            rejected = reports.iter().filter(|r| !r.programmed).count(),
+            rejected,
             "routing table updated"
         );
         reports
     }
+
+    /// Counts one reload of the source: `ok` false when some input was rejected (its last good
+    /// version kept serving).
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[self.source, result])
+            .inc();
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

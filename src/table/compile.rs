@@ -10,8 +10,9 @@ use bytes::Bytes;
 use rustls::sign::CertifiedKey;
 
 use super::{
-    BackendSet, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, HostEntry, HostRole,
-    HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend, certified_key_from_pem,
+    BackendSet, CertificateInfo, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, HostEntry,
+    HostRole, HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
+    certified_key_from_pem, not_after,
 };
 use crate::api::{Backend, WebSocketRoute, normalize_path_prefix, parse_duration, validate};
 
@@ -227,6 +228,7 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
         report.programmed = true;
         reports.push(report);
     }
+    table.certificates = certs.served();
     (table, reports)
 }
 
@@ -283,6 +285,23 @@ struct CertCache<'a> {
 }
 
 impl<'a> CertCache<'a> {
+    /// Every certificate that is in use, with its expiry, sorted by Secret.
+    fn served(&self) -> Vec<CertificateInfo> {
+        let mut out: Vec<CertificateInfo> = self
+            .parsed
+            .iter()
+            .filter_map(|((ns, name), parsed)| {
+                let cert = parsed.as_ref().ok()?;
+                Some(CertificateInfo {
+                    secret: format!("{ns}/{name}"),
+                    not_after: cert.end_entity_cert().ok().and_then(|der| not_after(der)),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.secret.cmp(&b.secret));
+        out
+    }
+
     fn new(secrets: &'a [TlsSecret]) -> Self {
         CertCache {
             secrets: secrets

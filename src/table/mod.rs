@@ -11,7 +11,7 @@ mod tls;
 
 pub use compile::{Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile};
 pub use host::{HostBuf, normalize_host};
-pub use tls::{TlsError, TlsSecret, certified_key_from_pem, self_signed};
+pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +31,16 @@ pub struct RouteTable {
     /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
     wildcard: HashMap<Box<str>, HostEntry>,
     routes: Vec<Arc<CompiledRoute>>,
+    certificates: Vec<CertificateInfo>,
+}
+
+/// A certificate the table serves, for expiry monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// `namespace/name` of its Secret.
+    pub secret: String,
+    /// `notAfter` of the leaf as Unix seconds, when it could be read.
+    pub not_after: Option<i64>,
 }
 
 /// What a hostname leads to.
@@ -201,6 +211,11 @@ impl RouteTable {
     /// Every programmed route.
     pub fn routes(&self) -> &[Arc<CompiledRoute>] {
         &self.routes
+    }
+
+    /// Every certificate in use, sorted by Secret.
+    pub fn certificates(&self) -> &[CertificateInfo] {
+        &self.certificates
     }
 
     /// Number of hostnames (exact and wildcard) in the table.
