@@ -73,7 +73,20 @@ pub struct Gateway {
     health: Arc<Health>,
     stop: Option<oneshot::Sender<()>>,
     proxy: JoinHandle<ShutdownReport>,
-    background: Vec<JoinHandle<()>>,
+    /// Held for its `Drop`: the admin listener and the source watcher stop with the gateway.
+    _background: Background,
+}
+
+/// Tasks that die with the gateway.
+#[derive(Default)]
+struct Background(Vec<JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 fn log_reload(reload: &Reload) {
@@ -91,7 +104,29 @@ impl Gateway {
     pub async fn start(opts: GatewayOptions) -> Result<Gateway, GatewayError> {
         let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
         let metrics = Arc::new(Metrics::new());
-        let mut background = Vec::new();
+        // Aborted if start fails half-way, so no listener outlives a failed start.
+        let mut background = Background::default();
+        // The admin listener comes up first: probes get "not ready" rather than a refused
+        // connection while routes load.
+        let admin_listener =
+            admin::bind(opts.admin_listen)
+                .await
+                .map_err(|source| GatewayError::Admin {
+                    addr: opts.admin_listen,
+                    source,
+                })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| GatewayError::Admin {
+                addr: opts.admin_listen,
+                source,
+            })?;
+        let health = Arc::new(Health::default());
+        background.0.push(tokio::spawn(admin::serve(
+            admin_listener,
+            health.clone(),
+            metrics.clone(),
+        )));
 
         match opts.routes {
             Routes::Fixed(snapshot) => {
@@ -110,7 +145,7 @@ impl Gateway {
                 publisher.publish(&first.snapshot);
                 publisher.record_reload(first.errors.is_empty());
                 let mut last = first.snapshot;
-                background.push(tokio::spawn(files::watch(dir, move || {
+                background.0.push(tokio::spawn(files::watch(dir, move || {
                     let reload = source.reload();
                     log_reload(&reload);
                     if reload.snapshot != last {
@@ -131,26 +166,6 @@ impl Gateway {
         let https_addr = proxy
             .https_addr()
             .map_err(ProxyError::from_io(opts.proxy.https_listen))?;
-        let admin_listener =
-            admin::bind(opts.admin_listen)
-                .await
-                .map_err(|source| GatewayError::Admin {
-                    addr: opts.admin_listen,
-                    source,
-                })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| GatewayError::Admin {
-                addr: opts.admin_listen,
-                source,
-            })?;
-        let health = Arc::new(Health::default());
-        background.push(tokio::spawn(admin::serve(
-            admin_listener,
-            health.clone(),
-            metrics.clone(),
-        )));
-
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let grace = opts.grace;
         let proxy = tokio::spawn(proxy.run(
@@ -169,7 +184,7 @@ impl Gateway {
             health,
             stop: Some(stop_tx),
             proxy,
-            background,
+            _background: background,
         })
     }
 
@@ -180,22 +195,13 @@ impl Gateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let report = match (&mut self.proxy).await {
-            Ok(report) => report,
-            Err(_) => ShutdownReport { cut: 0 },
-        };
-        for task in &self.background {
-            task.abort();
-        }
-        report
+        // A proxy task that panicked has nothing left open to report.
+        (&mut self.proxy).await.unwrap_or(ShutdownReport { cut: 0 })
     }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        for task in &self.background {
-            task.abort();
-        }
         self.proxy.abort();
     }
 }

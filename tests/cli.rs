@@ -130,25 +130,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         "r.yaml",
         &route_yaml("r", &format!("  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n", backend.addr)),
     );
-    let mut child = wsgate()
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--https-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--routes",
-        ])
-        .arg(routes.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (http_addr, admin_addr, _log) = listening(child.stderr.take().unwrap());
+    let (mut child, http_addr, admin_addr, _log) = spawn_run(&routes, &[]);
     assert_eq!(
         http(admin_addr, request("GET", "admin", "/readyz"))
             .await
@@ -193,5 +175,139 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert!(
         tokio::net::TcpStream::connect(http_addr).await.is_err(),
         "still accepting after exit"
+    );
+}
+
+/// Starts `wsgate run` on ephemeral loopback ports with JSON logs.
+fn spawn_run(
+    routes: &RoutesDir,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = wsgate()
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--https-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .arg("--routes")
+        .arg(routes.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (http_addr, admin_addr, log) = listening(child.stderr.take().unwrap());
+    (child, http_addr, admin_addr, log)
+}
+
+/// Sends SIGTERM, waits for exit 0, and returns every log line as JSON.
+async fn stop(
+    mut child: std::process::Child,
+    log: std::sync::mpsc::Receiver<String>,
+) -> Vec<serde_json::Value> {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The reader thread ends with the child's stderr.
+    log.iter()
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn access_log_has_a_line_per_request_and_per_websocket() {
+    use futures_util::StreamExt;
+    let web = http_backend().await;
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    routes.write(
+        "r.yaml",
+        &route_yaml(
+            "r",
+            &format!(
+                "  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n      websocket: {{ backend: {{ address: \"{}\" }} }}\n",
+                web.addr, ws.addr
+            ),
+        ),
+    );
+    let (child, http_addr, _admin, log) = spawn_run(&routes, &[]);
+    let reply = http(http_addr, request("GET", "r.test", "/hello?token=secret")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let mut c = ws_over(
+        tokio::net::TcpStream::connect(http_addr).await.unwrap(),
+        "r.test",
+        "/chat",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut c, tokio_tungstenite::tungstenite::Message::text("hi")).await;
+    c.close(None).await.unwrap();
+    while let Some(Ok(_)) = within("close", c.next()).await {}
+    drop(c);
+    // The WebSocket line is written when the relay ends, which the client cannot observe.
+    let lines = stop(child, log).await;
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "wsgate::access")
+        .collect();
+    let http_line = access
+        .iter()
+        .find(|l| l["kind"] == "http" && l["path"] == "/hello")
+        .unwrap_or_else(|| panic!("no access line for /hello in {access:?}"));
+    assert_eq!(http_line["route"], "default/r");
+    assert_eq!(http_line["method"], "GET");
+    assert_eq!(http_line["host"], "r.test");
+    assert_eq!(http_line["status"], 200);
+    assert_eq!(http_line["backend"], web.addr.to_string());
+    assert!(
+        http_line["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(http_line["bytes_out"].as_u64().unwrap() > 0);
+    assert!(http_line["duration_ms"].as_f64().is_some());
+    assert!(
+        !http_line.to_string().contains("secret"),
+        "query strings stay out of logs"
+    );
+    let ws_line = access
+        .iter()
+        .find(|l| l["kind"] == "websocket")
+        .unwrap_or_else(|| panic!("no websocket access line in {access:?}"));
+    assert_eq!(ws_line["path"], "/chat");
+    assert_eq!(ws_line["close_reason"], "client");
+    assert_eq!(ws_line["backend"], ws.addr.to_string());
+    assert!(ws_line["bytes_in"].as_u64().unwrap() >= 2);
+
+    // --access-log=false: the same traffic, no access lines.
+    let (child, http_addr, _admin, log) = spawn_run(&routes, &["--access-log=false"]);
+    let reply = http(http_addr, request("GET", "r.test", "/hello")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let lines = stop(child, log).await;
+    assert!(lines.iter().all(|l| l["target"] != "wsgate::access"));
+    assert!(
+        lines.iter().any(|l| l["message"] == "bye"),
+        "the log was read to the end"
     );
 }

@@ -138,3 +138,65 @@ pub fn init_tracing(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+
+    async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+        let io = TokioIo::new(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", "admin")
+            .body(Empty::<Bytes>::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = tx.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_lifecycle() {
+        let listener = bind("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let health = Arc::new(Health::default());
+        let server = tokio::spawn(serve(listener, health.clone(), Arc::new(Metrics::new())));
+        // Starting: alive but not ready.
+        assert_eq!(get(addr, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(addr, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        health.set_ready();
+        assert_eq!(get(addr, "/readyz").await.0, StatusCode::OK);
+        // Draining: alive, not ready.
+        health.set_draining();
+        assert_eq!(
+            get(addr, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(addr, "/healthz").await.0, StatusCode::OK);
+        let (status, text) = get(addr, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("\nwsgate_leader 0\n"), "{text}");
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        assert_eq!(get(addr, "/nope").await.0, StatusCode::NOT_FOUND);
+        server.abort();
+    }
+}

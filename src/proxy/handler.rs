@@ -402,7 +402,7 @@ async fn upgrade_relay(
         metrics.ws_active.dec();
         let lifetime = opened.elapsed();
         metrics.ws_duration.observe(lifetime.as_secs_f64());
-        let reason = stats.end.as_str();
+        let reason = stats.reason();
         closes.with_label_values(&[&*metrics.route, reason]).inc();
         if let Some(a) = ws_access {
             a.log_websocket(lifetime, &stats, reason);

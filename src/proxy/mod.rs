@@ -12,6 +12,7 @@
 
 mod access;
 pub mod decide;
+pub mod frames;
 mod handler;
 pub mod headers;
 pub mod relay;

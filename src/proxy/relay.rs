@@ -15,8 +15,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::frames::FrameTracker;
+
 /// Size of the per-poll stack buffer: one TLS record's worth of plaintext.
 const CHUNK: usize = 16 * 1024;
+/// How long the other side may keep its half open after one side closed. A WebSocket is over
+/// once either side closes TCP; this only bounds peers that never close theirs (as HAProxy's
+/// `timeout client-fin` does).
+pub const LINGER: Duration = Duration::from_secs(30);
 
 /// Why a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,15 @@ impl RelayEnd {
     }
 }
 
+/// One side of a relayed connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client.
+    Client,
+    /// The backend.
+    Backend,
+}
+
 /// What a finished relay did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayStats {
@@ -52,8 +67,23 @@ pub struct RelayStats {
     pub client_to_backend: u64,
     /// Bytes from the backend to the client.
     pub backend_to_client: u64,
-    /// Why it ended.
+    /// How the byte streams ended.
     pub end: RelayEnd,
+    /// Which side sent the first WebSocket Close frame, if any.
+    pub first_close: Option<Side>,
+}
+
+impl RelayStats {
+    /// Why the connection ended, for logs and metrics: `client` or `backend` for whoever
+    /// started the close (by Close frame, else by closing TCP first), `idle_timeout`, `error`.
+    pub fn reason(&self) -> &'static str {
+        match (self.end, self.first_close) {
+            (RelayEnd::IdleTimeout, _) => "idle_timeout",
+            (_, Some(Side::Client)) => "client",
+            (_, Some(Side::Backend)) => "backend",
+            (end, None) => end.as_str(),
+        }
+    }
 }
 
 /// One direction of the relay.
@@ -66,6 +96,7 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
+    frames: FrameTracker,
 }
 
 /// Which side failed, for [`RelayEnd`].
@@ -133,6 +164,7 @@ impl Half {
             }
             *active = true;
             self.bytes += filled as u64;
+            self.frames.feed(&stack[..filled]);
             let mut off = 0;
             while off < filled {
                 match writer.as_mut().poll_write(cx, &stack[off..filled]) {
@@ -171,6 +203,8 @@ where
     let mut idle: Option<Pin<Box<Sleep>>> = idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
     let mut last_activity = Instant::now();
     let mut reported = (0u64, 0u64);
+    let mut first_close: Option<Side> = None;
+    let mut linger: Option<Pin<Box<Sleep>>> = None;
 
     let end = poll_fn(|cx| {
         let mut active = false;
@@ -212,8 +246,21 @@ where
             }
         }
         report(&up, &down);
+        if first_close.is_none() {
+            if up.frames.saw_close {
+                first_close = Some(Side::Client);
+            } else if down.frames.saw_close {
+                first_close = Some(Side::Backend);
+            }
+        }
         if up.done && down.done {
             return Poll::Ready(first_closed.unwrap_or(RelayEnd::ClientClosed));
+        }
+        if let Some(end) = first_closed {
+            let timer = linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(end);
+            }
         }
         if let (Some(sleep), Some(limit)) = (idle.as_mut(), idle_timeout) {
             if active {
@@ -238,6 +285,13 @@ where
         client_to_backend: up.bytes,
         backend_to_client: down.bytes,
         end,
+        first_close: first_close.or(if up.frames.saw_close {
+            Some(Side::Client)
+        } else if down.frames.saw_close {
+            Some(Side::Backend)
+        } else {
+            None
+        }),
     }
 }
 
@@ -293,13 +347,34 @@ mod tests {
             RelayStats {
                 client_to_backend: 100_000,
                 backend_to_client: 3,
-                end: RelayEnd::ClientClosed
+                end: RelayEnd::ClientClosed,
+                first_close: None,
             }
         );
         assert_eq!(
             *counted.lock().unwrap_or_else(|p| p.into_inner()),
             (100_000, 3)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_closes_its_half_is_cut_after_the_linger() {
+        let (mut client, client_side) = duplex(64);
+        let (backend_side, backend) = duplex(64);
+        let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}));
+        // The backend closes; the client keeps its socket open and silent.
+        drop(backend);
+        let mut buf = [0u8; 1];
+        let n = client
+            .read(&mut buf)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n, 0, "the client sees the backend's FIN");
+        tokio::time::sleep(LINGER - Duration::from_secs(1)).await;
+        assert!(!task.is_finished());
+        let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stats.end, RelayEnd::BackendClosed);
+        assert_eq!(stats.reason(), "backend");
     }
 
     #[tokio::test(start_paused = true)]

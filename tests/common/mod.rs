@@ -69,12 +69,16 @@ impl TestCa {
     }
 
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_until(names, (2040, 1, 1))
+    }
+
+    /// A leaf whose notAfter is midnight UTC of the given (year, month, day).
+    pub fn leaf_until(&self, names: &[&str], (y, m, d): (i32, u8, u8)) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -483,4 +487,39 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = within("raw response", tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// Scrapes `/metrics` and parses the text exposition format into `name{labels}` → value, with
+/// labels sorted by name (`wsgate_routes{state="programmed"}`).
+pub async fn scrape(admin: SocketAddr) -> std::collections::HashMap<String, f64> {
+    let reply = http(admin, request("GET", "admin", "/metrics")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header("content-type").starts_with("text/plain"));
+    let mut out = std::collections::HashMap::new();
+    for line in reply.text().lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let key = match series.split_once('{') {
+            None => series.to_string(),
+            Some((name, labels)) => {
+                let labels = labels
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("bad labels {line:?}"));
+                let mut pairs: Vec<&str> = labels.split(',').filter(|p| !p.is_empty()).collect();
+                pairs.sort();
+                format!("{name}{{{}}}", pairs.join(","))
+            }
+        };
+        out.insert(key, value);
+    }
+    out
 }

@@ -1,0 +1,155 @@
+//! WebSocket frame boundaries (RFC 6455 §5.2), tracked from the byte stream the relay copies.
+//!
+//! Only frame headers are parsed; payloads are skipped by length, never buffered or unmasked.
+//! This tells the relay which side sent the first Close frame (so a close can be attributed
+//! correctly even though, per RFC 6455 §7.1.1, the server closes TCP first) and where frame
+//! boundaries are, for a later graceful drain that must not cut a frame in half.
+
+/// Opcode of a Close frame.
+const OPCODE_CLOSE: u8 = 0x8;
+
+/// Follows frame headers across arbitrary chunk boundaries.
+#[derive(Debug, Default, Clone)]
+pub struct FrameTracker {
+    header: [u8; 14],
+    have: usize,
+    /// Payload bytes left in the current frame; 0 means the next byte starts a header.
+    remaining: u64,
+    /// Frames whose header has been seen completely.
+    pub frames: u64,
+    /// Whether a Close frame was seen.
+    pub saw_close: bool,
+}
+
+impl FrameTracker {
+    /// Whether the stream is between two frames.
+    pub fn at_boundary(&self) -> bool {
+        self.have == 0 && self.remaining == 0
+    }
+
+    /// Consumes the next bytes of the stream.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let skip =
+                    usize::try_from(self.remaining).map_or(data.len(), |r| r.min(data.len()));
+                self.remaining -= skip as u64;
+                data = &data[skip..];
+                continue;
+            }
+            // Collect header bytes until the whole header is in.
+            let need = header_len(&self.header[..self.have]);
+            let take = (need - self.have).min(data.len());
+            self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
+            self.have += take;
+            data = &data[take..];
+            if self.have == need && need == header_len(&self.header[..self.have]) {
+                self.finish_header();
+            }
+        }
+    }
+
+    fn finish_header(&mut self) {
+        let h = &self.header[..self.have];
+        let opcode = h[0] & 0x0f;
+        let len7 = h[1] & 0x7f;
+        let payload = match len7 {
+            126 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+            127 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+            n => u64::from(n),
+        };
+        if opcode == OPCODE_CLOSE {
+            self.saw_close = true;
+        }
+        self.frames += 1;
+        self.remaining = payload;
+        self.have = 0;
+    }
+}
+
+/// Header length implied by the bytes seen so far (2 until the second byte is known).
+fn header_len(seen: &[u8]) -> usize {
+    let Some(&second) = seen.get(1) else {
+        return 2;
+    };
+    let ext = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    2 + ext + mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Encodes a frame the way a peer would (mask bytes are arbitrary).
+    fn frame(opcode: u8, payload_len: usize, masked: bool) -> Vec<u8> {
+        let mut out = vec![0x80 | opcode];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload_len {
+            n if n < 126 => out.push(mask_bit | n as u8),
+            n if n <= 0xffff => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        // Payload bytes that look like headers, to catch a tracker that loses its place.
+        out.extend(std::iter::repeat_n(0x88u8, payload_len));
+        out
+    }
+
+    #[test]
+    fn counts_frames_and_sees_close() {
+        let mut stream = Vec::new();
+        stream.extend(frame(0x1, 5, true));
+        stream.extend(frame(0x2, 300, true));
+        stream.extend(frame(0x2, 70_000, false));
+        let mut t = FrameTracker::default();
+        t.feed(&stream);
+        assert_eq!((t.frames, t.saw_close, t.at_boundary()), (3, false, true));
+        t.feed(&frame(OPCODE_CLOSE, 2, true)[..3]);
+        assert!(!t.at_boundary());
+        t.feed(&frame(OPCODE_CLOSE, 2, true)[3..]);
+        assert_eq!((t.frames, t.saw_close, t.at_boundary()), (4, true, true));
+    }
+
+    proptest! {
+        #[test]
+        fn chunking_does_not_matter(
+            frames in proptest::collection::vec((0u8..3, 0usize..70_000, any::<bool>()), 1..6),
+            cuts in proptest::collection::vec(1usize..5000, 1..40),
+        ) {
+            let opcodes = [0x1, 0x2, OPCODE_CLOSE];
+            let mut stream = Vec::new();
+            for (op, len, masked) in &frames {
+                stream.extend(frame(opcodes[*op as usize], *len, *masked));
+            }
+            let mut whole = FrameTracker::default();
+            whole.feed(&stream);
+            let mut pieces = FrameTracker::default();
+            let mut rest = &stream[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                pieces.feed(&rest[..n]);
+                rest = &rest[n..];
+                i += 1;
+            }
+            prop_assert_eq!(whole.frames, frames.len() as u64);
+            prop_assert_eq!(pieces.frames, whole.frames);
+            prop_assert_eq!(pieces.saw_close, frames.iter().any(|f| f.0 == 2));
+            prop_assert!(pieces.at_boundary());
+        }
+    }
+}
