@@ -217,3 +217,24 @@ async fn metrics_follow_http_websocket_tls_and_reload_traffic() {
     .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[test]
+fn grafana_dashboard_queries_wsgate_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/grafana/wsgate-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let exprs: Vec<&str> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    for metric in [
+        "wsgate_websocket_connections_active",
+        "wsgate_websocket_upgrades_total",
+        "wsgate_websocket_connection_duration_seconds_bucket",
+        "wsgate_http_requests_total",
+        "wsgate_http_request_duration_seconds_bucket",
+    ] {
+        assert!(exprs.iter().any(|e| e.contains(metric)), "no panel uses {metric}");
+    }
+}
