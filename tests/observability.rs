@@ -220,8 +220,12 @@ async fn metrics_follow_http_websocket_tls_and_reload_traffic() {
 
 #[test]
 fn grafana_dashboard_queries_wsgate_metrics() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/grafana/wsgate-dashboard.json");
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/grafana/wsgate-dashboard.json"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     let exprs: Vec<&str> = panels
         .iter()
@@ -235,6 +239,9 @@ fn grafana_dashboard_queries_wsgate_metrics() {
         "wsgate_http_requests_total",
         "wsgate_http_request_duration_seconds_bucket",
     ] {
-        assert!(exprs.iter().any(|e| e.contains(metric)), "no panel uses {metric}");
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel uses {metric}"
+        );
     }
 }

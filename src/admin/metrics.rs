@@ -8,7 +8,7 @@
 //! inside the prometheus crate, not a mutex).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use prometheus::{
@@ -60,6 +60,7 @@ pub struct Metrics {
     pub leader: IntGauge,
     by_route: ArcSwap<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     insert: Mutex<()>,
+    no_route: Arc<str>,
 }
 
 /// One route's pre-resolved metric handles.
@@ -79,6 +80,31 @@ pub struct RouteMetrics {
     pub ws_to_client: IntCounter,
     /// `wsgate_backend_connect_errors_total{route}`.
     pub connect_errors: IntCounter,
+    /// `wsgate_http_requests_total{route,code}` children of the common codes, resolved on
+    /// first use so the per-request path skips the label lookup.
+    common_codes: [OnceLock<IntCounter>; COMMON_CODES.len()],
+    requests: IntCounterVec,
+}
+
+/// Status codes wsgate itself sends plus the most common backend ones.
+const COMMON_CODES: [u16; 16] = [
+    101, 200, 201, 204, 301, 302, 304, 308, 400, 401, 403, 404, 426, 502, 503, 504,
+];
+
+impl RouteMetrics {
+    /// Counts one answered request of this route.
+    pub fn request(&self, code: http::StatusCode) {
+        match COMMON_CODES.iter().position(|c| *c == code.as_u16()) {
+            Some(i) => self.common_codes[i].get_or_init(|| self.child(code)).inc(),
+            None => self.child(code).inc(),
+        }
+    }
+
+    fn child(&self, code: http::StatusCode) -> IntCounter {
+        let mut buf = [0u8; 3];
+        let code = status_label(code, &mut buf);
+        self.requests.with_label_values(&[&*self.route, code])
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -231,6 +257,7 @@ impl Metrics {
             ),
             by_route: ArcSwap::from_pointee(HashMap::new()),
             insert: Mutex::new(()),
+            no_route: Arc::from(NO_ROUTE),
             registry: r,
         }
     }
@@ -259,6 +286,8 @@ impl Metrics {
             ws_to_backend: self.ws_bytes.with_label_values(&[&**route, "to_backend"]),
             ws_to_client: self.ws_bytes.with_label_values(&[&**route, "to_client"]),
             connect_errors: self.backend_connect_errors.with_label_values(&label),
+            common_codes: Default::default(),
+            requests: self.http_requests.clone(),
         });
         let mut next = HashMap::clone(&current);
         next.insert(route.clone(), m.clone());
@@ -266,11 +295,12 @@ impl Metrics {
         m
     }
 
-    /// Counts one answered request.
-    pub fn request(&self, route: &str, code: http::StatusCode) {
-        let mut buf = [0u8; 3];
-        let code = status_label(code, &mut buf);
-        self.http_requests.with_label_values(&[route, code]).inc();
+    /// Counts one answered request of a route, or of no route.
+    pub fn request(&self, route: Option<&RouteMetrics>, code: http::StatusCode) {
+        match route {
+            Some(r) => r.request(code),
+            None => self.route(&self.no_route).request(code),
+        }
     }
 }
 
@@ -295,7 +325,10 @@ mod tests {
         let b = m.route(&route);
         assert!(Arc::ptr_eq(&a, &b));
         a.ws_active.inc();
-        m.request("ns/chat", http::StatusCode::NOT_FOUND);
+        a.request(http::StatusCode::NOT_FOUND);
+        a.request(http::StatusCode::NOT_FOUND);
+        a.request(http::StatusCode::IM_A_TEAPOT);
+        m.request(None, http::StatusCode::BAD_REQUEST);
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&m.registry().gather())
             .unwrap_or_default();
@@ -303,10 +336,13 @@ mod tests {
             text.contains("wsgate_websocket_connections_active{route=\"ns/chat\"} 1"),
             "{text}"
         );
-        assert!(
-            text.contains("wsgate_http_requests_total{code=\"404\",route=\"ns/chat\"} 1"),
-            "{text}"
-        );
+        for line in [
+            "wsgate_http_requests_total{code=\"404\",route=\"ns/chat\"} 2",
+            "wsgate_http_requests_total{code=\"418\",route=\"ns/chat\"} 1",
+            "wsgate_http_requests_total{code=\"400\",route=\"none\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
     }
 
     #[test]

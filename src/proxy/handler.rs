@@ -181,7 +181,7 @@ pub(crate) async fn handle(
         }
     };
     let status = response.status();
-    shared.metrics.request(route_label, status);
+    shared.metrics.request(route_metrics.as_deref(), status);
     if upgrade {
         shared
             .metrics
