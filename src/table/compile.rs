@@ -25,6 +25,11 @@ pub struct Snapshot {
     pub secrets: Vec<TlsSecret>,
     /// Ready endpoints of each Service port.
     pub endpoints: HashMap<ServiceKey, Vec<SocketAddr>>,
+    /// Current time (Unix seconds) for certificate expiry checks; `None` skips them. Passed in
+    /// so the compile stays a pure function of its input.
+    pub now: Option<i64>,
+    /// Refuse `address` backends (in a cluster they would route to arbitrary IPs).
+    pub deny_address_backends: bool,
 }
 
 /// A Service port, as a route's backend names it.
@@ -77,6 +82,8 @@ pub enum ProblemKind {
     ServiceNotFound,
     /// A backend Service has no ready endpoint.
     NoReadyEndpoints,
+    /// An `address` backend where only Service backends are allowed.
+    AddressBackendNotAllowed,
 }
 
 impl ProblemKind {
@@ -89,6 +96,7 @@ impl ProblemKind {
             ProblemKind::InvalidCertificate => "InvalidCertificate",
             ProblemKind::ServiceNotFound => "ServiceNotFound",
             ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
+            ProblemKind::AddressBackendNotAllowed => "AddressBackendNotAllowed",
         }
     }
 
@@ -124,7 +132,7 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
         (ts.is_none(), ts.map(|t| t.0), i)
     });
 
-    let mut certs = CertCache::new(&snapshot.secrets);
+    let mut certs = CertCache::new(&snapshot.secrets, snapshot.now);
     let mut table = RouteTable::default();
     let mut owners: HashMap<String, String> = HashMap::new();
     let mut reports = Vec::with_capacity(order.len());
@@ -148,6 +156,24 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
                 kind: ProblemKind::InvalidSpec,
                 message: e.to_string(),
             }));
+        if snapshot.deny_address_backends {
+            for (i, rule) in spec.rules.iter().enumerate() {
+                let backends = [
+                    ("http", rule.http.as_ref().map(|h| &h.backend)),
+                    ("websocket", rule.websocket.as_ref().map(|w| &w.backend)),
+                ];
+                for (kind, backend) in backends {
+                    if backend.is_some_and(|b| b.address.is_some()) {
+                        report.problems.push(Problem {
+                            kind: ProblemKind::AddressBackendNotAllowed,
+                            message: format!(
+                                "spec.rules[{i}].{kind}.backend.address: address backends are disabled in this cluster; use service+port (or start the controller with --allow-address-backends)"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         if report.problems.is_empty() {
             let all_hosts = spec.hostnames.iter().chain(&spec.redirect_hostnames);
             for host in all_hosts {
@@ -278,9 +304,24 @@ fn backend_set(
     Arc::new(BackendSet::new(name, endpoints))
 }
 
+/// Parses a Secret and refuses an expired certificate.
+fn check_certificate(secret: &TlsSecret, now: Option<i64>) -> Result<Arc<CertifiedKey>, String> {
+    let cert =
+        certified_key_from_pem(&secret.cert_pem, &secret.key_pem).map_err(|e| e.to_string())?;
+    let expiry = cert.end_entity_cert().ok().and_then(|der| not_after(der));
+    match (now, expiry) {
+        (Some(now), Some(t)) if t < now => Err(format!(
+            "the certificate in tls.crt expired {} days ago",
+            (now - t) / 86_400
+        )),
+        _ => Ok(cert),
+    }
+}
+
 /// Parses each Secret once, however many routes use it.
 struct CertCache<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a TlsSecret>,
+    now: Option<i64>,
     parsed: HashMap<(String, String), Result<Arc<CertifiedKey>, String>>,
 }
 
@@ -302,8 +343,9 @@ impl<'a> CertCache<'a> {
         out
     }
 
-    fn new(secrets: &'a [TlsSecret]) -> Self {
+    fn new(secrets: &'a [TlsSecret], now: Option<i64>) -> Self {
         CertCache {
+            now,
             secrets: secrets
                 .iter()
                 .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
@@ -330,9 +372,7 @@ impl<'a> CertCache<'a> {
         let parsed = self
             .parsed
             .entry((namespace.to_string(), name.to_string()))
-            .or_insert_with(|| {
-                certified_key_from_pem(&secret.cert_pem, &secret.key_pem).map_err(|e| e.to_string())
-            });
+            .or_insert_with(|| check_certificate(secret, self.now));
         match parsed {
             Ok(cert) => Some(cert.clone()),
             Err(why) => {
@@ -551,5 +591,72 @@ spec:
         let (table, _) = compile(&snapshot(&yaml));
         let body = lookup(&table, "chat.example.com").and_then(|e| e.route.maintenance.clone());
         assert!(body.is_some_and(|b| b.starts_with(b"<!doctype html>")));
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::table::self_signed;
+    use serde::Deserialize;
+
+    fn route(yaml: &str) -> WebSocketRoute {
+        WebSocketRoute::deserialize(serde_yaml::Deserializer::from_str(yaml))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn address_backends_can_be_refused() {
+        let r = route(
+            "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: { name: r, namespace: a }\nspec:\n  hostnames: [a.test]\n  rules: [ { websocket: { backend: { address: \"10.1.2.3:80\" } } } ]\n",
+        );
+        let mut snap = Snapshot {
+            routes: vec![r],
+            ..Default::default()
+        };
+        assert!(compile(&snap).1[0].programmed);
+        snap.deny_address_backends = true;
+        let (table, reports) = compile(&snap);
+        assert_eq!(table.routes().len(), 0);
+        assert_eq!(
+            reports[0].problems[0].kind,
+            ProblemKind::AddressBackendNotAllowed
+        );
+        assert!(
+            reports[0].problems[0]
+                .message
+                .starts_with("spec.rules[0].websocket.backend.address")
+        );
+    }
+
+    #[test]
+    fn expired_certificates_are_reported_not_loaded() {
+        let r = route(
+            "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: { name: r, namespace: a }\nspec:\n  hostnames: [a.test]\n  tls: { secretName: s }\n  rules: [ { http: { backend: { address: \"10.1.2.3:80\" } } } ]\n",
+        );
+        let (cert, key) = self_signed(&["a.test".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let secret = TlsSecret {
+            namespace: "a".into(),
+            name: "s".into(),
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+        };
+        let mut snap = Snapshot {
+            routes: vec![r],
+            secrets: vec![secret],
+            ..Default::default()
+        };
+        // rcgen's default notAfter is 4096-01-01: fine today, expired in the year 5000.
+        snap.now = Some(1_800_000_000);
+        assert!(compile(&snap).0.certificate("a.test").is_some());
+        snap.now = Some(95_617_584_000);
+        let (table, reports) = compile(&snap);
+        assert!(table.certificate("a.test").is_none());
+        assert_eq!(reports[0].problems[0].kind, ProblemKind::InvalidCertificate);
+        assert!(
+            reports[0].problems[0].message.contains("expired"),
+            "{}",
+            reports[0].problems[0].message
+        );
     }
 }

@@ -6,10 +6,12 @@
 //! get back a table plus a [`RouteReport`] per route, and publish the table whole.
 
 mod compile;
+mod endpoints;
 mod host;
 mod tls;
 
 pub use compile::{Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile};
+pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
 
