@@ -14,19 +14,22 @@ use crate::admin::{self, Health, Metrics};
 use crate::proxy::{Proxy, ProxyConfig, ProxyError, ShutdownReport};
 use crate::source::Publisher;
 use crate::source::files::{self, FileSource, Reload};
+use crate::source::kube::KubeOptions;
 use crate::table::{RouteTable, Snapshot, TlsError, certified_key_from_pem, self_signed};
 
 /// Where the routes come from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Routes {
     /// A folder of YAML files, watched for changes.
     Dir(PathBuf),
     /// A fixed set of objects (the demo).
     Fixed(Snapshot),
+    /// A Kubernetes cluster (`wsgate controller`).
+    Kube(Box<KubeOptions>),
 }
 
 /// Everything a gateway needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayOptions {
     /// The route source.
     pub routes: Routes,
@@ -133,6 +136,14 @@ impl Gateway {
                 let publisher = Publisher::new(table.clone(), metrics.clone(), "fixed");
                 publisher.publish(&snapshot);
                 publisher.record_reload(true);
+            }
+            Routes::Kube(kube) => {
+                let publisher = Publisher::new(table.clone(), metrics.clone(), "kube");
+                tracing::info!(
+                    "waiting for the first sync of routes, Secrets, Services and EndpointSlices"
+                );
+                let tasks = crate::source::kube::start(*kube, publisher, metrics.clone()).await;
+                background.0.extend(tasks);
             }
             Routes::Dir(dir) => {
                 let publisher = Publisher::new(table.clone(), metrics.clone(), "files");

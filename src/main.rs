@@ -15,6 +15,7 @@ use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
 use wsgate::proxy::ProxyConfig;
 use wsgate::source::files::{FileObjects, load_dir};
+use wsgate::source::kube::KubeOptions;
 use wsgate::table::{ProblemKind, Snapshot, compile};
 
 #[derive(Parser)]
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Serve the routes in a folder of WebSocketRoute YAML files (no cluster needed).
     Run(RunArgs),
+    /// Serve WebSocketRoutes from a Kubernetes cluster (in-cluster config or kubeconfig).
+    Controller(ControllerArgs),
     /// Validate a folder of route files and exit non-zero if any is wrong.
     Check {
         /// Folder of *.yaml / *.yml files.
@@ -91,6 +94,30 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ControllerArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Serve routes whose spec.ingressClassName is this.
+    #[arg(long, default_value = wsgate::api::DEFAULT_INGRESS_CLASS)]
+    ingress_class: String,
+    /// Also serve routes that name no ingress class.
+    #[arg(long)]
+    watch_unclassed: bool,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "wsgate-leader")]
+    lease_name: String,
+    /// Allow `address` backends (off: in a cluster they could route to arbitrary IPs).
+    #[arg(long)]
+    allow_address_backends: bool,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Plain-HTTP listener.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -122,6 +149,7 @@ fn main() -> ExitCode {
         Command::Crd => print_crd(),
         Command::Check { routes } => check(&routes),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Controller(args) => runtime().and_then(|rt| rt.block_on(controller(args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo(args))),
     };
     match result {
@@ -157,6 +185,28 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_tracing(args.listen.log.log_format, &args.listen.log.log_level);
     let gateway = Gateway::start(GatewayOptions {
         routes: Routes::Dir(args.routes),
+        proxy: proxy_config(&args.listen),
+        admin_listen: args.listen.admin_listen,
+        grace: args.listen.shutdown_grace,
+    })
+    .await?;
+    serve_until_signal(gateway).await
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    init_tracing(args.listen.log.log_format, &args.listen.log.log_level);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let mut kube = KubeOptions::new(client);
+    kube.namespace = args.watch_namespace;
+    kube.ingress_class = args.ingress_class;
+    kube.watch_unclassed = args.watch_unclassed;
+    kube.allow_address_backends = args.allow_address_backends;
+    kube.lease.namespace = args.leader_election_namespace;
+    kube.lease.name = args.lease_name;
+    let gateway = Gateway::start(GatewayOptions {
+        routes: Routes::Kube(Box::new(kube)),
         proxy: proxy_config(&args.listen),
         admin_listen: args.listen.admin_listen,
         grace: args.listen.shutdown_grace,

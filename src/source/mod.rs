@@ -2,6 +2,7 @@
 //! [`Publisher`], which compiles and swaps the live table. Sources never touch sockets.
 
 pub mod files;
+pub mod kube;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -104,8 +104,16 @@ impl ProblemKind {
     pub fn rejects_route(self) -> bool {
         matches!(
             self,
-            ProblemKind::InvalidSpec | ProblemKind::HostnameConflict
+            ProblemKind::InvalidSpec
+                | ProblemKind::HostnameConflict
+                | ProblemKind::AddressBackendNotAllowed
         )
+    }
+
+    /// Whether the problem is about the route itself (`Accepted`) rather than what it refers
+    /// to (`ResolvedRefs`).
+    pub fn is_acceptance(self) -> bool {
+        self.rejects_route()
     }
 }
 

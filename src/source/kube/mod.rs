@@ -1,0 +1,459 @@
+//! The Kubernetes route source (`wsgate controller`): reflectors over WebSocketRoutes, TLS
+//! Secrets, Services and EndpointSlices feed the same pure compile as standalone mode.
+//!
+//! Any watch event marks the table dirty; a single task coalesces bursts (`debounce`), builds a
+//! snapshot from the stores, and publishes it. It fails static: watch errors, a lost API server
+//! or a 410 re-list never empty the stores (kube-runtime swaps a re-list in only once it is
+//! complete), so the last good table keeps serving while watches retry with backoff. Status and
+//! Events are written by the leader only.
+
+pub mod leader;
+pub mod status;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::admin::Metrics;
+use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute};
+use crate::source::Publisher;
+use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
+use leader::{Leadership, LeaseConfig};
+use status::{desired_status, same_status};
+
+/// Field manager name for server-side apply.
+pub const FIELD_MANAGER: &str = "wsgate";
+/// How often the table is rebuilt even without events (certificate expiry, DNS refresh).
+const RESYNC: Duration = Duration::from_secs(60);
+/// How long an ExternalName lookup result is reused.
+const DNS_TTL: Duration = Duration::from_secs(30);
+
+/// Controller settings.
+#[derive(Clone)]
+pub struct KubeOptions {
+    /// API client.
+    pub client: Client,
+    /// Only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Routes whose `ingressClassName` is this are served.
+    pub ingress_class: String,
+    /// Also serve routes without `ingressClassName`.
+    pub watch_unclassed: bool,
+    /// Allow `address` backends (off by default in a cluster).
+    pub allow_address_backends: bool,
+    /// Leader election.
+    pub lease: LeaseConfig,
+    /// How long a burst of changes is collected before one rebuild.
+    pub debounce: Duration,
+}
+
+impl KubeOptions {
+    /// Defaults around a client: all namespaces, class `wsgate`, lease `wsgate-leader` in
+    /// `default`, identity from `POD_NAME` or the host name.
+    pub fn new(client: Client) -> Self {
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| format!("{h}-{}", std::process::id()))
+            .unwrap_or_else(|| format!("wsgate-{}", std::process::id()));
+        KubeOptions {
+            client,
+            namespace: None,
+            ingress_class: DEFAULT_INGRESS_CLASS.to_string(),
+            watch_unclassed: false,
+            allow_address_backends: false,
+            lease: LeaseConfig {
+                namespace: "default".into(),
+                name: "wsgate-leader".into(),
+                identity,
+                duration: Duration::from_secs(15),
+                renew_every: Duration::from_secs(5),
+            },
+            debounce: Duration::from_millis(100),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+/// The four stores the table is built from.
+#[derive(Clone)]
+struct Stores {
+    routes: Store<WebSocketRoute>,
+    secrets: Store<Secret>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: &'static str,
+    dirty: Arc<Notify>,
+    metrics: &Metrics,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = metrics.kube_watch_events.with_label_values(&[kind]);
+    let task = tokio::spawn(async move {
+        let mut stream = Box::pin(watcher(api, config).default_backoff().reflect(writer));
+        while let Some(event) = stream.next().await {
+            match event {
+                // A (re-)list in progress: the store swaps it in at InitDone.
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => events.inc(),
+                Ok(_) => {
+                    events.inc();
+                    dirty.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; retrying with backoff, the last good routing table keeps serving");
+                }
+            }
+        }
+    });
+    (reader, task)
+}
+
+/// Starts the watches, waits for their first full sync, publishes the first table, and keeps
+/// it current. Returns the background tasks once the first table is live.
+pub async fn start(
+    opts: KubeOptions,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+) -> Vec<JoinHandle<()>> {
+    let dirty = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    let cfg = watcher::Config::default();
+    let (routes, t) = spawn_watch(
+        opts.api::<WebSocketRoute>(),
+        cfg.clone(),
+        "WebSocketRoute",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
+    // Only TLS Secrets are ever listed or cached.
+    let secret_cfg = cfg.clone().fields("type=kubernetes.io/tls");
+    let (secrets, t) = spawn_watch(
+        opts.api::<Secret>(),
+        secret_cfg,
+        "Secret",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
+    let (services, t) = spawn_watch(
+        opts.api::<Service>(),
+        cfg.clone(),
+        "Service",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
+    let (slices, t) = spawn_watch(
+        opts.api::<EndpointSlice>(),
+        cfg,
+        "EndpointSlice",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
+    let stores = Stores {
+        routes,
+        secrets,
+        services,
+        slices,
+    };
+
+    // A new replica must never serve an empty table: wait for every first list.
+    let _ = stores.routes.wait_until_ready().await;
+    let _ = stores.secrets.wait_until_ready().await;
+    let _ = stores.services.wait_until_ready().await;
+    let _ = stores.slices.wait_until_ready().await;
+
+    let leadership = Arc::new(Leadership::default());
+    let leases = Api::namespaced(opts.client.clone(), &opts.lease.namespace);
+    tasks.push(tokio::spawn(leader::run(
+        leases,
+        opts.lease.clone(),
+        leadership.clone(),
+        metrics.leader.clone(),
+    )));
+
+    let mut builder = Builder {
+        opts,
+        stores,
+        publisher,
+        leadership,
+        dns: HashMap::new(),
+        last: None,
+        reports: Vec::new(),
+        recorder: None,
+    };
+    builder.rebuild(true).await;
+    tasks.push(tokio::spawn(builder.run(dirty)));
+    tasks
+}
+
+/// Builds and publishes tables, and writes status when leading.
+struct Builder {
+    opts: KubeOptions,
+    stores: Stores,
+    publisher: Publisher,
+    leadership: Arc<Leadership>,
+    dns: HashMap<(String, u16), (Vec<SocketAddr>, Instant)>,
+    last: Option<Snapshot>,
+    reports: Vec<RouteReport>,
+    recorder: Option<Recorder>,
+}
+
+impl Builder {
+    async fn run(mut self, dirty: Arc<Notify>) {
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.reset();
+        let leadership = self.leadership.clone();
+        loop {
+            let force = tokio::select! {
+                _ = dirty.notified() => false,
+                _ = leadership.gained.notified() => true,
+                _ = resync.tick() => true,
+            };
+            // Coalesce a burst of events into one rebuild.
+            tokio::time::sleep(self.opts.debounce).await;
+            self.rebuild(force).await;
+        }
+    }
+
+    fn wanted(&self, route: &WebSocketRoute) -> bool {
+        match route.spec.ingress_class_name.as_deref() {
+            Some(class) => class == self.opts.ingress_class,
+            None => self.opts.watch_unclassed,
+        }
+    }
+
+    async fn snapshot(&mut self) -> Snapshot {
+        let mut routes: Vec<WebSocketRoute> = self
+            .stores
+            .routes
+            .state()
+            .iter()
+            .filter(|r| self.wanted(r))
+            .map(|r| {
+                // Status and bookkeeping fields do not change the table; dropping them keeps a
+                // status write from triggering a rebuild.
+                let mut r = WebSocketRoute::clone(r);
+                r.status = None;
+                r.metadata.resource_version = None;
+                r.metadata.managed_fields = None;
+                r
+            })
+            .collect();
+        routes.sort_by_key(|r| (r.namespace(), r.name_any()));
+        let mut secrets: Vec<TlsSecret> = self
+            .stores
+            .secrets
+            .state()
+            .iter()
+            .map(|s| tls_secret(s))
+            .collect();
+        secrets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let services: Vec<Service> = self
+            .stores
+            .services
+            .state()
+            .iter()
+            .map(|s| Service::clone(s))
+            .collect();
+        let slices: Vec<EndpointSlice> = self
+            .stores
+            .slices
+            .state()
+            .iter()
+            .map(|s| EndpointSlice::clone(s))
+            .collect();
+        let mut resolved = resolve_services(&services, &slices);
+        for ext in resolved.external {
+            let addrs = self.lookup(&ext.host, ext.key.port).await;
+            resolved.endpoints.insert(ext.key, addrs);
+        }
+        Snapshot {
+            routes,
+            secrets,
+            endpoints: resolved.endpoints,
+            now: None,
+            deny_address_backends: !self.opts.allow_address_backends,
+        }
+    }
+
+    /// ExternalName DNS, cached for [`DNS_TTL`]; a failed lookup keeps the last answer.
+    async fn lookup(&mut self, host: &str, port: u16) -> Vec<SocketAddr> {
+        let key = (host.to_string(), port);
+        if let Some((addrs, at)) = self.dns.get(&key) {
+            if at.elapsed() < DNS_TTL {
+                return addrs.clone();
+            }
+        }
+        let looked = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await;
+        match looked {
+            Ok(Ok(found)) => {
+                let mut addrs: Vec<SocketAddr> = found.collect();
+                addrs.sort();
+                addrs.dedup();
+                self.dns.insert(key, (addrs.clone(), Instant::now()));
+                addrs
+            }
+            _ => {
+                tracing::warn!(host, "ExternalName lookup failed; keeping the last answer");
+                self.dns
+                    .get(&key)
+                    .map(|(a, _)| a.clone())
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    async fn rebuild(&mut self, force: bool) {
+        let mut snapshot = self.snapshot().await;
+        let changed = self.last.as_ref() != Some(&snapshot);
+        if changed || force {
+            let compared = snapshot.clone();
+            snapshot.now = Some(unix_now());
+            self.reports = self.publisher.publish(&snapshot);
+            self.publisher.record_reload(true);
+            self.last = Some(compared);
+        }
+        if self.leadership.is_leader() {
+            self.write_statuses().await;
+        }
+    }
+
+    /// Writes each route's status if it changed (server-side apply on the status
+    /// subresource), and a Warning Event for each new problem. Stops at once if leadership is
+    /// lost.
+    async fn write_statuses(&mut self) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let reports = std::mem::take(&mut self.reports);
+        for report in &reports {
+            if !self.leadership.is_leader() {
+                break;
+            }
+            let key = ObjectRef::<WebSocketRoute>::new(&report.name).within(&report.namespace);
+            let Some(route) = self.stores.routes.get(&key) else {
+                continue;
+            };
+            let current = route.status.as_ref();
+            let desired = desired_status(report, current, &now);
+            if same_status(current, &desired) {
+                continue;
+            }
+            let api: Api<WebSocketRoute> =
+                Api::namespaced(self.opts.client.clone(), &report.namespace);
+            let patch = serde_json::json!({
+                "apiVersion": "wsgate.dev/v1alpha1",
+                "kind": "WebSocketRoute",
+                "status": desired,
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            if let Err(e) = api
+                .patch_status(&report.name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                tracing::warn!(route = %report.id(), error = %e, "writing status failed; retrying on the next rebuild");
+                continue;
+            }
+            self.warn_events(&route, report, current).await;
+        }
+        self.reports = reports;
+    }
+
+    async fn warn_events(
+        &mut self,
+        route: &WebSocketRoute,
+        report: &RouteReport,
+        previous: Option<&crate::api::WebSocketRouteStatus>,
+    ) {
+        let recorder = self.recorder.get_or_insert_with(|| {
+            Recorder::new(
+                self.opts.client.clone(),
+                Reporter {
+                    controller: "wsgate".into(),
+                    instance: Some(self.opts.lease.identity.clone()),
+                },
+            )
+        });
+        let reference: ObjectReference = route.object_ref(&());
+        for problem in &report.problems {
+            let already = previous.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.message.contains(&problem.message))
+            });
+            if already {
+                continue;
+            }
+            let event = Event {
+                type_: EventType::Warning,
+                reason: problem.kind.reason().to_string(),
+                note: Some(problem.message.chars().take(1000).collect()),
+                action: "Programming".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::debug!(route = %report.id(), error = %e, "publishing an event failed");
+            }
+        }
+    }
+}
+
+fn tls_secret(secret: &Secret) -> TlsSecret {
+    let field = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .unwrap_or_default()
+    };
+    TlsSecret {
+        namespace: secret.namespace().unwrap_or_else(|| "default".into()),
+        name: secret.name_any(),
+        cert_pem: field("tls.crt"),
+        key_pem: field("tls.key"),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,245 @@
+//! Route status from a compile report: the pure part (which conditions a route should have)
+//! kept apart from writing them, so every reason can be unit-tested.
+//!
+//! Conditions follow Gateway API conventions: `Accepted` (the spec is valid, the class matches,
+//! no hostname conflict), `ResolvedRefs` (the Secret and Services exist and are usable) and
+//! `Programmed` (live in the data plane). `lastTransitionTime` only moves when a condition's
+//! status changes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::WebSocketRouteStatus;
+use crate::table::{Problem, RouteReport};
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: Option<&WebSocketRouteStatus>,
+    now: &Time,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let prior = previous
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status);
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: prior.map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
+    }
+}
+
+fn summary<'a>(problems: impl Iterator<Item = &'a Problem>) -> Option<(&'static str, String)> {
+    let problems: Vec<&Problem> = problems.collect();
+    let first = problems.first()?;
+    let message = problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some((first.kind.reason(), message))
+}
+
+/// The status a route should have after a compile.
+pub fn desired_status(
+    report: &RouteReport,
+    previous: Option<&WebSocketRouteStatus>,
+    now: &Time,
+) -> WebSocketRouteStatus {
+    let generation = report.generation;
+    let cond = |t: &str, ok: bool, reason: &str, message: String| {
+        condition(t, ok, reason, message, generation, previous, now)
+    };
+    let accepted = match summary(report.problems.iter().filter(|p| p.kind.is_acceptance())) {
+        None => cond(
+            "Accepted",
+            true,
+            "Accepted",
+            "The route is valid and owned by this controller.".into(),
+        ),
+        Some((reason, message)) => cond("Accepted", false, reason, message),
+    };
+    let resolved = match summary(report.problems.iter().filter(|p| !p.kind.is_acceptance())) {
+        None => cond(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "The TLS Secret and every backend Service resolved.".into(),
+        ),
+        Some((reason, message)) => cond("ResolvedRefs", false, reason, message),
+    };
+    let programmed = if report.programmed {
+        cond(
+            "Programmed",
+            true,
+            "Programmed",
+            "The route is live in the data plane.".into(),
+        )
+    } else {
+        let reason = report
+            .problems
+            .first()
+            .map_or("Invalid", |p| p.kind.reason());
+        cond(
+            "Programmed",
+            false,
+            reason,
+            "The route is not served; see the Accepted condition.".into(),
+        )
+    };
+    WebSocketRouteStatus {
+        observed_generation: generation,
+        conditions: vec![accepted, resolved, programmed],
+    }
+}
+
+/// Whether two statuses say the same thing (timestamps aside), i.e. no write is needed.
+pub fn same_status(a: Option<&WebSocketRouteStatus>, b: &WebSocketRouteStatus) -> bool {
+    let Some(a) = a else { return false };
+    let key = |c: &Condition| {
+        (
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+            c.observed_generation,
+        )
+    };
+    a.observed_generation == b.observed_generation
+        && a.conditions.len() == b.conditions.len()
+        && a.conditions
+            .iter()
+            .map(key)
+            .eq(b.conditions.iter().map(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::ProblemKind;
+
+    fn report(programmed: bool, problems: &[(ProblemKind, &str)]) -> RouteReport {
+        RouteReport {
+            namespace: "apps".into(),
+            name: "chat".into(),
+            generation: Some(3),
+            programmed,
+            problems: problems
+                .iter()
+                .map(|(k, m)| Problem {
+                    kind: *k,
+                    message: m.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn summary_of(s: &WebSocketRouteStatus) -> Vec<(String, String, String)> {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect()
+    }
+
+    fn t(a: &str, b: &str, c: &str) -> (String, String, String) {
+        (a.into(), b.into(), c.into())
+    }
+
+    #[test]
+    fn healthy_route() {
+        let s = desired_status(&report(true, &[]), None, &at(100));
+        assert_eq!(
+            summary_of(&s),
+            vec![
+                t("Accepted", "True", "Accepted"),
+                t("ResolvedRefs", "True", "ResolvedRefs"),
+                t("Programmed", "True", "Programmed")
+            ]
+        );
+        assert_eq!(s.observed_generation, Some(3));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+    }
+
+    #[test]
+    fn every_reason_lands_in_its_condition() {
+        let cases = [
+            (false, ProblemKind::InvalidSpec, "Accepted"),
+            (false, ProblemKind::HostnameConflict, "Accepted"),
+            (false, ProblemKind::AddressBackendNotAllowed, "Accepted"),
+            (true, ProblemKind::SecretNotFound, "ResolvedRefs"),
+            (true, ProblemKind::InvalidCertificate, "ResolvedRefs"),
+            (true, ProblemKind::ServiceNotFound, "ResolvedRefs"),
+            (true, ProblemKind::NoReadyEndpoints, "ResolvedRefs"),
+        ];
+        for (programmed, kind, condition) in cases {
+            let s = desired_status(
+                &report(programmed, &[(kind, "what to fix")]),
+                None,
+                &at(100),
+            );
+            let c = s
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition)
+                .unwrap_or_else(|| panic!("{condition}"));
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+                ("False", kind.reason(), "what to fix")
+            );
+            let p = s
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Programmed")
+                .unwrap_or_else(|| panic!("Programmed"));
+            assert_eq!(
+                p.status,
+                if programmed { "True" } else { "False" },
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_status_change() {
+        let first = desired_status(&report(true, &[]), None, &at(100));
+        let same = desired_status(&report(true, &[]), Some(&first), &at(200));
+        assert!(same_status(Some(&first), &same));
+        assert!(
+            same.conditions
+                .iter()
+                .all(|c| c.last_transition_time == at(100))
+        );
+        let broken = desired_status(
+            &report(true, &[(ProblemKind::NoReadyEndpoints, "scale it up")]),
+            Some(&same),
+            &at(300),
+        );
+        assert!(!same_status(Some(&same), &broken));
+        let resolved = broken
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ResolvedRefs")
+            .unwrap_or_else(|| panic!());
+        assert_eq!(resolved.last_transition_time, at(300));
+        let accepted = broken
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .unwrap_or_else(|| panic!());
+        assert_eq!(accepted.last_transition_time, at(100));
+        assert!(!same_status(None, &broken));
+    }
+}
