@@ -241,7 +241,12 @@ pub struct HttpBackend {
 }
 
 pub async fn http_backend() -> HttpBackend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    http_backend_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// An HTTP echo backend on `addr`; its answers carry `x-served-by: <its address>`.
+pub async fn http_backend_at(addr: SocketAddr) -> HttpBackend {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
@@ -252,8 +257,11 @@ pub async fn http_backend() -> HttpBackend {
             };
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let svc = service_fn(|req: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(echo(req).await)
+                let svc = service_fn(move |req: Request<Incoming>| async move {
+                    let mut resp = echo(req).await;
+                    resp.headers_mut()
+                        .insert("x-served-by", addr.to_string().parse().unwrap());
+                    Ok::<_, Infallible>(resp)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)

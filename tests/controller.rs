@@ -1,0 +1,505 @@
+//! `wsgate controller` against the in-repo test API server (`tests/support/apiserver.rs`):
+//! routes, Secrets, Services and EndpointSlices flow into the live table; status, events,
+//! leader election, outages and 410 re-lists.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/apiserver.rs"]
+mod apiserver;
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use apiserver::{ApiServer, Res};
+use common::*;
+use http::StatusCode;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use wsgate::gateway::{Gateway, Routes};
+use wsgate::source::kube::KubeOptions;
+
+fn kube_options(server: &ApiServer, identity: &str) -> KubeOptions {
+    let mut k = KubeOptions::new(server.client());
+    k.lease.identity = identity.to_string();
+    k.lease.duration = Duration::from_secs(2);
+    k.lease.renew_every = Duration::from_millis(200);
+    k.debounce = Duration::from_millis(20);
+    k
+}
+
+async fn controller(server: &ApiServer, identity: &str) -> Gateway {
+    let dir = RoutesDir::new();
+    let mut opts = options(dir.path());
+    opts.routes = Routes::Kube(Box::new(kube_options(server, identity)));
+    within("controller start", Gateway::start(opts))
+        .await
+        .unwrap()
+}
+
+fn service(name: &str, port: u16) -> String {
+    format!(
+        "metadata: {{ name: {name}, namespace: apps }}\nspec:\n  ports: [ {{ name: http, port: {port}, targetPort: http }} ]\n"
+    )
+}
+
+fn slice(name: &str, service: &str, pods: &[&str], port: u16) -> String {
+    let endpoints: Vec<String> = pods
+        .iter()
+        .map(|ip| format!("  - addresses: [\"{ip}\"]\n    conditions: {{ ready: true }}\n"))
+        .collect();
+    format!(
+        "metadata: {{ name: {name}, namespace: apps, labels: {{ kubernetes.io/service-name: {service} }} }}\naddressType: IPv4\nports: [ {{ name: http, port: {port} }} ]\nendpoints:\n{}",
+        endpoints.concat()
+    )
+}
+
+fn route(name: &str, host: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{ name: {name}, namespace: apps }}\nspec:\n  ingressClassName: wsgate\n  hostnames: [{host}]\n  rules:\n    - http: {{ backend: {backend} }}\n      websocket: {{ backend: {backend} }}\n"
+    )
+}
+
+/// Two echo backends on the same port of 127.0.0.1 and 127.0.0.2: two "pods" of a Service.
+async fn two_pods() -> (HttpBackend, HttpBackend, u16) {
+    loop {
+        let a = http_backend().await;
+        let port = a.addr.port();
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.2", port)) {
+            drop(l);
+            let b = http_backend_at(SocketAddr::from(([127, 0, 0, 2], port))).await;
+            return (a, b, port);
+        }
+    }
+}
+
+async fn served_by(gw: &Gateway, host: &'static str) -> (StatusCode, String) {
+    let r = http(gw.http_addr, request("GET", host, "/")).await;
+    (r.status, r.header("x-served-by").to_string())
+}
+
+fn conditions(server: &ApiServer, name: &str) -> Vec<(String, String, String)> {
+    let Some(obj) = server.get(Res::Routes, "apps", name) else {
+        return vec![];
+    };
+    obj["status"]["conditions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+                    (s("type"), s("status"), s("reason"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has(conds: &[(String, String, String)], t: &str, status: &str, reason: &str) -> bool {
+    conds
+        .iter()
+        .any(|(a, b, c)| a == t && b == status && c == reason)
+}
+
+#[tokio::test]
+async fn routes_services_and_endpoints_flow_into_the_table_with_status() {
+    let server = ApiServer::start().await;
+    let (pod1, pod2, port) = two_pods().await;
+    let other = http_backend().await;
+    server.apply(Res::Services, &service("web", 80));
+    server.apply(Res::Slices, &slice("web-1", "web", &["127.0.0.1"], port));
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    let gw = controller(&server, "solo").await;
+
+    // Served right after start (the first full sync happened before readiness).
+    assert_eq!(
+        served_by(&gw, "web.test").await,
+        (StatusCode::OK, pod1.addr.to_string())
+    );
+    eventually("status Programmed", || async {
+        let c = conditions(&server, "web");
+        has(&c, "Accepted", "True", "Accepted")
+            && has(&c, "ResolvedRefs", "True", "ResolvedRefs")
+            && has(&c, "Programmed", "True", "Programmed")
+    })
+    .await;
+    assert_eq!(
+        server.get(Res::Routes, "apps", "web").unwrap()["status"]["observedGeneration"],
+        1
+    );
+
+    // Scale out: traffic spreads over both pods.
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1", "127.0.0.2"], port),
+    );
+    eventually("both pods serve", || async {
+        let mut seen = BTreeSet::new();
+        for _ in 0..6 {
+            seen.insert(served_by(&gw, "web.test").await.1);
+        }
+        seen == BTreeSet::from([pod1.addr.to_string(), pod2.addr.to_string()])
+    })
+    .await;
+
+    // Edit the spec: a new backend Service, observedGeneration follows.
+    server.apply(Res::Services, &service("other", 8080));
+    server.apply(
+        Res::Slices,
+        &slice("other-1", "other", &["127.0.0.1"], other.addr.port()),
+    );
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: other, port: 8080 }"),
+    );
+    eventually("the new backend serves", || async {
+        served_by(&gw, "web.test").await.1 == other.addr.to_string()
+    })
+    .await;
+    eventually("observedGeneration 2", || async {
+        server.get(Res::Routes, "apps", "web").unwrap()["status"]["observedGeneration"] == 2
+    })
+    .await;
+
+    // Problems become conditions (and Warning events); the route keeps or loses service.
+    server.apply(
+        Res::Routes,
+        &route("missing", "missing.test", "{ service: nope, port: 80 }"),
+    );
+    server.apply(
+        Res::Routes,
+        &route("direct", "direct.test", "{ address: \"127.0.0.1:1\" }"),
+    );
+    server.apply(Res::Services, &service("empty", 80));
+    server.apply(
+        Res::Routes,
+        &route("empty", "empty.test", "{ service: empty, port: 80 }"),
+    );
+    let mut foreign = route("foreign", "foreign.test", "{ service: web, port: 80 }");
+    foreign = foreign.replace("ingressClassName: wsgate", "ingressClassName: nginx");
+    server.apply(Res::Routes, &foreign);
+    eventually("problem conditions", || async {
+        has(
+            &conditions(&server, "missing"),
+            "ResolvedRefs",
+            "False",
+            "ServiceNotFound",
+        ) && has(
+            &conditions(&server, "direct"),
+            "Accepted",
+            "False",
+            "AddressBackendNotAllowed",
+        ) && has(
+            &conditions(&server, "direct"),
+            "Programmed",
+            "False",
+            "AddressBackendNotAllowed",
+        ) && has(
+            &conditions(&server, "empty"),
+            "ResolvedRefs",
+            "False",
+            "NoReadyEndpoints",
+        )
+    })
+    .await;
+    assert_eq!(
+        served_by(&gw, "missing.test").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        served_by(&gw, "empty.test").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(served_by(&gw, "direct.test").await.0, StatusCode::NOT_FOUND);
+    // Another class's route is neither served nor touched.
+    assert_eq!(
+        served_by(&gw, "foreign.test").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        server
+            .get(Res::Routes, "apps", "foreign")
+            .unwrap()
+            .get("status")
+            .is_none()
+    );
+    assert!(server.count("POST", "/apis/events.k8s.io/v1/namespaces/apps/events") >= 3);
+
+    // Deleted → 404.
+    server.delete(Res::Routes, "apps", "web");
+    eventually("deleted route is gone", || async {
+        served_by(&gw, "web.test").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    let metrics = scrape(gw.admin_addr).await;
+    assert_eq!(metrics.get("wsgate_leader"), Some(&1.0));
+    assert!(
+        metrics
+            .get("wsgate_kube_watch_events_total{kind=\"WebSocketRoute\"}")
+            .copied()
+            .unwrap_or(0.0)
+            >= 6.0
+    );
+}
+
+#[tokio::test]
+async fn secret_rotation_serves_the_new_certificate_and_keeps_open_websockets() {
+    let server = ApiServer::start().await;
+    let ca = TestCa::new();
+    let ws = ws_backend().await;
+    let first = ca.leaf(&["chat.test"]);
+    let second = ca.leaf(&["chat.test"]);
+    let secret = |leaf: &Leaf| {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "metadata: {{ name: chat-tls, namespace: apps }}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&leaf.cert_pem),
+            b64(&leaf.key_pem)
+        )
+    };
+    server.apply(Res::Secrets, &secret(&first));
+    // An unrelated Opaque Secret is never listed by the controller.
+    server.apply(
+        Res::Secrets,
+        "metadata: { name: password, namespace: apps }\ntype: Opaque\ndata: { p: aHVudGVyMg== }\n",
+    );
+    server.apply(Res::Services, &service("chat", 5000));
+    server.apply(
+        Res::Slices,
+        &slice("chat-1", "chat", &["127.0.0.1"], ws.addr.port()),
+    );
+    let chat = route("chat", "chat.test", "{ service: chat, port: 5000 }")
+        .replace("  rules:", "  tls: { secretName: chat-tls }\n  rules:");
+    server.apply(Res::Routes, &chat);
+    let gw = controller(&server, "solo").await;
+
+    let cert_of = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        s.get_ref().1.peer_certificates().map(|c| c[0].clone())
+    };
+    let stream = tls(gw.https_addr, "chat.test", ca.client_config()).await;
+    assert_eq!(cert_of(&stream), Some(first.der.clone()));
+    let mut open = ws_over(stream, "chat.test", "/", &[]).await;
+    echo_roundtrip(&mut open, Message::text("before rotation")).await;
+
+    server.apply(Res::Secrets, &secret(&second));
+    eventually("new handshakes get the new certificate", || async {
+        cert_of(&tls(gw.https_addr, "chat.test", ca.client_config()).await)
+            == Some(second.der.clone())
+    })
+    .await;
+    echo_roundtrip(&mut open, Message::text("after rotation")).await;
+    assert_eq!(
+        server.count("GET", "fieldSelector=type%3Dkubernetes.io%2Ftls")
+            + server.count("GET", "fieldSelector=type=kubernetes.io/tls"),
+        server.count("GET", "/api/v1/secrets")
+    );
+}
+
+#[tokio::test]
+async fn readiness_waits_for_the_first_sync() {
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    server.apply(Res::Services, &service("web", 80));
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
+    );
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    server.stop();
+    let admin = dead_address().await;
+    let dir = RoutesDir::new();
+    let mut opts = options(dir.path());
+    opts.admin_listen = admin;
+    opts.routes = Routes::Kube(Box::new(kube_options(&server, "solo")));
+    let starting = tokio::spawn(Gateway::start(opts));
+    eventually("admin answers while the API server is down", || async {
+        match tokio::net::TcpStream::connect(admin).await {
+            Ok(io) => {
+                send(io, request("GET", "admin", "/readyz")).await.status
+                    == StatusCode::SERVICE_UNAVAILABLE
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(!starting.is_finished());
+    server.restart().await;
+    let gw = within("start after the API server is back", starting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        http(admin, request("GET", "admin", "/readyz")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(served_by(&gw, "web.test").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn fails_static_through_an_api_outage_and_a_410_relist() {
+    let server = ApiServer::start().await;
+    let a = http_backend().await;
+    let b = http_backend().await;
+    server.apply(Res::Services, &service("web", 80));
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], a.addr.port()),
+    );
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    let gw = controller(&server, "solo").await;
+    assert_eq!(served_by(&gw, "web.test").await.1, a.addr.to_string());
+
+    // 30 s without an API server: the table keeps serving the whole time.
+    server.stop();
+    let outage = tokio::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            served_by(&gw, "web.test").await,
+            (StatusCode::OK, a.addr.to_string())
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // Changes made while it was away arrive once it is back.
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], b.addr.port()),
+    );
+    server.restart().await;
+    within_long("resync after the outage", async {
+        while served_by(&gw, "web.test").await.1 != b.addr.to_string() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    // History compacted: resumed watches get 410 Gone, re-list, and pick up the change.
+    let lists_before = server.count_where("GET", |p| {
+        p.contains("/endpointslices") && !p.contains("watch=true")
+    });
+    server.compact();
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], a.addr.port()),
+    );
+    eventually("re-listed after 410", || async {
+        served_by(&gw, "web.test").await.1 == a.addr.to_string()
+    })
+    .await;
+    let lists_after = server.count_where("GET", |p| {
+        p.contains("/endpointslices") && !p.contains("watch=true")
+    });
+    let log: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|(_, p)| p.contains("endpointslices"))
+        .collect();
+    assert!(
+        lists_after > lists_before,
+        "no re-list after 410 ({lists_before} → {lists_after}): {log:#?}"
+    );
+}
+
+/// Like `within`, for the watch backoff after an outage (kube-runtime backs off up to 30 s).
+async fn within_long<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(90), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+#[tokio::test]
+async fn two_controllers_serve_but_only_the_leader_writes_status() {
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    let other = http_backend().await;
+    server.apply(Res::Services, &service("web", 80));
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
+    );
+    server.apply(Res::Services, &service("other", 80));
+    server.apply(
+        Res::Slices,
+        &slice("other-1", "other", &["127.0.0.1"], other.addr.port()),
+    );
+    let a = controller(&server, "replica-a").await;
+    let b = controller(&server, "replica-b").await;
+    let leaders = || async {
+        let mut n = 0.0;
+        for gw in [&a, &b] {
+            n += scrape(gw.admin_addr)
+                .await
+                .get("wsgate_leader")
+                .copied()
+                .unwrap_or(0.0);
+        }
+        n
+    };
+    eventually("one leader", || async { leaders().await == 1.0 }).await;
+
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    eventually("both replicas serve it, status written", || async {
+        served_by(&a, "web.test").await.1 == web.addr.to_string()
+            && served_by(&b, "web.test").await.1 == web.addr.to_string()
+            && has(
+                &conditions(&server, "web"),
+                "Programmed",
+                "True",
+                "Programmed",
+            )
+    })
+    .await;
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: other, port: 80 }"),
+    );
+    eventually("both replicas moved, status for generation 2", || async {
+        served_by(&a, "web.test").await.1 == other.addr.to_string()
+            && served_by(&b, "web.test").await.1 == other.addr.to_string()
+            && server.get(Res::Routes, "apps", "web").unwrap()["status"]["observedGeneration"] == 2
+    })
+    .await;
+    // Both replicas saw both generations; only one wrote, once per generation.
+    let status_writes = || server.count("PATCH", "/namespaces/apps/websocketroutes/web/status");
+    assert_eq!(status_writes(), 2);
+    assert_eq!(leaders().await, 1.0);
+    let lease: Value = server.get(Res::Leases, "default", "wsgate-leader").unwrap();
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The leader goes away; the other takes over once the lease expires and writes status.
+    let (gone, stays) = if holder == "replica-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let _ = gone.shutdown().await;
+    eventually("the other replica leads", || async {
+        scrape(stays.admin_addr).await.get("wsgate_leader") == Some(&1.0)
+    })
+    .await;
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    eventually("status for generation 3", || async {
+        server.get(Res::Routes, "apps", "web").unwrap()["status"]["observedGeneration"] == 3
+    })
+    .await;
+    assert_eq!(status_writes(), 3);
+}
