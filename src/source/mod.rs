@@ -4,13 +4,13 @@
 pub mod files;
 pub mod kube;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use crate::admin::Metrics;
-use crate::table::{RouteReport, RouteTable, Snapshot, compile};
+use crate::table::{CertificateCache, RouteReport, RouteTable, Snapshot, compile_with};
 
 /// Compiles snapshots and publishes the result to the data plane.
 #[derive(Clone)]
@@ -18,6 +18,7 @@ pub struct Publisher {
     table: Arc<ArcSwap<RouteTable>>,
     metrics: Arc<Metrics>,
     source: &'static str,
+    certificates: Arc<Mutex<CertificateCache>>,
 }
 
 impl Publisher {
@@ -31,6 +32,7 @@ impl Publisher {
             table,
             metrics,
             source,
+            certificates: Arc::default(),
         }
     }
 
@@ -38,7 +40,10 @@ impl Publisher {
     /// the reports (for status conditions). Open connections are untouched: they hold what they
     /// already resolved.
     pub fn publish(&self, snapshot: &Snapshot) -> Vec<RouteReport> {
-        let (table, reports) = compile(snapshot);
+        let (table, reports) = {
+            let mut cache = self.certificates.lock().unwrap_or_else(|p| p.into_inner());
+            compile_with(snapshot, &mut cache)
+        };
         let hosts = table.host_count();
         let programmed = table.routes().len();
         let rejected = reports.iter().filter(|r| !r.programmed).count();

@@ -2,7 +2,8 @@
 //! [`RouteReport`] per route out. No I/O, no clock, no randomness: the same snapshot always
 //! compiles to the same table, which is what makes it safe to rebuild on every change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use bytes::Bytes;
 use rustls::sign::CertifiedKey;
 
 use super::{
-    BackendSet, CertificateInfo, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, HostEntry,
-    HostRole, HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
+    BackendSet, CertificateInfo, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint,
+    HostEntry, HostRole, HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
     certified_key_from_pem, not_after,
 };
 use crate::api::{Backend, WebSocketRoute, normalize_path_prefix, parse_duration, validate};
@@ -134,15 +135,24 @@ impl RouteReport {
 /// reported; everything else is served. Conflicts go to the older route (earlier
 /// `creationTimestamp`, then earlier in the snapshot).
 pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
+    compile_with(snapshot, &mut CertificateCache::default())
+}
+
+/// [`compile`], reusing certificates parsed by earlier compiles.
+pub fn compile_with(
+    snapshot: &Snapshot,
+    cache: &mut CertificateCache,
+) -> (RouteTable, Vec<RouteReport>) {
     let mut order: Vec<usize> = (0..snapshot.routes.len()).collect();
     order.sort_by_key(|&i| {
         let ts = snapshot.routes[i].metadata.creation_timestamp.as_ref();
         (ts.is_none(), ts.map(|t| t.0), i)
     });
 
-    let mut certs = CertCache::new(&snapshot.secrets, snapshot.now);
+    let mut certs = Certs::new(&snapshot.secrets, snapshot.now, cache);
+    let mut shared = SharedEndpoints::default();
     let mut table = RouteTable::default();
-    let mut owners: HashMap<String, String> = HashMap::new();
+    let mut owners: HashMap<&str, Arc<str>> = HashMap::new();
     let mut reports = Vec::with_capacity(order.len());
 
     for i in order {
@@ -204,10 +214,9 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
         });
         let mut rules = Vec::with_capacity(spec.rules.len());
         for (index, rule) in spec.rules.iter().enumerate() {
-            let mut backend =
-                |b: &Backend| backend_set(namespace, b, snapshot, &mut report.problems);
+            let problems = &mut report.problems;
             let http = rule.http.as_ref().map(|h| HttpBackend {
-                backend: backend(&h.backend),
+                backend: backend_set(namespace, &h.backend, snapshot, &mut shared, problems),
                 timeout: h
                     .timeout
                     .as_deref()
@@ -215,7 +224,7 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
                     .unwrap_or(DEFAULT_HTTP_TIMEOUT),
             });
             let websocket = rule.websocket.as_ref().map(|w| WebSocketBackend {
-                backend: backend(&w.backend),
+                backend: backend_set(namespace, &w.backend, snapshot, &mut shared, problems),
                 idle_timeout: w
                     .idle_timeout
                     .as_deref()
@@ -248,7 +257,7 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
             .iter()
             .map(|h| (h, HostRole::Redirect));
         for (host, role) in served.chain(redirected) {
-            owners.insert(host.clone(), id.clone());
+            owners.insert(host.as_str(), compiled.id.clone());
             let entry = HostEntry {
                 route: compiled.clone(),
                 role,
@@ -271,10 +280,11 @@ fn default_maintenance_body() -> String {
         .to_string()
 }
 
-fn backend_set(
-    namespace: &str,
-    backend: &Backend,
+fn backend_set<'s>(
+    namespace: &'s str,
+    backend: &'s Backend,
     snapshot: &Snapshot,
+    shared: &mut SharedEndpoints<'s>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendSet> {
     if let Some(addr) = backend.address.as_deref() {
@@ -286,80 +296,132 @@ fn backend_set(
         .port
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(0);
-    let name = format!("service {namespace}/{service}:{port}");
-    let key = ServiceKey {
-        namespace: namespace.to_string(),
-        name: service.to_string(),
-        port,
-    };
-    let endpoints = match snapshot.endpoints.get(&key) {
-        None => {
-            problems.push(Problem {
-                kind: ProblemKind::ServiceNotFound,
-                message: format!("{name} not found (is the Service created, with that port?)"),
+    let resolved = shared
+        .0
+        .entry((namespace, service, port))
+        .or_insert_with(|| {
+            let key = ServiceKey {
+                namespace: namespace.to_string(),
+                name: service.to_string(),
+                port,
+            };
+            let endpoints = snapshot.endpoints.get(&key).map(|list| {
+                list.iter()
+                    .copied()
+                    .map(Endpoint::new)
+                    .collect::<Arc<[Endpoint]>>()
             });
-            Vec::new()
-        }
-        Some(list) if list.is_empty() => {
-            problems.push(Problem {
-                kind: ProblemKind::NoReadyEndpoints,
-                message: format!("{name} has no ready endpoints; requests get 503"),
-            });
-            Vec::new()
-        }
-        Some(list) => list.clone(),
-    };
-    Arc::new(BackendSet::new(name, endpoints))
+            (
+                Arc::from(format!("service {namespace}/{service}:{port}")),
+                endpoints,
+            )
+        });
+    let (name, endpoints) = resolved.clone();
+    match &endpoints {
+        None => problems.push(Problem {
+            kind: ProblemKind::ServiceNotFound,
+            message: format!("{name} not found (is the Service created, with that port?)"),
+        }),
+        Some(list) if list.is_empty() => problems.push(Problem {
+            kind: ProblemKind::NoReadyEndpoints,
+            message: format!("{name} has no ready endpoints; requests get 503"),
+        }),
+        Some(_) => {}
+    }
+    let endpoints = endpoints.unwrap_or_else(|| Arc::from(Vec::new()));
+    Arc::new(BackendSet::with_endpoints(name, endpoints))
 }
 
-/// Parses a Secret and refuses an expired certificate.
-fn check_certificate(secret: &TlsSecret, now: Option<i64>) -> Result<Arc<CertifiedKey>, String> {
-    let cert =
-        certified_key_from_pem(&secret.cert_pem, &secret.key_pem).map_err(|e| e.to_string())?;
-    let expiry = cert.end_entity_cert().ok().and_then(|der| not_after(der));
-    match (now, expiry) {
-        (Some(now), Some(t)) if t < now => Err(format!(
-            "the certificate in tls.crt expired {} days ago",
-            (now - t) / 86_400
-        )),
-        _ => Ok(cert),
+/// Parsed certificates kept between compiles, so a rebuild only parses Secrets whose bytes
+/// changed (parsing a private key is the most expensive part of a compile). The output of a
+/// compile is the same with or without it.
+#[derive(Debug, Default)]
+pub struct CertificateCache {
+    /// Randomly keyed, so Secret contents cannot be crafted to collide.
+    hasher: RandomState,
+    /// namespace → name → entry: lookups of unchanged Secrets allocate nothing.
+    entries: HashMap<String, HashMap<String, CachedCert>>,
+}
+
+#[derive(Debug)]
+struct CachedCert {
+    digest: u64,
+    parsed: Result<(Arc<CertifiedKey>, Option<i64>), String>,
+    used: bool,
+}
+
+impl CertificateCache {
+    fn parse(&mut self, secret: &TlsSecret) -> &Result<(Arc<CertifiedKey>, Option<i64>), String> {
+        let digest = self.hasher.hash_one((&secret.cert_pem, &secret.key_pem));
+        if !self.entries.contains_key(&secret.namespace) {
+            self.entries
+                .insert(secret.namespace.clone(), HashMap::new());
+        }
+        let names = self
+            .entries
+            .get_mut(&secret.namespace)
+            .unwrap_or_else(|| unreachable!());
+        if !names.contains_key(&secret.name) {
+            let fresh = CachedCert {
+                digest: digest.wrapping_add(1),
+                parsed: Err(String::new()),
+                used: false,
+            };
+            names.insert(secret.name.clone(), fresh);
+        }
+        let entry = names
+            .get_mut(&secret.name)
+            .unwrap_or_else(|| unreachable!());
+        if entry.digest != digest {
+            entry.digest = digest;
+            entry.parsed = certified_key_from_pem(&secret.cert_pem, &secret.key_pem)
+                .map(|cert| {
+                    let expiry = cert.end_entity_cert().ok().and_then(|der| not_after(der));
+                    (cert, expiry)
+                })
+                .map_err(|e| e.to_string());
+        }
+        entry.used = true;
+        &entry.parsed
+    }
+
+    /// Forgets Secrets the last compile did not use.
+    fn sweep(&mut self) {
+        for names in self.entries.values_mut() {
+            names.retain(|_, e| std::mem::take(&mut e.used));
+        }
+        self.entries.retain(|_, names| !names.is_empty());
     }
 }
 
-/// Parses each Secret once, however many routes use it.
-struct CertCache<'a> {
+/// The Secrets of one compile, parsed through the cache, with expiry checked against `now`.
+struct Certs<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a TlsSecret>,
     now: Option<i64>,
-    parsed: HashMap<(String, String), Result<Arc<CertifiedKey>, String>>,
+    cache: &'a mut CertificateCache,
+    served: BTreeMap<String, Option<i64>>,
 }
 
-impl<'a> CertCache<'a> {
-    /// Every certificate that is in use, with its expiry, sorted by Secret.
-    fn served(&self) -> Vec<CertificateInfo> {
-        let mut out: Vec<CertificateInfo> = self
-            .parsed
-            .iter()
-            .filter_map(|((ns, name), parsed)| {
-                let cert = parsed.as_ref().ok()?;
-                Some(CertificateInfo {
-                    secret: format!("{ns}/{name}"),
-                    not_after: cert.end_entity_cert().ok().and_then(|der| not_after(der)),
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.secret.cmp(&b.secret));
-        out
-    }
-
-    fn new(secrets: &'a [TlsSecret], now: Option<i64>) -> Self {
-        CertCache {
-            now,
+impl<'a> Certs<'a> {
+    fn new(secrets: &'a [TlsSecret], now: Option<i64>, cache: &'a mut CertificateCache) -> Self {
+        Certs {
             secrets: secrets
                 .iter()
                 .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
                 .collect(),
-            parsed: HashMap::new(),
+            now,
+            cache,
+            served: BTreeMap::new(),
         }
+    }
+
+    /// Every certificate in use, with its expiry, sorted by Secret.
+    fn served(self) -> Vec<CertificateInfo> {
+        self.cache.sweep();
+        self.served
+            .into_iter()
+            .map(|(secret, not_after)| CertificateInfo { secret, not_after })
+            .collect()
     }
 
     fn get(
@@ -377,24 +439,34 @@ impl<'a> CertCache<'a> {
             });
             return None;
         };
-        let parsed = self
-            .parsed
-            .entry((namespace.to_string(), name.to_string()))
-            .or_insert_with(|| check_certificate(secret, self.now));
-        match parsed {
-            Ok(cert) => Some(cert.clone()),
-            Err(why) => {
-                problems.push(Problem {
-                    kind: ProblemKind::InvalidCertificate,
-                    message: format!(
-                        "TLS Secret {namespace}/{name}: {why}; the default certificate is served"
-                    ),
-                });
-                None
-            }
-        }
+        let why = match self.cache.parse(secret) {
+            Ok((cert, expiry)) => match (self.now, *expiry) {
+                (Some(now), Some(t)) if t < now => format!(
+                    "the certificate in tls.crt expired {} days ago",
+                    (now - t) / 86_400
+                ),
+                _ => {
+                    let cert = cert.clone();
+                    self.served.insert(format!("{namespace}/{name}"), *expiry);
+                    return Some(cert);
+                }
+            },
+            Err(why) => why.clone(),
+        };
+        problems.push(Problem {
+            kind: ProblemKind::InvalidCertificate,
+            message: format!(
+                "TLS Secret {namespace}/{name}: {why}; the default certificate is served"
+            ),
+        });
+        None
     }
 }
+
+/// Per Service port named in one compile: its display name and endpoints (`None`: no such
+/// Service port), shared by every backend that names it.
+#[derive(Default)]
+struct SharedEndpoints<'s>(HashMap<(&'s str, &'s str, u16), (Arc<str>, Option<Arc<[Endpoint]>>)>);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,10 @@ mod endpoints;
 mod host;
 mod tls;
 
-pub use compile::{Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile};
+pub use compile::{
+    CertificateCache, Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile,
+    compile_with,
+};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
@@ -154,9 +157,14 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 impl BackendSet {
     /// A backend over fixed endpoints.
     pub fn new(name: impl Into<Arc<str>>, endpoints: Vec<SocketAddr>) -> Self {
+        Self::with_endpoints(name, endpoints.into_iter().map(Endpoint::new).collect())
+    }
+
+    /// A backend over an endpoint list shared with other backends (its own round robin).
+    pub fn with_endpoints(name: impl Into<Arc<str>>, endpoints: Arc<[Endpoint]>) -> Self {
         BackendSet {
             name: name.into(),
-            endpoints: endpoints.into_iter().map(Endpoint::new).collect(),
+            endpoints,
             next: AtomicUsize::new(0),
         }
     }
