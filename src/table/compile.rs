@@ -466,7 +466,10 @@ impl<'a> Certs<'a> {
 /// Per Service port named in one compile: its display name and endpoints (`None`: no such
 /// Service port), shared by every backend that names it.
 #[derive(Default)]
-struct SharedEndpoints<'s>(HashMap<(&'s str, &'s str, u16), (Arc<str>, Option<Arc<[Endpoint]>>)>);
+struct SharedEndpoints<'s>(HashMap<(&'s str, &'s str, u16), ResolvedPort>);
+
+/// A Service port's display name and endpoints (`None`: no such Service port).
+type ResolvedPort = (Arc<str>, Option<Arc<[Endpoint]>>);
 
 #[cfg(test)]
 mod tests {
