@@ -18,6 +18,12 @@ cargo build --release -q
 git worktree add -q "$work/base" "$base_rev"
 (cd "$work/base" && CARGO_TARGET_DIR="$work/target" cargo build --release -q)
 
+for port in 5600 5700 5701 5702 5710 5711 5712; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is in use: stop whatever listens there first" >&2
+    exit 1
+  fi
+done
 mkdir "$work/routes"
 cat > "$work/routes/r.yaml" <<'YAML'
 apiVersion: wsgate.dev/v1alpha1
