@@ -58,7 +58,8 @@ struct ListenArgs {
     /// Admin listener: /healthz, /readyz, /metrics.
     #[arg(long, default_value = "0.0.0.0:9090")]
     admin_listen: SocketAddr,
-    /// Port in https:// redirects (omitted when 443: the usual Service port in front of 8443).
+    /// Port in https:// redirects (omitted when 443: the usual Service port in front of 8443;
+    /// 0: the TLS listener's own port).
     #[arg(long, default_value_t = 443)]
     https_redirect_port: u16,
     /// Time a client has to send its request headers.
@@ -252,7 +253,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let snapshot = wsgate::demo::snapshot(app).context("building the demo route")?;
     let mut proxy = ProxyConfig::new(args.http_listen, args.https_listen);
-    proxy.https_redirect_port = args.https_listen.port();
+    // Redirect to wherever the TLS listener really is (0 = its bound port).
+    proxy.https_redirect_port = 0;
     let gateway = Gateway::start(GatewayOptions {
         routes: Routes::Fixed(snapshot),
         proxy,

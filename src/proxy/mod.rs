@@ -47,7 +47,8 @@ pub struct ProxyConfig {
     pub http_listen: SocketAddr,
     /// TLS listener.
     pub https_listen: SocketAddr,
-    /// Port written into `https://` redirects (omitted when 443).
+    /// Port written into `https://` redirects (omitted when 443; 0 means the TLS listener's
+    /// own port).
     pub https_redirect_port: u16,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
@@ -149,7 +150,13 @@ impl Proxy {
             table,
             client: handler::pooled_client(),
             decide: DecideConfig {
-                https_redirect_port: config.https_redirect_port,
+                https_redirect_port: match config.https_redirect_port {
+                    0 => https
+                        .local_addr()
+                        .map_err(ProxyError::from_io(config.https_listen))?
+                        .port(),
+                    port => port,
+                },
             },
             relays: Tracker::default(),
             metrics,
