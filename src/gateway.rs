@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Health, Metrics};
-use crate::proxy::{Proxy, ProxyConfig, ProxyError, ShutdownReport};
+use crate::proxy::{DrainConfig, Proxy, ProxyConfig, ProxyError, ShutdownReport};
 use crate::source::Publisher;
 use crate::source::files::{self, FileSource, Reload};
 use crate::source::kube::KubeOptions;
@@ -37,8 +36,8 @@ pub struct GatewayOptions {
     pub proxy: ProxyConfig,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub admin_listen: SocketAddr,
-    /// How long in-flight requests and open WebSockets get after a shutdown signal.
-    pub grace: Duration,
+    /// How a shutdown drains connections.
+    pub drain: DrainConfig,
 }
 
 /// Why a gateway did not start.
@@ -178,12 +177,11 @@ impl Gateway {
             .https_addr()
             .map_err(ProxyError::from_io(opts.proxy.https_listen))?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let grace = opts.grace;
         let proxy = tokio::spawn(proxy.run(
             async move {
                 let _ = stop_rx.await;
             },
-            grace,
+            opts.drain,
         ));
         health.set_ready();
         tracing::info!(http = %http_addr, https = %https_addr, admin = %admin_addr, "wsgate listening");
@@ -199,8 +197,9 @@ impl Gateway {
         })
     }
 
-    /// Stops accepting, lets in-flight requests and WebSockets finish within the grace period,
-    /// and returns what was still open when it ended.
+    /// Drains: `/readyz` turns false at once, the listeners keep accepting for the drain delay
+    /// and then close, in-flight requests finish, open WebSockets are closed with 1001 spread
+    /// over the drain window; returns what was still open at the drain timeout.
     pub async fn shutdown(mut self) -> ShutdownReport {
         self.health.set_draining();
         if let Some(stop) = self.stop.take() {

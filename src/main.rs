@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use wsgate::admin::{LogFormat, init_tracing};
 use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
-use wsgate::proxy::ProxyConfig;
+use wsgate::proxy::{DrainConfig, ProxyConfig};
 use wsgate::source::files::{FileObjects, load_dir};
 use wsgate::source::kube::KubeOptions;
 use wsgate::table::{ProblemKind, Snapshot, compile};
@@ -65,9 +65,16 @@ struct ListenArgs {
     /// Time a client has to send its request headers.
     #[arg(long, default_value = "10s", value_parser = duration)]
     header_timeout: Duration,
-    /// Time in-flight requests and open WebSockets get after SIGTERM/SIGINT.
+    /// After SIGTERM/SIGINT, how long the listeners keep accepting (while /readyz says 503) so
+    /// load balancers stop sending new connections first.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    drain_delay: Duration,
+    /// Open WebSockets are closed (1001 Going Away) at moments spread over this window.
     #[arg(long, default_value = "30s", value_parser = duration)]
-    shutdown_grace: Duration,
+    drain_window: Duration,
+    /// From the signal, when whatever is still open is cut and the process exits 0.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    drain_timeout: Duration,
     /// One log line per HTTP request and per WebSocket connection (`--access-log=false` to stop).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
@@ -174,6 +181,19 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn drain_config(l: &ListenArgs) -> DrainConfig {
+    if l.drain_timeout < l.drain_delay + l.drain_window {
+        tracing::warn!(
+            "--drain-timeout is shorter than --drain-delay + --drain-window: the last WebSockets will be cut, not closed"
+        );
+    }
+    DrainConfig {
+        delay: l.drain_delay,
+        window: l.drain_window,
+        timeout: l.drain_timeout,
+    }
+}
+
 fn proxy_config(l: &ListenArgs) -> ProxyConfig {
     let mut config = ProxyConfig::new(l.http_listen, l.https_listen);
     config.https_redirect_port = l.https_redirect_port;
@@ -188,7 +208,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         routes: Routes::Dir(args.routes),
         proxy: proxy_config(&args.listen),
         admin_listen: args.listen.admin_listen,
-        grace: args.listen.shutdown_grace,
+        drain: drain_config(&args.listen),
     })
     .await?;
     serve_until_signal(gateway).await
@@ -210,7 +230,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         routes: Routes::Kube(Box::new(kube)),
         proxy: proxy_config(&args.listen),
         admin_listen: args.listen.admin_listen,
-        grace: args.listen.shutdown_grace,
+        drain: drain_config(&args.listen),
     })
     .await?;
     serve_until_signal(gateway).await
@@ -218,7 +238,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve_until_signal(gateway: Gateway) -> anyhow::Result<ExitCode> {
     shutdown_signal().await?;
-    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tracing::info!("shutting down: draining connections");
     let report = gateway.shutdown().await;
     if report.cut > 0 {
         tracing::warn!(
@@ -259,7 +279,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         routes: Routes::Fixed(snapshot),
         proxy,
         admin_listen: args.admin_listen,
-        grace: Duration::from_secs(5),
+        drain: DrainConfig {
+            delay: Duration::ZERO,
+            window: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        },
     })
     .await?;
     println!(

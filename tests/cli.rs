@@ -202,6 +202,8 @@ fn spawn_run(
             "--admin-listen",
             "127.0.0.1:0",
         ])
+        // Quick drains by default; a test can override them through `extra`.
+        .args(["--drain-delay", "100ms", "--drain-window", "1s"])
         .args(extra)
         .arg("--routes")
         .arg(routes.path())

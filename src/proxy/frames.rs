@@ -19,12 +19,40 @@ pub struct FrameTracker {
     pub frames: u64,
     /// Whether a Close frame was seen.
     pub saw_close: bool,
+    /// How many Close frames were seen.
+    pub closes: u64,
 }
 
 impl FrameTracker {
     /// Whether the stream is between two frames.
     pub fn at_boundary(&self) -> bool {
         self.have == 0 && self.remaining == 0
+    }
+
+    /// How many bytes of `data` (the stream's next bytes) lie before the next frame boundary:
+    /// 0 when already at one, `None` when the current frame does not end within `data`.
+    pub fn next_boundary(&self, data: &[u8]) -> Option<usize> {
+        if self.at_boundary() {
+            return Some(0);
+        }
+        let mut t = self.clone();
+        let mut off = 0;
+        while off < data.len() {
+            if t.remaining > 0 {
+                let skip = usize::try_from(t.remaining)
+                    .map_or(data.len() - off, |r| r.min(data.len() - off));
+                t.remaining -= skip as u64;
+                off += skip;
+            } else {
+                // Header bytes one at a time: headers are at most 14 bytes.
+                t.feed(&data[off..off + 1]);
+                off += 1;
+            }
+            if t.at_boundary() {
+                return Some(off);
+            }
+        }
+        None
     }
 
     /// Consumes the next bytes of the stream.
@@ -60,6 +88,7 @@ impl FrameTracker {
         };
         if opcode == OPCODE_CLOSE {
             self.saw_close = true;
+            self.closes += 1;
         }
         self.frames += 1;
         self.remaining = payload;
@@ -124,7 +153,54 @@ mod tests {
         assert_eq!((t.frames, t.saw_close, t.at_boundary()), (4, true, true));
     }
 
+    #[test]
+    fn finds_the_next_boundary() {
+        let mut stream = frame(0x2, 300, true);
+        let first_len = stream.len();
+        stream.extend(frame(0x1, 0, false));
+        let second_end = stream.len();
+        stream.extend(frame(0x1, 10, true));
+        let mut t = FrameTracker::default();
+        assert_eq!(t.next_boundary(&stream), Some(0));
+        t.feed(&stream[..5]);
+        assert_eq!(t.next_boundary(&stream[5..]), Some(first_len - 5));
+        t.feed(&stream[5..first_len + 1]);
+        assert_eq!(
+            t.next_boundary(&stream[first_len + 1..]),
+            Some(second_end - first_len - 1)
+        );
+        assert_eq!(t.next_boundary(&stream[first_len + 1..first_len + 1]), None);
+    }
+
     proptest! {
+        #[test]
+        fn boundaries_agree_with_feeding(
+            lens in proptest::collection::vec(0usize..300, 1..5),
+            start in 0usize..400,
+        ) {
+            let mut stream = Vec::new();
+            for len in &lens {
+                stream.extend(frame(0x2, *len, true));
+            }
+            let start = start.min(stream.len());
+            let mut t = FrameTracker::default();
+            t.feed(&stream[..start]);
+            let rest = &stream[start..];
+            if let Some(cut) = t.next_boundary(rest) {
+                let mut u = t.clone();
+                u.feed(&rest[..cut]);
+                prop_assert!(u.at_boundary());
+                // No earlier boundary.
+                for shorter in 0..cut {
+                    let mut v = t.clone();
+                    v.feed(&rest[..shorter]);
+                    prop_assert!(!v.at_boundary() || shorter == 0 && t.at_boundary());
+                }
+            } else {
+                prop_assert!(!t.at_boundary());
+            }
+        }
+
         #[test]
         fn chunking_does_not_matter(
             frames in proptest::collection::vec((0u8..3, 0usize..70_000, any::<bool>()), 1..6),

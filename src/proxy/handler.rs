@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 use super::access::{AccessRecord, Finish, Metered};
 use super::decide::{DecideConfig, Decision, Listener, Reject, RequestFacts, decide};
+use super::drain::DrainRegistry;
 use super::headers::{Forwarded, is_websocket_upgrade, prepare_request, prepare_response};
 use super::relay::relay;
 use super::tracker::Tracker;
@@ -41,6 +42,7 @@ pub(crate) struct Shared {
     pub client: Client<HttpConnector, Incoming>,
     pub decide: DecideConfig,
     pub relays: Tracker,
+    pub drain: Arc<DrainRegistry>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
 }
@@ -378,8 +380,10 @@ async fn upgrade_relay(
         bytes_in: None,
         backend: Some(addr),
     });
+    let (registration, drain) = shared.drain.register();
     tokio::spawn(async move {
         let _token = token;
+        let _registration = registration;
         let (client_io, backend_io) = match tokio::try_join!(client_upgrade, backend_upgrade) {
             Ok(pair) => pair,
             Err(e) => {
@@ -397,6 +401,7 @@ async fn upgrade_relay(
                 metrics.ws_to_backend.inc_by(up);
                 metrics.ws_to_client.inc_by(down);
             },
+            drain,
         )
         .await;
         metrics.ws_active.dec();

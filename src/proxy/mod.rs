@@ -12,6 +12,7 @@
 
 mod access;
 pub mod decide;
+pub mod drain;
 pub mod frames;
 mod handler;
 pub mod headers;
@@ -159,6 +160,7 @@ impl Proxy {
                 },
             },
             relays: Tracker::default(),
+            drain: Arc::default(),
             metrics,
             access_log: config.access_log,
         });
@@ -182,9 +184,13 @@ impl Proxy {
         self.https.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, closes idle connections, and
-    /// waits up to `grace` for in-flight requests and open WebSockets.
-    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) -> ShutdownReport {
+    /// Serves until `shutdown` resolves, then drains (see [`DrainConfig`]) and returns what
+    /// was still open when the drain timeout ended it.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        drain: DrainConfig,
+    ) -> ShutdownReport {
         let (stop_tx, stop_rx) = watch::channel(false);
         let conns = Tracker::default();
         let plain = tokio::spawn(accept_loop(
@@ -206,11 +212,21 @@ impl Proxy {
             self.tls_handshake_timeout,
         ));
         shutdown.await;
+        let deadline = tokio::time::Instant::now() + drain.timeout;
+        // Keep accepting while endpoints controllers and load balancers notice /readyz.
+        tokio::time::sleep(drain.delay).await;
         let _ = stop_tx.send(true);
         // The loops return on the signal; their listeners drop, so new connections are refused.
+        // Idle keep-alive connections close; in-flight requests finish with `Connection: close`.
         let _ = tokio::join!(plain, secure);
+        let websockets = self.shared.drain.start(drain.window);
+        tracing::info!(
+            websockets,
+            window_secs = drain.window.as_secs_f64(),
+            "draining: closing WebSockets with 1001 Going Away"
+        );
         let relays = self.shared.relays.clone();
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             conns.wait_idle().await;
             relays.wait_idle().await;
         })
@@ -221,6 +237,28 @@ impl Proxy {
             conns.active() + relays.active()
         };
         ShutdownReport { cut }
+    }
+}
+
+/// How a shutdown drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainConfig {
+    /// How long the listeners keep accepting after the signal (while `/readyz` is false).
+    pub delay: Duration,
+    /// Open WebSockets are closed at moments spread evenly over this window.
+    pub window: Duration,
+    /// From the signal: whatever is still open then is cut.
+    pub timeout: Duration,
+}
+
+impl DrainConfig {
+    /// Close everything at once, waiting at most `timeout`.
+    pub fn immediate(timeout: Duration) -> Self {
+        DrainConfig {
+            delay: Duration::ZERO,
+            window: Duration::ZERO,
+            timeout,
+        }
     }
 }
 

@@ -199,7 +199,7 @@ pub fn options(dir: &Path) -> GatewayOptions {
         routes: Routes::Dir(dir.to_path_buf()),
         proxy,
         admin_listen: any,
-        grace: Duration::from_secs(5),
+        drain: wsgate::proxy::DrainConfig::immediate(Duration::from_secs(5)),
     }
 }
 
@@ -304,6 +304,8 @@ async fn echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
 pub struct WsBackend {
     pub addr: SocketAddr,
     pub handshakes: Arc<Mutex<Vec<HeaderMap>>>,
+    /// Close frames received, with their codes.
+    pub closes: Arc<Mutex<Vec<u16>>>,
 }
 
 pub async fn ws_backend() -> WsBackend {
@@ -311,12 +313,15 @@ pub async fn ws_backend() -> WsBackend {
     let addr = listener.local_addr().unwrap();
     let handshakes = Arc::new(Mutex::new(Vec::new()));
     let seen = handshakes.clone();
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let closed = closes.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
             let seen = seen.clone();
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let callback =
                     |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
@@ -346,6 +351,10 @@ pub async fn ws_backend() -> WsBackend {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(frame) = &msg {
+                        let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
+                        closed.lock().unwrap().push(code);
+                    }
                     let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
                     if matches!(msg, Message::Close(_)) || (echo && ws.send(msg).await.is_err()) {
                         break;
@@ -354,7 +363,11 @@ pub async fn ws_backend() -> WsBackend {
             });
         }
     });
-    WsBackend { addr, handshakes }
+    WsBackend {
+        addr,
+        handshakes,
+        closes,
+    }
 }
 
 /// An address with nothing listening.
