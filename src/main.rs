@@ -22,7 +22,9 @@ use wsgate::table::{ProblemKind, Snapshot, compile};
 #[command(
     name = "wsgate",
     version,
-    about = "An ingress for WebSocket-heavy applications"
+    about = "An ingress for WebSocket-heavy applications",
+    // A flag given twice takes its last value (wrappers and charts append overrides).
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
