@@ -503,3 +503,36 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
     .await;
     assert_eq!(status_writes(), 3);
 }
+
+#[tokio::test]
+async fn an_endpoint_leaving_its_slice_does_not_cut_its_websockets() {
+    let server = ApiServer::start().await;
+    let ws = ws_backend().await;
+    server.apply(Res::Services, &service("chat", 5000));
+    server.apply(
+        Res::Slices,
+        &slice("chat-1", "chat", &["127.0.0.1"], ws.addr.port()),
+    );
+    server.apply(
+        Res::Routes,
+        &route("chat", "chat.test", "{ service: chat, port: 5000 }"),
+    );
+    let gw = controller(&server, "solo").await;
+    let mut open = ws_over(
+        tokio::net::TcpStream::connect(gw.http_addr).await.unwrap(),
+        "chat.test",
+        "/",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut open, Message::text("before")).await;
+
+    // The pod leaves the slice (scale-down, rollout): new upgrades have nowhere to go...
+    server.apply(Res::Slices, &slice("chat-1", "chat", &[], ws.addr.port()));
+    eventually("no endpoint left for new connections", || async {
+        served_by(&gw, "chat.test").await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    // ...but the WebSocket already relayed to it keeps working.
+    echo_roundtrip(&mut open, Message::text("after the endpoint left")).await;
+}
