@@ -143,7 +143,11 @@ fn run_with(
         }
     });
     loop {
-        let line = rx.recv_timeout(DEADLINE).expect("wsgate did not start");
+        let Ok(line) = rx.recv_timeout(DEADLINE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsgate did not start");
+        };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
