@@ -273,6 +273,11 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
 
     let reply = within("in-flight request", in_flight).await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header("connection"),
+        "close",
+        "keep-alive not ended on the draining connection"
+    );
     let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
         .await
         .unwrap()
