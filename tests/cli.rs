@@ -19,15 +19,17 @@ fn committed_crd_matches_the_generated_one() {
     let out = wsgate().arg("crd").output().unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/websocketroute.yaml"
-    ))
-    .unwrap();
-    assert_eq!(
-        committed, generated,
-        "crds/websocketroute.yaml is stale: run `wsgate crd > crds/websocketroute.yaml`"
-    );
+    for copy in [
+        "crds/websocketroute.yaml",
+        "charts/wsgate/crds/websocketroute.yaml",
+    ] {
+        let committed =
+            std::fs::read_to_string(format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(
+            committed, generated,
+            "{copy} is stale: run `wsgate crd > {copy}`"
+        );
+    }
     for needle in [
         "group: wsgate.dev",
         "kind: WebSocketRoute",

@@ -536,3 +536,134 @@ async fn an_endpoint_leaving_its_slice_does_not_cut_its_websockets() {
     // ...but the WebSocket already relayed to it keeps working.
     echo_roundtrip(&mut open, Message::text("after the endpoint left")).await;
 }
+
+/// (apiGroup, resource[/subresource], verb) of one API request.
+fn rbac_triple(method: &str, path_and_query: &str) -> Option<(String, String, String)> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _v, rest @ ..] => ("", rest),
+        ["apis", g, _v, rest @ ..] => (*g, rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [plural] => (plural.to_string(), false),
+        [plural, _name] => (plural.to_string(), true),
+        [plural, _name, sub] => (format!("{plural}/{sub}"), true),
+        _ => return None,
+    };
+    let verb = match (method, named) {
+        ("GET", false) if query.contains("watch=true") => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    Some((group.to_string(), resource, verb.to_string()))
+}
+
+#[tokio::test]
+async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes() {
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    let gw = controller(&server, "solo").await;
+    // A route whose Service is missing (Warning event), then present, then missing again (the
+    // same event again: the recorder patches its series).
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    eventually("ServiceNotFound", || async {
+        has(
+            &conditions(&server, "web"),
+            "ResolvedRefs",
+            "False",
+            "ServiceNotFound",
+        )
+    })
+    .await;
+    server.apply(Res::Services, &service("web", 80));
+    server.apply(
+        Res::Slices,
+        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
+    );
+    eventually("resolved", || async {
+        has(
+            &conditions(&server, "web"),
+            "ResolvedRefs",
+            "True",
+            "ResolvedRefs",
+        )
+    })
+    .await;
+    server.delete(Res::Services, "apps", "web");
+    eventually("ServiceNotFound again", || async {
+        has(
+            &conditions(&server, "web"),
+            "ResolvedRefs",
+            "False",
+            "ServiceNotFound",
+        )
+    })
+    .await;
+    eventually("the event was patched and the lease renewed", || async {
+        server.count("PATCH", "/apis/events.k8s.io/v1/namespaces/apps/events/") >= 1
+            && server.count("PUT", "/leases/wsgate-leader") >= 1
+    })
+    .await;
+    drop(gw);
+
+    let used: BTreeSet<(String, String, String)> = server
+        .requests()
+        .iter()
+        .filter_map(|(m, p)| rbac_triple(m, p))
+        .collect();
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/install.yaml"
+    ))
+    .unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml::Deserializer::from_str(&manifest) {
+        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if !matches!(v["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        for rule in v["rules"].as_sequence().unwrap() {
+            let list = |k: &str| {
+                rule[k]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            };
+            for g in list("apiGroups") {
+                for r in list("resources") {
+                    for verb in list("verbs") {
+                        granted.insert((g.clone(), r.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty(),
+        "the controller makes calls the manifest does not allow: {missing:?}"
+    );
+    assert!(
+        unused.is_empty(),
+        "the manifest grants more than the controller uses: {unused:?}"
+    );
+}
