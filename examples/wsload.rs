@@ -1,0 +1,235 @@
+//! WebSocket load generator for bench/run.sh. Prints one JSON line per run.
+//!
+//!   wsload echo    --connect ADDR --host HOST [--tls] --conns N --seconds S [--size BYTES]
+//!   wsload connect --connect ADDR --host HOST [--tls] --concurrency C --seconds S
+//!   wsload idle    --connect ADDR --host HOST [--tls] --conns N   (holds them until stdin closes)
+//!
+//! `echo` is closed-loop: each connection sends a message, waits for its echo, repeats; it
+//! reports round-trip percentiles. `connect` opens and closes WebSockets (TCP + TLS without
+//! resumption + upgrade) as fast as C workers can. Every run is bounded by --seconds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Target {
+    async fn open(&self) -> anyhow::Result<WebSocketStream<Box<dyn Io>>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let io: Box<dyn Io> = match &self.tls {
+            Some(c) => Box::new(c.connect(ServerName::try_from(self.host.clone())?, tcp).await?),
+            None => Box::new(tcp),
+        };
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let req = format!("{scheme}://{}{}", self.host, self.path).into_client_request()?;
+        let (ws, _) = tokio_tungstenite::client_async(req, io).await?;
+        Ok(ws)
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
+fn num(args: &[String], name: &str, default: u64) -> u64 {
+    arg(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+/// Opens `n` connections, at most `parallel` at a time.
+async fn open_many(target: &Arc<Target>, n: u64, parallel: usize) -> Vec<WebSocketStream<Box<dyn Io>>> {
+    let results = futures_util::stream::iter(0..n)
+        .map(|_| {
+            let t = target.clone();
+            async move { t.open().await }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<_>>()
+        .await;
+    let mut out = Vec::new();
+    let mut errors = 0;
+    for r in results {
+        match r {
+            Ok(ws) => out.push(ws),
+            Err(_) => errors += 1,
+        }
+    }
+    if errors > 0 {
+        eprintln!("wsload: {errors} of {n} connections failed");
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_default();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = if args.iter().any(|a| a == "--tls") {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth();
+        // Every connection does a full handshake: the handshake-bound case.
+        config.resumption = rustls::client::Resumption::disabled();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    } else {
+        None
+    };
+    let target = Arc::new(Target {
+        addr: arg(&args, "--connect").unwrap_or_else(|| "127.0.0.1:8443".into()).parse()?,
+        host: arg(&args, "--host").unwrap_or_else(|| "bench.test".into()),
+        path: arg(&args, "--path").unwrap_or_else(|| "/ws".into()),
+        tls,
+    });
+    let seconds = Duration::from_secs(num(&args, "--seconds", 10));
+    match mode.as_str() {
+        "echo" => {
+            let conns = num(&args, "--conns", 100);
+            let size = num(&args, "--size", 64) as usize;
+            let sockets = open_many(&target, conns, 100).await;
+            let opened = sockets.len();
+            let deadline = Instant::now() + seconds;
+            let mut tasks = Vec::new();
+            for mut ws in sockets {
+                tasks.push(tokio::spawn(async move {
+                    let mut rtts: Vec<u32> = Vec::new();
+                    let payload = vec![b'x'; size];
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        if ws.send(Message::binary(payload.clone())).await.is_err() {
+                            break;
+                        }
+                        match ws.next().await {
+                            Some(Ok(_)) => rtts.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                            _ => break,
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                    rtts
+                }));
+            }
+            let started = Instant::now();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await?);
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            all.sort_unstable();
+            println!(
+                "{{\"mode\":\"echo\",\"conns\":{opened},\"messages\":{},\"msgs_per_sec\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+                all.len(),
+                all.len() as f64 / elapsed,
+                percentile(&all, 0.5),
+                percentile(&all, 0.99)
+            );
+        }
+        "connect" => {
+            let workers = num(&args, "--concurrency", 50);
+            let deadline = Instant::now() + seconds;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..workers {
+                let t = target.clone();
+                tasks.push(tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0u64, 0u64);
+                    while Instant::now() < deadline {
+                        match t.open().await {
+                            Ok(mut ws) => {
+                                ok += 1;
+                                let _ = ws.close(None).await;
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    (ok, failed)
+                }));
+            }
+            let (mut ok, mut failed) = (0, 0);
+            for t in tasks {
+                let (a, b) = t.await?;
+                ok += a;
+                failed += b;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            println!(
+                "{{\"mode\":\"connect\",\"connections\":{ok},\"failed\":{failed},\"conns_per_sec\":{:.0}}}",
+                ok as f64 / elapsed
+            );
+        }
+        "idle" => {
+            let conns = num(&args, "--conns", 10_000);
+            let sockets = open_many(&target, conns, 200).await;
+            println!("ready {}", sockets.len());
+            // Hold them until told to stop (stdin closes or a line arrives), at most --seconds.
+            let mut line = String::new();
+            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let _ = tokio::time::timeout(seconds, stdin.read_line(&mut line)).await;
+            drop(sockets);
+        }
+        _ => anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ..."),
+    }
+    Ok(())
+}
