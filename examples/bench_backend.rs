@@ -29,7 +29,10 @@ fn answer(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let key = req.headers().get("sec-websocket-key").cloned();
     let Some(key) = key else {
         let mut r = Response::new(Full::new(Bytes::from_static(BODY)));
-        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain"),
+        );
         return r;
     };
     let upgrade = hyper::upgrade::on(&mut req);
@@ -42,8 +45,14 @@ fn answer(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert("sec-websocket-accept", v);
     }
@@ -74,7 +83,10 @@ where
 }
 
 fn arg(args: &[String], name: &str) -> Vec<String> {
-    args.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
 }
 
 #[tokio::main]

@@ -70,7 +70,10 @@ impl Target {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let io: Box<dyn Io> = match &self.tls {
-            Some(c) => Box::new(c.connect(ServerName::try_from(self.host.clone())?, tcp).await?),
+            Some(c) => Box::new(
+                c.connect(ServerName::try_from(self.host.clone())?, tcp)
+                    .await?,
+            ),
             None => Box::new(tcp),
         };
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
@@ -85,7 +88,9 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn num(args: &[String], name: &str, default: u64) -> u64 {
-    arg(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    arg(args, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -97,7 +102,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Opens `n` connections, at most `parallel` at a time.
-async fn open_many(target: &Arc<Target>, n: u64, parallel: usize) -> Vec<WebSocketStream<Box<dyn Io>>> {
+async fn open_many(
+    target: &Arc<Target>,
+    n: u64,
+    parallel: usize,
+) -> Vec<WebSocketStream<Box<dyn Io>>> {
     let results = futures_util::stream::iter(0..n)
         .map(|_| {
             let t = target.clone();
@@ -139,7 +148,9 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let target = Arc::new(Target {
-        addr: arg(&args, "--connect").unwrap_or_else(|| "127.0.0.1:8443".into()).parse()?,
+        addr: arg(&args, "--connect")
+            .unwrap_or_else(|| "127.0.0.1:8443".into())
+            .parse()?,
         host: arg(&args, "--host").unwrap_or_else(|| "bench.test".into()),
         path: arg(&args, "--path").unwrap_or_else(|| "/ws".into()),
         tls,
@@ -163,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
                             break;
                         }
                         match ws.next().await {
-                            Some(Ok(_)) => rtts.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                            Some(Ok(_)) => rtts
+                                .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
                             _ => break,
                         }
                     }
@@ -229,7 +241,9 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::time::timeout(seconds, stdin.read_line(&mut line)).await;
             drop(sockets);
         }
-        _ => anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ..."),
+        _ => {
+            anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ...")
+        }
     }
     Ok(())
 }

@@ -112,6 +112,17 @@ fn answer(req: &Request<Incoming>, health: &Health, registry: &Registry) -> Resp
     r
 }
 
+/// `level` plus quieter defaults for dependencies: rustls warns once per handshake about
+/// things clients do (an IP address as SNI, say), which would flood the log under load. A
+/// directive for the crate in `level` wins.
+fn default_directives(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -126,7 +137,7 @@ pub enum LogFormat {
 pub fn init_tracing(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(default_directives(level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
@@ -142,6 +153,15 @@ pub fn init_tracing(format: LogFormat, level: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_noise_is_filtered_unless_asked_for() {
+        assert_eq!(default_directives("info"), "info,rustls=error");
+        assert_eq!(
+            default_directives("debug,rustls=debug"),
+            "debug,rustls=debug"
+        );
+    }
     use http_body_util::{BodyExt, Empty};
 
     async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
