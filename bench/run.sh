@@ -207,6 +207,33 @@ results="$work/results.tsv"
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" | tee -a "$results"; }
 hz=$(getconf CLK_TCK)
 
+# Resident memory per idle WSS connection, measured once per proxy while it is fresh (memory
+# a proxy freed after earlier phases would hide what new connections cost).
+measure_idle() {
+  local proxy=$1 port
+  port=$(port_of "$proxy")
+  sleep 1
+  base=$(rss_kib "$proxy")
+  fifo="$work/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  taskset -c 1 $bin/examples/wsload idle --tls --connect 127.0.0.1:$port --host bench.test --conns "$IDLE_CONNS" --seconds 120 <"$fifo" >"$work/idle.out" 2>"$work/idle.err" & idle_pid=$!
+  exec 4>"$fifo"
+  for _ in $(seq 1200); do grep -q ready "$work/idle.out" 2>/dev/null && break; sleep 0.1; done
+  opened=$(awk '/ready/{print $2}' "$work/idle.out"); opened=${opened:-0}
+  sleep 2
+  loaded=$(rss_kib "$proxy")
+  exec 4>&-
+  wait $idle_pid || true
+  if [ "$opened" -gt 0 ]; then
+    record "$proxy" "rss_kib_per_idle_wss" "$(awk -v a="$loaded" -v b="$base" -v n="$opened" 'BEGIN { printf "%.1f", (a - b) / n }')"
+  fi
+  record "$proxy" "idle_wss_opened" "$opened"
+}
+
+for proxy in $PROXIES; do
+  echo "== idle connections: $proxy"
+  measure_idle "$proxy"
+done
+
 for round in $(seq "$ROUNDS"); do
   echo "== round $round"
   for proxy in $PROXIES; do
@@ -231,21 +258,6 @@ for round in $(seq "$ROUNDS"); do
         record "$proxy" "cpu_s_per_million_msgs" "$(awk -v t=$((after - before)) -v hz="$hz" -v m="$msgs" 'BEGIN { printf "%.2f", (t / hz) / m * 1e6 }')"
       fi
     done
-    sleep 1
-    base=$(rss_kib "$proxy")
-    fifo="$work/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
-    taskset -c 1 $bin/examples/wsload idle --tls --connect 127.0.0.1:$port --host bench.test --conns "$IDLE_CONNS" --seconds 120 <"$fifo" >"$work/idle.out" 2>"$work/idle.err" & idle_pid=$!
-    exec 4>"$fifo"
-    for _ in $(seq 1200); do grep -q ready "$work/idle.out" 2>/dev/null && break; sleep 0.1; done
-    opened=$(awk '/ready/{print $2}' "$work/idle.out"); opened=${opened:-0}
-    sleep 2
-    loaded=$(rss_kib "$proxy")
-    exec 4>&-
-    wait $idle_pid || true
-    if [ "$opened" -gt 0 ]; then
-      record "$proxy" "rss_kib_per_idle_wss" "$(awk -v a="$loaded" -v b="$base" -v n="$opened" 'BEGIN { printf "%.1f", (a - b) / n }')"
-    fi
-    record "$proxy" "idle_wss_opened" "$opened"
     sleep 2
   done
 done

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use http::StatusCode;
@@ -98,32 +96,6 @@ fn check_names_every_bad_file_and_field() {
     );
 }
 
-/// Reads the child's JSON log until the "wsgate listening" line and returns (http, admin).
-fn listening(
-    stderr: std::process::ChildStderr,
-) -> (SocketAddr, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(DEADLINE)
-            .expect("wsgate never said it was listening");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "wsgate listening" {
-            let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
-            return (addr("http"), addr("admin"), rx);
-        }
-    }
-}
-
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let backend = http_backend().await;
@@ -132,7 +104,8 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         "r.yaml",
         &route_yaml("r", &format!("  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n", backend.addr)),
     );
-    let (mut child, http_addr, admin_addr, _log) = spawn_run(&routes, &[]);
+    let bin = spawn_run(&routes, &[]);
+    let (http_addr, admin_addr) = (bin.http, bin.admin);
     assert_eq!(
         http(admin_addr, request("GET", "admin", "/readyz"))
             .await
@@ -152,11 +125,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
             > 0
     })
     .await;
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    bin.terminate();
     eventually("/readyz turns 503 while draining", || async {
         match tokio::net::TcpStream::connect(admin_addr).await {
             Ok(io) => {
@@ -169,72 +138,28 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     .await;
     let reply = within("in-flight request", in_flight).await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(bin.wait().await.0, Some(0));
     assert!(
         tokio::net::TcpStream::connect(http_addr).await.is_err(),
         "still accepting after exit"
     );
 }
 
-/// Starts `wsgate run` on ephemeral loopback ports with JSON logs.
-fn spawn_run(
-    routes: &RoutesDir,
-    extra: &[&str],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = wsgate()
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--https-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        // Quick drains by default; a test can override them through `extra`.
-        .args(["--drain-delay", "100ms", "--drain-window", "1s"])
-        .args(extra)
-        .arg("--routes")
-        .arg(routes.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (http_addr, admin_addr, log) = listening(child.stderr.take().unwrap());
-    (child, http_addr, admin_addr, log)
+/// `wsgate run` with quick drains (a test can override them through `extra`).
+fn spawn_run(routes: &RoutesDir, extra: &[&str]) -> Binary {
+    let mut flags = vec!["--drain-delay", "100ms", "--drain-window", "1s"];
+    flags.extend_from_slice(extra);
+    spawn_wsgate_run(routes.path(), &flags)
 }
 
-/// Sends SIGTERM, waits for exit 0, and returns every log line as JSON.
-async fn stop(
-    mut child: std::process::Child,
-    log: std::sync::mpsc::Receiver<String>,
-) -> Vec<serde_json::Value> {
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    // The reader thread ends with the child's stderr.
-    log.iter()
-        .filter_map(|l| serde_json::from_str(&l).ok())
+/// Sends SIGTERM, expects exit 0, and returns every JSON log line.
+async fn stop(bin: Binary) -> Vec<serde_json::Value> {
+    bin.terminate();
+    let (code, lines) = bin.wait().await;
+    assert_eq!(code, Some(0));
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
@@ -254,7 +179,8 @@ async fn access_log_has_a_line_per_request_and_per_websocket() {
             ),
         ),
     );
-    let (child, http_addr, _admin, log) = spawn_run(&routes, &[]);
+    let bin = spawn_run(&routes, &[]);
+    let http_addr = bin.http;
     let reply = http(http_addr, request("GET", "r.test", "/hello?token=secret")).await;
     assert_eq!(reply.status, StatusCode::OK);
     let mut c = ws_over(
@@ -269,7 +195,7 @@ async fn access_log_has_a_line_per_request_and_per_websocket() {
     while let Some(Ok(_)) = within("close", c.next()).await {}
     drop(c);
     // The WebSocket line is written when the relay ends, which the client cannot observe.
-    let lines = stop(child, log).await;
+    let lines = stop(bin).await;
     let access: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["target"] == "wsgate::access")
@@ -305,10 +231,11 @@ async fn access_log_has_a_line_per_request_and_per_websocket() {
     assert!(ws_line["bytes_in"].as_u64().unwrap() >= 2);
 
     // --access-log=false: the same traffic, no access lines.
-    let (child, http_addr, _admin, log) = spawn_run(&routes, &["--access-log=false"]);
+    let bin = spawn_run(&routes, &["--access-log=false"]);
+    let http_addr = bin.http;
     let reply = http(http_addr, request("GET", "r.test", "/hello")).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let lines = stop(child, log).await;
+    let lines = stop(bin).await;
     assert!(lines.iter().all(|l| l["target"] != "wsgate::access"));
     assert!(
         lines.iter().any(|l| l["message"] == "bye"),

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,59 +104,6 @@ async fn rebuilds_and_certificate_rotations_never_touch_open_websockets() {
     assert_eq!(other.handshakes.lock().unwrap().len(), 0);
 }
 
-/// `wsgate run` with drain flags; returns the child, its HTTP and admin addresses and its log.
-fn run_with(
-    routes: &RoutesDir,
-    drain: &[&str],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--https-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .args(drain)
-        .arg("--routes")
-        .arg(routes.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let Ok(line) = rx.recv_timeout(DEADLINE) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsgate did not start");
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "wsgate listening" {
-            let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
-            return (child, addr("http"), addr("admin"), rx);
-        }
-    }
-}
-
 fn ws_http_route(ws: SocketAddr, web: SocketAddr) -> String {
     route_yaml(
         "r",
@@ -174,8 +120,8 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
     let routes = RoutesDir::new();
     routes.write("r.yaml", &ws_http_route(ws.addr, web.addr));
     let window = Duration::from_secs(3);
-    let (mut child, http_addr, admin, log) = run_with(
-        &routes,
+    let bin = spawn_wsgate_run(
+        routes.path(),
         &[
             "--drain-delay",
             "1s",
@@ -185,6 +131,7 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
             "20s",
         ],
     );
+    let (http_addr, admin) = (bin.http, bin.admin);
 
     let mut clients = Vec::new();
     for i in 0..100 {
@@ -208,13 +155,7 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
     .await;
 
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    bin.terminate();
     // Not ready at once, still accepting during the delay.
     eventually("/readyz turns 503", || async {
         send(
@@ -278,11 +219,8 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
         "close",
         "keep-alive not ended on the draining connection"
     );
-    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let (code, log) = bin.wait().await;
+    assert_eq!(code, Some(0));
     assert!(signalled.elapsed() < Duration::from_secs(20));
     // The backend saw a Close from wsgate on every connection.
     assert_eq!(
@@ -307,8 +245,8 @@ async fn a_client_that_never_answers_the_close_is_cut_at_the_timeout() {
     let web = http_backend().await;
     let routes = RoutesDir::new();
     routes.write("r.yaml", &ws_http_route(ws.addr, web.addr));
-    let (mut child, http_addr, _admin, _log) = run_with(
-        &routes,
+    let bin = spawn_wsgate_run(
+        routes.path(),
         &[
             "--drain-delay",
             "0s",
@@ -318,6 +256,7 @@ async fn a_client_that_never_answers_the_close_is_cut_at_the_timeout() {
             "2s",
         ],
     );
+    let http_addr = bin.http;
     // Handshake done, then silence: this client never reads, so it never answers the Close.
     let silent = ws_over(
         tokio::net::TcpStream::connect(http_addr).await.unwrap(),
@@ -327,18 +266,8 @@ async fn a_client_that_never_answers_the_close_is_cut_at_the_timeout() {
     )
     .await;
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    bin.terminate();
+    assert_eq!(bin.wait().await.0, Some(0));
     let waited = signalled.elapsed();
     assert!(
         waited >= Duration::from_millis(1900),

@@ -544,3 +544,89 @@ pub async fn scrape(admin: SocketAddr) -> std::collections::HashMap<String, f64>
     }
     out
 }
+
+// ---------------------------------------------------------------- the binary
+
+/// A `wsgate run` child process with JSON logs on ephemeral loopback ports.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    /// Its log lines, as they come (the reader thread ends with the child's stderr).
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `wsgate run --routes DIR` plus `extra` flags; returns once it logs that it listens.
+pub fn spawn_wsgate_run(routes: &Path, extra: &[&str]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--https-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .arg("--routes")
+        .arg(routes)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let Ok(line) = rx.recv_timeout(DEADLINE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsgate never said it was listening");
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "wsgate listening" {
+            let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
+            return Binary {
+                child,
+                http: addr("http"),
+                admin: addr("admin"),
+                log: rx,
+            };
+        }
+    }
+}
+
+impl Binary {
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+
+    /// Waits for the exit (bounded) and returns its code with every log line.
+    pub async fn wait(self) -> (Option<i32>, Vec<String>) {
+        let Binary { mut child, log, .. } = self;
+        let status = within("exit", tokio::task::spawn_blocking(move || child.wait()))
+            .await
+            .unwrap()
+            .unwrap();
+        (status.code(), log.iter().collect())
+    }
+}
