@@ -245,7 +245,7 @@ async fn serve_until_signal(gateway: Gateway) -> anyhow::Result<ExitCode> {
     if report.cut > 0 {
         tracing::warn!(
             cut = report.cut,
-            "grace period over; closing what is still open"
+            "drain timeout: cutting what is still open"
         );
     }
     tracing::info!("bye");

@@ -3,7 +3,7 @@
 //! Only frame headers are parsed; payloads are skipped by length, never buffered or unmasked.
 //! This tells the relay which side sent the first Close frame (so a close can be attributed
 //! correctly even though, per RFC 6455 §7.1.1, the server closes TCP first) and where frame
-//! boundaries are, for a later graceful drain that must not cut a frame in half.
+//! boundaries are, so a graceful drain can splice in its Close without cutting a frame in half.
 
 /// Opcode of a Close frame.
 const OPCODE_CLOSE: u8 = 0x8;

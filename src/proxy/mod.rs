@@ -7,8 +7,9 @@
 //! Connection lifecycle: accept → (TLS handshake, bounded by a timeout) → HTTP/1.1 with
 //! keep-alive, header read timeout and header size limit → per request: decide → answer,
 //! forward through a pooled client, or hand the socket to the relay after a 101. On shutdown
-//! the listeners close, idle keep-alive connections close, in-flight requests and relays get a
-//! grace period.
+//! (see [`DrainConfig`]) the listeners keep accepting for the drain delay and then close, idle
+//! keep-alive connections close, in-flight requests finish, and relays are closed with 1001
+//! spread over the drain window; the drain timeout cuts whatever is left.
 
 mod access;
 pub mod decide;
@@ -120,7 +121,7 @@ pub struct Proxy {
 /// How a shutdown went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Connections and relays still open when the grace period ended.
+    /// Connections and relays still open when the drain timeout ended the drain.
     pub cut: usize,
 }
 
