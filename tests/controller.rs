@@ -60,6 +60,16 @@ fn route(name: &str, host: &str, backend: &str) -> String {
     )
 }
 
+/// A Service `name` (port `port`, named http) and its EndpointSlice `name-1` with `pods` ready
+/// on `pod_port`.
+fn service_with_pods(server: &ApiServer, name: &str, port: u16, pods: &[&str], pod_port: u16) {
+    server.apply(Res::Services, &service(name, port));
+    server.apply(
+        Res::Slices,
+        &slice(&format!("{name}-1"), name, pods, pod_port),
+    );
+}
+
 /// Two echo backends on the same port of 127.0.0.1 and 127.0.0.2: two "pods" of a Service.
 async fn two_pods() -> (HttpBackend, HttpBackend, u16) {
     loop {
@@ -146,11 +156,7 @@ async fn routes_services_and_endpoints_flow_into_the_table_with_status() {
     .await;
 
     // Edit the spec: a new backend Service, observedGeneration follows.
-    server.apply(Res::Services, &service("other", 8080));
-    server.apply(
-        Res::Slices,
-        &slice("other-1", "other", &["127.0.0.1"], other.addr.port()),
-    );
+    service_with_pods(&server, "other", 8080, &["127.0.0.1"], other.addr.port());
     server.apply(
         Res::Routes,
         &route("web", "web.test", "{ service: other, port: 8080 }"),
@@ -267,11 +273,7 @@ async fn secret_rotation_serves_the_new_certificate_and_keeps_open_websockets() 
         Res::Secrets,
         "metadata: { name: password, namespace: apps }\ntype: Opaque\ndata: { p: aHVudGVyMg== }\n",
     );
-    server.apply(Res::Services, &service("chat", 5000));
-    server.apply(
-        Res::Slices,
-        &slice("chat-1", "chat", &["127.0.0.1"], ws.addr.port()),
-    );
+    service_with_pods(&server, "chat", 5000, &["127.0.0.1"], ws.addr.port());
     let chat = route("chat", "chat.test", "{ service: chat, port: 5000 }")
         .replace("  rules:", "  tls: { secretName: chat-tls }\n  rules:");
     server.apply(Res::Routes, &chat);
@@ -303,11 +305,7 @@ async fn secret_rotation_serves_the_new_certificate_and_keeps_open_websockets() 
 async fn readiness_waits_for_the_first_sync() {
     let server = ApiServer::start().await;
     let web = http_backend().await;
-    server.apply(Res::Services, &service("web", 80));
-    server.apply(
-        Res::Slices,
-        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
-    );
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
     server.apply(
         Res::Routes,
         &route("web", "web.test", "{ service: web, port: 80 }"),
@@ -347,11 +345,7 @@ async fn fails_static_through_an_api_outage_and_a_410_relist() {
     let server = ApiServer::start().await;
     let a = http_backend().await;
     let b = http_backend().await;
-    server.apply(Res::Services, &service("web", 80));
-    server.apply(
-        Res::Slices,
-        &slice("web-1", "web", &["127.0.0.1"], a.addr.port()),
-    );
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], a.addr.port());
     server.apply(
         Res::Routes,
         &route("web", "web.test", "{ service: web, port: 80 }"),
@@ -422,16 +416,8 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
     let server = ApiServer::start().await;
     let web = http_backend().await;
     let other = http_backend().await;
-    server.apply(Res::Services, &service("web", 80));
-    server.apply(
-        Res::Slices,
-        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
-    );
-    server.apply(Res::Services, &service("other", 80));
-    server.apply(
-        Res::Slices,
-        &slice("other-1", "other", &["127.0.0.1"], other.addr.port()),
-    );
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
+    service_with_pods(&server, "other", 80, &["127.0.0.1"], other.addr.port());
     let a = controller(&server, "replica-a").await;
     let b = controller(&server, "replica-b").await;
     let leaders = || async {
@@ -508,11 +494,7 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
 async fn an_endpoint_leaving_its_slice_does_not_cut_its_websockets() {
     let server = ApiServer::start().await;
     let ws = ws_backend().await;
-    server.apply(Res::Services, &service("chat", 5000));
-    server.apply(
-        Res::Slices,
-        &slice("chat-1", "chat", &["127.0.0.1"], ws.addr.port()),
-    );
+    service_with_pods(&server, "chat", 5000, &["127.0.0.1"], ws.addr.port());
     server.apply(
         Res::Routes,
         &route("chat", "chat.test", "{ service: chat, port: 5000 }"),
@@ -591,11 +573,7 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         )
     })
     .await;
-    server.apply(Res::Services, &service("web", 80));
-    server.apply(
-        Res::Slices,
-        &slice("web-1", "web", &["127.0.0.1"], web.addr.port()),
-    );
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
     eventually("resolved", || async {
         has(
             &conditions(&server, "web"),
