@@ -227,6 +227,9 @@ measure_idle() {
     record "$proxy" "rss_kib_per_idle_wss" "$(awk -v a="$loaded" -v b="$base" -v n="$opened" 'BEGIN { printf "%.1f", (a - b) / n }')"
   fi
   record "$proxy" "idle_wss_opened" "$opened"
+  # Let the proxy finish tearing the connections down (Varnish keeps a thread per pipe) before
+  # the next proxy on the same core is measured.
+  sleep 10
 }
 
 for proxy in $PROXIES; do
