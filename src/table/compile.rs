@@ -357,6 +357,8 @@ impl CertificateCache {
             self.entries
                 .insert(secret.namespace.clone(), HashMap::new());
         }
+        // Present: inserted just above. (Looking up before inserting keeps hits allocation-free;
+        // `entry` would need an owned key on every call.)
         let names = self
             .entries
             .get_mut(&secret.namespace)
