@@ -152,11 +152,7 @@ pub(crate) async fn handle(
             timeout,
             route,
         } => {
-            let target = Target {
-                backend: &backend,
-                route: &route,
-                metrics: route_metrics.as_deref(),
-            };
+            let target = Target::new(&backend, &route, route_metrics.as_deref());
             let (resp, addr) = forward(&shared, req, target, timeout, &fwd).await;
             if let Some(a) = access.as_mut() {
                 a.backend = addr;
@@ -168,11 +164,7 @@ pub(crate) async fn handle(
             idle_timeout,
             route,
         } => {
-            let target = Target {
-                backend: &backend,
-                route: &route,
-                metrics: route_metrics.as_deref(),
-            };
+            let target = Target::new(&backend, &route, route_metrics.as_deref());
             let (resp, addr, result) =
                 upgrade_relay(&shared, req, target, idle_timeout, &fwd, &mut access).await;
             if let Some(a) = access.as_mut() {
@@ -208,7 +200,15 @@ struct Target<'a> {
     metrics: Option<&'a RouteMetrics>,
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
+    fn new(backend: &'a BackendSet, route: &'a str, metrics: Option<&'a RouteMetrics>) -> Self {
+        Target {
+            backend,
+            route,
+            metrics,
+        }
+    }
+
     fn connect_failed(&self, addr: SocketAddr, why: &dyn std::fmt::Display) -> Response<Body> {
         if let Some(m) = self.metrics {
             m.connect_errors.inc();
