@@ -105,6 +105,15 @@ fn conditions(server: &ApiServer, name: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// Waits (bounded) until route `name` has condition `type_` with `status` and `reason`.
+async fn wait_condition(server: &ApiServer, name: &str, type_: &str, status: &str, reason: &str) {
+    let what = format!("{name}: {type_}={status} ({reason})");
+    eventually(&what, || async {
+        has(&conditions(server, name), type_, status, reason)
+    })
+    .await;
+}
+
 fn has(conds: &[(String, String, String)], t: &str, status: &str, reason: &str) -> bool {
     conds
         .iter()
@@ -564,35 +573,11 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         Res::Routes,
         &route("web", "web.test", "{ service: web, port: 80 }"),
     );
-    eventually("ServiceNotFound", || async {
-        has(
-            &conditions(&server, "web"),
-            "ResolvedRefs",
-            "False",
-            "ServiceNotFound",
-        )
-    })
-    .await;
+    wait_condition(&server, "web", "ResolvedRefs", "False", "ServiceNotFound").await;
     service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
-    eventually("resolved", || async {
-        has(
-            &conditions(&server, "web"),
-            "ResolvedRefs",
-            "True",
-            "ResolvedRefs",
-        )
-    })
-    .await;
+    wait_condition(&server, "web", "ResolvedRefs", "True", "ResolvedRefs").await;
     server.delete(Res::Services, "apps", "web");
-    eventually("ServiceNotFound again", || async {
-        has(
-            &conditions(&server, "web"),
-            "ResolvedRefs",
-            "False",
-            "ServiceNotFound",
-        )
-    })
-    .await;
+    wait_condition(&server, "web", "ResolvedRefs", "False", "ServiceNotFound").await;
     eventually("the event was patched and the lease renewed", || async {
         server.count("PATCH", "/apis/events.k8s.io/v1/namespaces/apps/events/") >= 1
             && server.count("PUT", "/leases/wsgate-leader") >= 1

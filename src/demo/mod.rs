@@ -122,6 +122,26 @@ pub enum DemoError {
     Certificate(#[from] TlsError),
 }
 
+/// The server's `101 Switching Protocols` answer to a WebSocket handshake with this
+/// `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn switching_protocols(key: &header::HeaderValue) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(accept) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert("sec-websocket-accept", accept);
+    }
+    r
+}
+
 /// Binds the app on `addr` and serves it in the background; returns the bound address.
 pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -215,21 +235,7 @@ fn route(mut req: Request<Incoming>, hub: Arc<Hub>, peer: SocketAddr) -> Respons
                     Err(e) => tracing::debug!(error = %e, "demo upgrade failed"),
                 }
             });
-            let mut r = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
-            let h = r.headers_mut();
-            h.remove(header::CONTENT_TYPE);
-            h.insert(
-                header::UPGRADE,
-                header::HeaderValue::from_static("websocket"),
-            );
-            h.insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("upgrade"),
-            );
-            if let Ok(accept) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-                h.insert("sec-websocket-accept", accept);
-            }
-            r
+            switching_protocols(&key)
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
