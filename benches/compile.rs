@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 use wsgate::api::WebSocketRoute;
 use wsgate::table::{
-    CertificateCache, Snapshot, TlsSecret, compile, compile_with, resolve_services, self_signed,
+    CompileCache, Snapshot, TlsSecret, compile, compile_with, resolve_services, self_signed,
 };
 
 const ROUTES: usize = 10_000;
@@ -61,6 +61,7 @@ fn inputs() -> (
                 name: format!("s{i}"),
                 cert_pem: cert.into_bytes(),
                 key_pem: key.into_bytes(),
+                ca_pem: None,
             }
         })
         .collect();
@@ -96,7 +97,7 @@ fn main() {
         now: Some(1_800_000_000),
         deny_address_backends: true,
     };
-    let mut cache = CertificateCache::default();
+    let mut cache = CompileCache::default();
     let (table, reports) = compile_with(&snapshot, &mut cache);
     assert_eq!(table.routes().len(), ROUTES);
     assert!(reports.iter().all(|r| r.problems.is_empty()));

@@ -40,6 +40,7 @@ async fn rebuilds_and_certificate_rotations_never_touch_open_websockets() {
             name: "chat-tls".into(),
             cert_pem: leaf.cert_pem.clone().into_bytes(),
             key_pem: leaf.key_pem.clone().into_bytes(),
+            ca_pem: None,
         };
         Snapshot {
             routes: vec![route],

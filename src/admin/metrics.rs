@@ -44,6 +44,9 @@ pub struct Metrics {
     /// `wsgate_websocket_closes_total{route,reason}`.
     pub ws_closes: IntCounterVec,
     backend_connect_errors: IntCounterVec,
+    backend_retries: IntCounterVec,
+    /// `wsgate_backend_ejections_total`: endpoints ejected by passive health checks.
+    pub backend_ejections: prometheus::IntCounter,
     /// `wsgate_tls_handshakes_total{result}`: `ok`, `error`, `timeout`.
     pub tls_handshakes: IntCounterVec,
     /// `wsgate_tls_certificate_expiry_timestamp_seconds{secret}`.
@@ -80,6 +83,8 @@ pub struct RouteMetrics {
     pub ws_to_client: IntCounter,
     /// `wsgate_backend_connect_errors_total{route}`.
     pub connect_errors: IntCounter,
+    /// `wsgate_backend_retries_total{route}`.
+    pub retries: IntCounter,
     /// `wsgate_http_requests_total{route,code}` children of the common codes, resolved on
     /// first use so the per-request path skips the label lookup.
     common_codes: [OnceLock<IntCounter>; COMMON_CODES.len()],
@@ -205,6 +210,20 @@ impl Metrics {
                 "Failed or timed-out connections to backends.",
                 &["route"],
             ),
+            backend_retries: counter(
+                &r,
+                "wsgate_backend_retries_total",
+                "Idempotent requests retried on another endpoint after a failed connect.",
+                &["route"],
+            ),
+            backend_ejections: register(
+                &r,
+                prometheus::IntCounter::new(
+                    "wsgate_backend_ejections_total",
+                    "Endpoints skipped for a back-off after consecutive connect failures.",
+                )
+                .unwrap_or_else(|e| unreachable!("metric: {e}")),
+            ),
             tls_handshakes: counter(
                 &r,
                 "wsgate_tls_handshakes_total",
@@ -286,6 +305,7 @@ impl Metrics {
             ws_to_backend: self.ws_bytes.with_label_values(&[&**route, "to_backend"]),
             ws_to_client: self.ws_bytes.with_label_values(&[&**route, "to_client"]),
             connect_errors: self.backend_connect_errors.with_label_values(&label),
+            retries: self.backend_retries.with_label_values(&label),
             common_codes: Default::default(),
             requests: self.http_requests.clone(),
         });

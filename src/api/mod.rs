@@ -69,6 +69,24 @@ pub struct RouteTls {
     /// Redirect plain-HTTP requests to https (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_redirect: Option<bool>,
+    /// Send `Strict-Transport-Security` on every https response of the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// HTTP Strict Transport Security (RFC 6797) for a route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hsts {
+    /// `max-age` in seconds (31536000 is a year); 0 tells browsers to forget the policy.
+    #[schemars(range(min = 0))]
+    pub max_age: i64,
+    /// Add `includeSubDomains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_sub_domains: Option<bool>,
+    /// Add `preload` (only with a max-age of at least a year and includeSubDomains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload: Option<bool>,
 }
 
 impl RouteTls {
@@ -123,6 +141,9 @@ pub struct HttpTarget {
     /// (`60s`, `1m30s`). Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// How requests are spread over the backend's endpoints (default RoundRobin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
 }
 
 /// Backend of WebSocket upgrade requests.
@@ -135,6 +156,76 @@ pub struct WebSocketTarget {
     /// (Go-style duration). Absent means never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    /// How connections are spread over the backend's endpoints (default LeastConnections:
+    /// sockets live long, so round robin drifts uneven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+    /// Origins allowed to open a WebSocket (`https://chat.example.com`, or
+    /// `https://*.example.com` for any subdomain); others get 403. Empty allows any origin.
+    /// Guards against cross-site WebSocket hijacking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Per-client limits (the client is its IP, after PROXY protocol and trusted proxies);
+    /// exceeding one gets 429 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ClientLimits>,
+}
+
+/// A load-balancing policy and, for ConsistentHash, what to hash.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancing {
+    /// `RoundRobin`, `LeastConnections` or `ConsistentHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LoadBalancingPolicy>,
+    /// The key of ConsistentHash: exactly one of header, cookie or sourceIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOn>,
+}
+
+/// How endpoints are picked.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum LoadBalancingPolicy {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// The endpoint with the fewest open requests and relayed connections.
+    LeastConnections,
+    /// The same key goes to the same endpoint while the endpoint set is stable; a change moves
+    /// only about 1/N of the keys (rendezvous hashing).
+    ConsistentHash,
+}
+
+/// The key of consistent hashing. Requests without the key fall back to round robin.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HashOn {
+    /// A request header's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A cookie's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// The client IP.
+    #[serde(default, rename = "sourceIP", skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<bool>,
+}
+
+/// Per-client WebSocket limits.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientLimits {
+    /// Open WebSocket connections one client may hold on this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections_per_client: Option<u32>,
+    /// Sustained WebSocket upgrades per second one client may make on this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub upgrades_per_second_per_client: Option<u32>,
+    /// Upgrades allowed at once above the rate (token bucket size; default the rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub burst: Option<u32>,
 }
 
 /// A backend: a Service port in the route's namespace, or a fixed `host:port` address.
@@ -151,6 +242,38 @@ pub struct Backend {
     /// A fixed `ip:port` address instead of a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// What normal requests speak to the backend: `http` (HTTP/1.1, the default) or `h2c`
+    /// (cleartext HTTP/2 with prior knowledge). WebSocket upgrades always use HTTP/1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<BackendProtocol>,
+    /// Connect to the backend over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// Application protocol of a backend.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendProtocol {
+    /// HTTP/1.1.
+    Http,
+    /// HTTP/2 over cleartext TCP, with prior knowledge.
+    H2c,
+}
+
+/// TLS towards a backend.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    /// Server name sent as SNI and verified in the backend's certificate. Default: the
+    /// Service's `name.namespace.svc`, or the address's IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// A Secret in the route's namespace whose `ca.crt` holds the CA certificates that sign
+    /// the backend's certificate (cert-manager writes it). Without it the backend's
+    /// certificate is not verified, as ingress-nginx's `backend-protocol: HTTPS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
 }
 
 /// Observed state of a route, written by the controller.

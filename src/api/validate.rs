@@ -6,7 +6,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::{Backend, WebSocketRouteSpec, parse_duration};
+use super::{
+    Backend, BackendProtocol, ClientLimits, LoadBalancing, LoadBalancingPolicy, WebSocketRouteSpec,
+    parse_duration,
+};
 
 /// One problem in a route, e.g. `spec.rules[1].websocket.backend.port: must be 1..65535`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +77,19 @@ pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
         if let Err(why) = check_object_name(&tls.secret_name) {
             p.add("spec.tls.secretName", why);
         }
+        if let Some(hsts) = &tls.hsts {
+            if hsts.max_age < 0 {
+                p.add("spec.tls.hsts.maxAge", "must be 0 or more seconds");
+            }
+            if hsts.preload == Some(true)
+                && (hsts.max_age < 31_536_000 || hsts.include_sub_domains != Some(true))
+            {
+                p.add(
+                    "spec.tls.hsts.preload",
+                    "needs maxAge of at least 31536000 and includeSubDomains: true",
+                );
+            }
+        }
     }
     if spec.rules.is_empty() {
         p.add("spec.rules", "at least one rule is required");
@@ -103,6 +119,9 @@ pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
         }
         if let Some(http) = &rule.http {
             check_backend(&mut p, i, "http", &http.backend);
+            if let Some(lb) = &http.load_balancing {
+                check_load_balancing(&mut p, i, "http", lb);
+            }
             if let Some(t) = &http.timeout {
                 match parse_duration(t) {
                     Err(e) => p.add(at("http.timeout"), e.to_string()),
@@ -113,6 +132,17 @@ pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
         }
         if let Some(ws) = &rule.websocket {
             check_backend(&mut p, i, "websocket", &ws.backend);
+            if let Some(lb) = &ws.load_balancing {
+                check_load_balancing(&mut p, i, "websocket", lb);
+            }
+            for (j, origin) in ws.allowed_origins.iter().enumerate() {
+                if let Err(why) = check_origin_pattern(origin) {
+                    p.add(at(&format!("websocket.allowedOrigins[{j}]")), why);
+                }
+            }
+            if let Some(limits) = &ws.limits {
+                check_limits(&mut p, i, limits);
+            }
             if let Some(t) = &ws.idle_timeout {
                 match parse_duration(t) {
                     Err(e) => p.add(at("websocket.idleTimeout"), e.to_string()),
@@ -130,6 +160,30 @@ pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
 
 fn check_backend(p: &mut Problems, rule: usize, kind: &str, b: &Backend) {
     let at = |field: &str| format!("spec.rules[{rule}].{kind}.backend{field}");
+    if let Some(tls) = &b.tls {
+        if b.protocol == Some(BackendProtocol::H2c) {
+            p.add(
+                at(".tls"),
+                "h2c is cleartext HTTP/2; drop tls or protocol: h2c",
+            );
+        }
+        if let Some(sni) = &tls.sni {
+            if let Err(why) = check_hostname(sni).and_then(|()| {
+                if sni.starts_with("*.") {
+                    Err(format!("{sni:?}: SNI must be an exact name"))
+                } else {
+                    Ok(())
+                }
+            }) {
+                p.add(at(".tls.sni"), why);
+            }
+        }
+        if let Some(ca) = &tls.ca_secret_name {
+            if let Err(why) = check_object_name(ca) {
+                p.add(at(".tls.caSecretName"), why);
+            }
+        }
+    }
     match (&b.service, &b.address) {
         (Some(_), Some(_)) => p.add(at(""), "set either service+port or address, not both"),
         (None, None) => p.add(at(""), "set service+port or address"),
@@ -159,6 +213,103 @@ fn check_backend(p: &mut Problems, rule: usize, kind: &str, b: &Backend) {
             }
         }
     }
+}
+
+fn check_load_balancing(p: &mut Problems, rule: usize, kind: &str, lb: &LoadBalancing) {
+    let at = |field: &str| format!("spec.rules[{rule}].{kind}.loadBalancing.{field}");
+    let hashing = lb.policy == Some(LoadBalancingPolicy::ConsistentHash);
+    match (&lb.hash_on, hashing) {
+        (None, true) => p.add(at("hashOn"), "required with policy ConsistentHash"),
+        (Some(_), false) => p.add(at("hashOn"), "only applies to policy ConsistentHash"),
+        (None, false) => {}
+        (Some(on), true) => {
+            let keys = usize::from(on.header.is_some())
+                + usize::from(on.cookie.is_some())
+                + usize::from(on.source_ip == Some(true));
+            if keys != 1 {
+                p.add(
+                    at("hashOn"),
+                    "set exactly one of header, cookie or sourceIP: true",
+                );
+            }
+            if let Some(h) = &on.header {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    p.add(at("hashOn.header"), format!("{h:?} is not a header name"));
+                }
+            }
+            if let Some(c) = &on.cookie {
+                if c.is_empty() || !c.bytes().all(is_token_byte) {
+                    p.add(at("hashOn.cookie"), format!("{c:?} is not a cookie name"));
+                }
+            }
+        }
+    }
+}
+
+/// An RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn check_limits(p: &mut Problems, rule: usize, limits: &ClientLimits) {
+    let at = |field: &str| format!("spec.rules[{rule}].websocket.limits{field}");
+    let fields = [
+        (
+            ".maxConnectionsPerClient",
+            limits.max_connections_per_client,
+        ),
+        (
+            ".upgradesPerSecondPerClient",
+            limits.upgrades_per_second_per_client,
+        ),
+        (".burst", limits.burst),
+    ];
+    for (field, value) in fields {
+        if value == Some(0) {
+            p.add(at(field), "must be at least 1 (leave it out for no limit)");
+        }
+    }
+    if limits.max_connections_per_client.is_none()
+        && limits.upgrades_per_second_per_client.is_none()
+    {
+        p.add(
+            at(""),
+            "set maxConnectionsPerClient or upgradesPerSecondPerClient (or both)",
+        );
+    }
+    if limits.burst.is_some() && limits.upgrades_per_second_per_client.is_none() {
+        p.add(at(".burst"), "goes with upgradesPerSecondPerClient");
+    }
+}
+
+/// An allowed origin: `scheme://host[:port]` with scheme http or https, the host optionally
+/// `*.` for any subdomain; no path. Matching is in the table.
+fn check_origin_pattern(origin: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "{origin:?} is not an origin like https://chat.example.com or https://*.example.com"
+        )
+    };
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(']') || host.ends_with(']') => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(bad());
+            }
+            host
+        }
+        _ => rest,
+    };
+    if host.starts_with('[') && host.ends_with(']') {
+        return host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| bad());
+    }
+    check_hostname(host).map_err(|_| bad())
 }
 
 /// A hostname as Kubernetes Ingress and Gateway API accept it: lowercase RFC 1123 labels,
@@ -248,21 +399,23 @@ mod tests {
             redirect_hostnames: vec!["www.chat.example.com".into()],
             tls: Some(RouteTls {
                 secret_name: "chat-tls".into(),
-                http_redirect: None,
+                ..Default::default()
             }),
             rules: vec![Rule {
                 path_prefix: None,
                 http: Some(HttpTarget {
                     backend: addr("127.0.0.1:8080"),
                     timeout: Some("30s".into()),
+                    ..Default::default()
                 }),
                 websocket: Some(WebSocketTarget {
                     backend: Backend {
                         service: Some("chat".into()),
                         port: Some(5000),
-                        address: None,
+                        ..Default::default()
                     },
                     idle_timeout: Some("24h".into()),
+                    ..Default::default()
                 }),
             }],
             ..Default::default()
@@ -289,9 +442,10 @@ mod tests {
                 backend: Backend {
                     service: Some("chat".into()),
                     port: Some(70000),
-                    address: None,
+                    ..Default::default()
                 },
                 idle_timeout: Some("forever".into()),
+                ..Default::default()
             }),
         });
         if let Some(h) = spec.rules[0].http.as_mut() {
@@ -368,12 +522,15 @@ mod tests {
                 service: Some("web".into()),
                 port: None,
                 address: Some("127.0.0.1:1".into()),
+                ..Default::default()
             },
             timeout: Some("0s".into()),
+            ..Default::default()
         });
         spec.rules[0].websocket = Some(WebSocketTarget {
             backend: addr("localhost:80"),
             idle_timeout: None,
+            ..Default::default()
         });
         assert_eq!(
             paths(&spec),
@@ -387,6 +544,7 @@ mod tests {
         spec.rules[0].websocket = Some(WebSocketTarget {
             backend: Backend::default(),
             idle_timeout: None,
+            ..Default::default()
         });
         assert_eq!(paths(&spec), vec!["spec.rules[0].websocket.backend"]);
     }
@@ -403,5 +561,128 @@ mod tests {
         assert_eq!(normalize_path_prefix("/"), "/");
         assert_eq!(normalize_path_prefix("/ws/"), "/ws");
         assert_eq!(normalize_path_prefix("/ws"), "/ws");
+    }
+
+    #[test]
+    fn load_balancing() {
+        use crate::api::{HashOn, LoadBalancing, LoadBalancingPolicy::*};
+        let mut spec = valid();
+        let lb = |policy, hash_on| {
+            Some(LoadBalancing {
+                policy: Some(policy),
+                hash_on,
+            })
+        };
+        let on = |header: Option<&str>, cookie: Option<&str>, ip: Option<bool>| {
+            Some(HashOn {
+                header: header.map(Into::into),
+                cookie: cookie.map(Into::into),
+                source_ip: ip,
+            })
+        };
+        let cases = [
+            (lb(RoundRobin, None), vec![]),
+            (lb(LeastConnections, None), vec![]),
+            (lb(ConsistentHash, on(Some("x-user"), None, None)), vec![]),
+            (lb(ConsistentHash, on(None, Some("session"), None)), vec![]),
+            (lb(ConsistentHash, on(None, None, Some(true))), vec![]),
+            (lb(ConsistentHash, None), vec!["hashOn"]),
+            (lb(RoundRobin, on(None, None, Some(true))), vec!["hashOn"]),
+            (
+                lb(ConsistentHash, on(None, None, Some(false))),
+                vec!["hashOn"],
+            ),
+            (
+                lb(ConsistentHash, on(Some("x"), Some("y"), None)),
+                vec!["hashOn"],
+            ),
+            (
+                lb(ConsistentHash, on(Some("bad header"), None, None)),
+                vec!["hashOn.header"],
+            ),
+            (
+                lb(ConsistentHash, on(None, Some("a;b"), None)),
+                vec!["hashOn.cookie"],
+            ),
+        ];
+        for (lb, want) in cases {
+            if let Some(ws) = spec.rules[0].websocket.as_mut() {
+                ws.load_balancing = lb.clone();
+            }
+            let want: Vec<String> = want
+                .iter()
+                .map(|f| format!("spec.rules[0].websocket.loadBalancing.{f}"))
+                .collect();
+            assert_eq!(paths(&spec), want, "{lb:?}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        for good in [
+            "https://chat.example.com",
+            "http://localhost:8080",
+            "https://*.example.com",
+            "http://127.0.0.1:3000",
+            "https://[::1]:8443",
+        ] {
+            assert_eq!(check_origin_pattern(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "chat.example.com",
+            "ftp://x.com",
+            "https://x.com/path",
+            "https://x.com:0",
+            "https://x.com:http",
+            "https://*",
+            "https://a.*.com",
+            "https://Chat.example.com",
+            "null",
+            "*",
+        ] {
+            assert!(check_origin_pattern(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn limits_hsts_and_backend_tls() {
+        use crate::api::{BackendTls, ClientLimits, Hsts};
+        let mut spec = valid();
+        if let Some(ws) = spec.rules[0].websocket.as_mut() {
+            ws.allowed_origins = vec!["https://chat.example.com".into(), "nope".into()];
+            ws.limits = Some(ClientLimits {
+                max_connections_per_client: Some(0),
+                upgrades_per_second_per_client: None,
+                burst: Some(3),
+            });
+            ws.backend.tls = Some(BackendTls {
+                sni: Some("*.svc".into()),
+                ca_secret_name: Some("Bad".into()),
+            });
+            ws.backend.protocol = Some(BackendProtocol::H2c);
+        }
+        if let Some(tls) = spec.tls.as_mut() {
+            tls.hsts = Some(Hsts {
+                max_age: 600,
+                include_sub_domains: Some(true),
+                preload: Some(true),
+            });
+        }
+        assert_eq!(
+            paths(&spec),
+            vec![
+                "spec.tls.hsts.preload",
+                "spec.rules[0].websocket.backend.tls",
+                "spec.rules[0].websocket.backend.tls.sni",
+                "spec.rules[0].websocket.backend.tls.caSecretName",
+                "spec.rules[0].websocket.allowedOrigins[1]",
+                "spec.rules[0].websocket.limits.maxConnectionsPerClient",
+                "spec.rules[0].websocket.limits.burst",
+            ]
+        );
+        if let Some(ws) = spec.rules[0].websocket.as_mut() {
+            ws.limits = Some(ClientLimits::default());
+        }
+        assert!(paths(&spec).contains(&"spec.rules[0].websocket.limits".to_string()));
     }
 }

@@ -106,6 +106,7 @@ spec:
             name: "chat-tls".into(),
             cert_pem: cert.into_bytes(),
             key_pem: key.into_bytes(),
+            ca_pem: None,
         }],
         ..Default::default()
     })

@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::table::{BackendSet, HostBuf, HostRole, RouteTable, normalize_host};
+use crate::table::{
+    BackendSet, ClientLimits, CompiledRoute, HostBuf, HostRole, RouteTable, normalize_host,
+    origin_allowed,
+};
 
 /// Which listener a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +36,10 @@ pub struct RequestFacts<'a> {
     pub query: Option<&'a str>,
     /// Method.
     pub method: &'a Method,
-    /// Whether this is a WebSocket upgrade.
+    /// Whether this is a WebSocket upgrade (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT).
     pub upgrade: bool,
+    /// The `Origin` header.
+    pub origin: Option<&'a str>,
     /// Where it arrived.
     pub listener: Listener<'a>,
 }
@@ -50,6 +55,10 @@ pub enum Reject {
     Misdirected,
     /// A normal request to a rule that only serves WebSockets.
     UpgradeRequired,
+    /// A WebSocket upgrade from an origin the rule does not allow.
+    ForbiddenOrigin,
+    /// CONNECT that is not a WebSocket (wsgate is not a forward proxy).
+    MethodNotAllowed,
     /// The backend has no endpoint.
     NoEndpoints,
 }
@@ -62,6 +71,8 @@ impl Reject {
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Reject::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            Reject::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -77,6 +88,8 @@ impl Reject {
             Reject::UpgradeRequired => {
                 "426 upgrade required: this path only serves WebSocket connections\n"
             }
+            Reject::ForbiddenOrigin => "403 forbidden: this origin may not open a WebSocket here\n",
+            Reject::MethodNotAllowed => "405 method not allowed: wsgate is not a forward proxy\n",
             Reject::NoEndpoints => "503 service unavailable: no ready backend\n",
         }
     }
@@ -86,7 +99,7 @@ impl Reject {
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// Answer with a fixed status.
-    Reject(Reject, Option<Arc<str>>),
+    Reject(Reject, Option<Arc<CompiledRoute>>),
     /// 301 (GET/HEAD) or 308 (other methods) to `location`.
     Redirect {
         /// 301 or 308.
@@ -95,15 +108,15 @@ pub enum Decision {
         location: String,
         /// Why: to https, or to the route's main host.
         kind: RedirectKind,
-        /// Route, for logs and metrics.
-        route: Arc<str>,
+        /// Route, for logs, metrics and HSTS.
+        route: Arc<CompiledRoute>,
     },
     /// 503 with the route's maintenance page.
     Maintenance {
         /// HTML body.
         body: Bytes,
-        /// Route, for logs and metrics.
-        route: Arc<str>,
+        /// Route, for logs, metrics and HSTS.
+        route: Arc<CompiledRoute>,
     },
     /// Forward a normal request.
     Forward {
@@ -111,8 +124,8 @@ pub enum Decision {
         backend: Arc<BackendSet>,
         /// Time allowed for the response headers.
         timeout: Duration,
-        /// Route, for logs and metrics.
-        route: Arc<str>,
+        /// Route, for logs, metrics and HSTS.
+        route: Arc<CompiledRoute>,
     },
     /// Relay a WebSocket upgrade.
     Upgrade {
@@ -120,14 +133,16 @@ pub enum Decision {
         backend: Arc<BackendSet>,
         /// Close the relay after this long without traffic.
         idle_timeout: Option<Duration>,
-        /// Route, for logs and metrics.
-        route: Arc<str>,
+        /// Per-client limits, with the rule they count under.
+        limits: Option<(ClientLimits, usize)>,
+        /// Route, for logs, metrics and HSTS.
+        route: Arc<CompiledRoute>,
     },
 }
 
 impl Decision {
     /// The route the decision was made for, if a route matched.
-    pub fn route(&self) -> Option<&Arc<str>> {
+    pub fn route(&self) -> Option<&Arc<CompiledRoute>> {
         match self {
             Decision::Reject(_, route) => route.as_ref(),
             Decision::Redirect { route, .. }
@@ -166,6 +181,9 @@ pub struct DecideConfig {
 
 /// Decides what to do with a request. Pure: reads the table, allocates only for redirects.
 pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) -> Decision {
+    if req.method == Method::CONNECT && !req.upgrade {
+        return Decision::Reject(Reject::MethodNotAllowed, None);
+    }
     let raw_host = req.host.unwrap_or("");
     let mut buf = HostBuf::default();
     let Some(host) = normalize_host(raw_host, &mut buf) else {
@@ -175,7 +193,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
         return Decision::Reject(Reject::NotFound, None);
     };
     let route = &entry.route;
-    let id = || Some(route.id.clone());
+    let id = || Some(route.clone());
     let redirect_status = if req.method == Method::GET || req.method == Method::HEAD {
         StatusCode::MOVED_PERMANENTLY
     } else {
@@ -189,7 +207,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
         } else {
             RedirectKind::Https
         },
-        route: route.id.clone(),
+        route: route.clone(),
     };
     // The port the client used, kept on same-scheme redirects.
     let client_port = raw_host
@@ -241,7 +259,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
     if let Some(body) = &route.maintenance {
         return Decision::Maintenance {
             body: body.clone(),
-            route: route.id.clone(),
+            route: route.clone(),
         };
     }
     let Some(rule) = route.rule_for(req.path) else {
@@ -249,16 +267,21 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
     };
     let decision = if req.upgrade {
         match (&rule.websocket, &rule.http) {
+            (Some(ws), _) if !origin_allowed(&ws.allowed_origins, req.origin) => {
+                Decision::Reject(Reject::ForbiddenOrigin, id())
+            }
             (Some(ws), _) => Decision::Upgrade {
                 backend: ws.backend.clone(),
                 idle_timeout: ws.idle_timeout,
-                route: route.id.clone(),
+                limits: ws.limits.map(|l| (l, rule.index)),
+                route: route.clone(),
             },
             // A rule with only `http` passes upgrades through to the http backend.
             (None, Some(http)) => Decision::Upgrade {
                 backend: http.backend.clone(),
                 idle_timeout: None,
-                route: route.id.clone(),
+                limits: None,
+                route: route.clone(),
             },
             (None, None) => Decision::Reject(Reject::NotFound, id()),
         }
@@ -267,7 +290,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
             Some(http) => Decision::Forward {
                 backend: http.backend.clone(),
                 timeout: http.timeout,
-                route: route.id.clone(),
+                route: route.clone(),
             },
             None => Decision::Reject(Reject::UpgradeRequired, id()),
         }
@@ -362,6 +385,7 @@ spec:
             name: "chat-tls".into(),
             cert_pem: cert.into_bytes(),
             key_pem: key.into_bytes(),
+            ca_pem: None,
         }];
         compile(&Snapshot {
             routes,
@@ -377,6 +401,7 @@ spec:
         query: Option<&'static str>,
         method: Method,
         upgrade: bool,
+        origin: Option<&'static str>,
         listener: Listener<'static>,
     }
 
@@ -387,6 +412,7 @@ spec:
             query: None,
             method: Method::GET,
             upgrade: false,
+            origin: None,
             listener: Listener::Http,
         }
     }
@@ -417,6 +443,7 @@ spec:
             query: req.query,
             method: &req.method,
             upgrade: req.upgrade,
+            origin: req.origin,
             listener: req.listener,
         };
         decide(
@@ -612,7 +639,7 @@ spec:
             match run(req, 443) {
                 Decision::Maintenance { body, route } => {
                     assert_eq!(&body[..], b"<h1>Back soon</h1>");
-                    assert_eq!(&*route, "apps/optout");
+                    assert_eq!(&*route.id, "apps/optout");
                 }
                 other => panic!("{other:?}"),
             }

@@ -2,49 +2,52 @@
 //! [`decide`], and carry the decision out (answer, forward, or relay an upgrade).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use base64::Engine;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::access::{AccessRecord, Finish, Metered};
+use super::client_ip::TrustedProxies;
 use super::decide::{DecideConfig, Decision, Listener, Reject, RequestFacts, decide};
 use super::drain::DrainRegistry;
-use super::headers::{Forwarded, is_websocket_upgrade, prepare_request, prepare_response};
+use super::headers::{
+    Forwarded, cookie, ip_value, is_websocket_upgrade, prepare_request, prepare_response,
+};
+use super::limits::{ClientLimiter, Refusal};
 use super::relay::relay;
 use super::tracker::Tracker;
+use super::upstream::{SendError, UpstreamBody, Upstreams};
 use crate::admin::Metrics;
 use crate::admin::metrics::{NO_ROUTE, RouteMetrics};
-use crate::table::{BackendSet, RouteTable};
+use crate::table::{BackendSet, Balance, ClientLimits, HashKey, RouteTable, hash_bytes};
 
 /// Response body: a backend's streamed body, or one of ours.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
-/// How long to wait for a backend TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a backend may take to answer a WebSocket handshake.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// State shared by every connection of a proxy.
 pub(crate) struct Shared {
     pub table: Arc<ArcSwap<RouteTable>>,
-    pub client: Client<HttpConnector, Incoming>,
+    pub upstreams: Arc<Upstreams>,
     pub decide: DecideConfig,
     pub relays: Tracker,
     pub drain: Arc<DrainRegistry>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
+    pub trusted: TrustedProxies,
+    pub limiter: Arc<ClientLimiter>,
 }
 
 /// Facts about one client connection.
@@ -57,17 +60,6 @@ pub(crate) struct ConnInfo {
     pub sni: Option<Box<str>>,
 }
 
-pub(crate) fn pooled_client() -> Client<HttpConnector, Incoming> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.enforce_http(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
-}
-
 /// Serves one request. Never fails: every problem becomes a status code.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
@@ -75,13 +67,17 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Metered>, Infallible> {
     let start = Instant::now();
-    let upgrade = is_websocket_upgrade(req.headers());
-    // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host. HeaderValue clones
-    // share the request's buffer, so keeping the host for later costs no allocation.
+    let extended_connect = is_extended_connect(&req);
+    let upgrade = extended_connect
+        || (req.version() < Version::HTTP_2 && is_websocket_upgrade(req.headers()));
+    // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host (and HTTP/2 has
+    // only :authority). HeaderValue clones share the request's buffer, so keeping the host for
+    // later costs no allocation.
     let host: Option<HeaderValue> = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
+    let client = shared.trusted.client_ip(conn.peer.ip(), req.headers());
     let decision = {
         let facts = RequestFacts {
             host: host.as_ref().and_then(|h| h.to_str().ok()),
@@ -89,6 +85,10 @@ pub(crate) async fn handle(
             query: req.uri().query(),
             method: req.method(),
             upgrade,
+            origin: req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok()),
             listener: if conn.tls {
                 Listener::Https {
                     sni: conn.sni.as_deref(),
@@ -100,11 +100,13 @@ pub(crate) async fn handle(
         decide(&shared.table.load(), &facts, &shared.decide)
     };
     let route = decision.route().cloned();
-    let route_metrics = route.as_ref().map(|r| shared.metrics.route(r));
-    let route_label = route.as_deref().unwrap_or(NO_ROUTE);
+    let route_metrics = route.as_ref().map(|r| shared.metrics.route(&r.id));
+    let route_label = route.as_ref().map_or(NO_ROUTE, |r| &*r.id);
     let mut access = shared.access_log.then(|| AccessRecord {
-        route: route.clone().unwrap_or_else(|| Arc::from(NO_ROUTE)),
-        peer: conn.peer,
+        route: route
+            .as_ref()
+            .map_or_else(|| Arc::from(NO_ROUTE), |r| r.id.clone()),
+        peer: SocketAddr::new(client, conn.peer.port()),
         method: req.method().clone(),
         host: host.clone(),
         uri: req.uri().clone(),
@@ -115,16 +117,27 @@ pub(crate) async fn handle(
             .and_then(|v| v.parse().ok()),
         backend: None,
     });
+    let client_value = if client == conn.peer.ip() {
+        conn.peer_value.clone()
+    } else {
+        ip_value(client)
+    };
     let fwd = Forwarded {
         peer: conn.peer.ip(),
         peer_value: &conn.peer_value,
+        client_value: &client_value,
         proto: if conn.tls { "https" } else { "http" },
         host: host.as_ref(),
         port: conn.local_port,
     };
     let mut upgrade_result = if upgrade { "rejected" } else { "" };
-    let response = match decision {
-        Decision::Reject(reject, _) => rejection(reject),
+    let mut response = match decision {
+        Decision::Reject(reject, _) => {
+            if reject == Reject::ForbiddenOrigin {
+                upgrade_result = "forbidden";
+            }
+            rejection(reject)
+        }
         Decision::Redirect {
             status,
             location,
@@ -152,8 +165,9 @@ pub(crate) async fn handle(
             timeout,
             route,
         } => {
-            let target = Target::new(&backend, &route, route_metrics.as_deref());
-            let (resp, addr) = forward(&shared, req, target, timeout, &fwd).await;
+            let key = hash_key(&backend.balance, req.headers(), client);
+            let target = Target::new(&backend, &route.id, route_metrics.as_deref());
+            let (resp, addr) = forward(&shared, req, target, timeout, &fwd, key).await;
             if let Some(a) = access.as_mut() {
                 a.backend = addr;
             }
@@ -162,11 +176,20 @@ pub(crate) async fn handle(
         Decision::Upgrade {
             backend,
             idle_timeout,
+            limits,
             route,
         } => {
-            let target = Target::new(&backend, &route, route_metrics.as_deref());
+            let key = hash_key(&backend.balance, req.headers(), client);
+            let target = Target::new(&backend, &route.id, route_metrics.as_deref());
+            let upgrade = UpgradeRequest {
+                req,
+                extended_connect,
+                idle_timeout,
+                key,
+                limits: limits.map(|(limits, rule)| (limits, rule, client)),
+            };
             let (resp, addr, result) =
-                upgrade_relay(&shared, req, target, idle_timeout, &fwd, &mut access).await;
+                upgrade_relay(&shared, upgrade, target, &fwd, &mut access).await;
             if let Some(a) = access.as_mut() {
                 a.backend = addr;
             }
@@ -174,6 +197,14 @@ pub(crate) async fn handle(
             resp
         }
     };
+    if conn.tls {
+        if let Some(hsts) = route.as_ref().and_then(|r| r.hsts.as_ref()) {
+            response
+                .headers_mut()
+                .entry(header::STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| hsts.clone());
+        }
+    }
     let status = response.status();
     shared.metrics.request(route_metrics.as_deref(), status);
     if upgrade {
@@ -190,6 +221,30 @@ pub(crate) async fn handle(
         access,
     };
     Ok(response.map(|body| Metered::new(body, finish)))
+}
+
+/// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441 §4).
+fn is_extended_connect(req: &Request<Incoming>) -> bool {
+    req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// The consistent-hashing key of a request, when the backend hashes and the request has it.
+fn hash_key(balance: &Balance, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+    let Balance::ConsistentHash(on) = balance else {
+        return None;
+    };
+    match on {
+        HashKey::Header(name) => headers.get(name).map(|v| hash_bytes(v.as_bytes())),
+        HashKey::Cookie(name) => cookie(headers, name).map(|v| hash_bytes(v.as_bytes())),
+        HashKey::SourceIp => Some(match client.to_canonical() {
+            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
+        }),
+    }
 }
 
 /// The backend a decision chose, with what to blame in logs and metrics.
@@ -266,65 +321,182 @@ fn gateway_timeout(route: &str, backend: &str) -> Response<Body> {
     )
 }
 
+/// Whether a request may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 async fn forward(
     shared: &Shared,
     mut req: Request<Incoming>,
     target: Target<'_>,
     timeout: Duration,
     fwd: &Forwarded<'_>,
+    key: Option<u64>,
 ) -> (Response<Body>, Option<SocketAddr>) {
-    let Some(endpoint) = target.backend.pick() else {
-        return (rejection(Reject::NoEndpoints), None);
-    };
-    let addr = Some(endpoint.addr);
     let path = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = match Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(endpoint.authority.clone())
-        .path_and_query(path)
-        .build()
-    {
-        Ok(uri) => uri,
-        Err(_) => return (rejection(Reject::BadRequest), addr),
-    };
-    if !req.headers().contains_key(header::HOST) {
-        if let Some(h) = fwd.host {
-            req.headers_mut().insert(header::HOST, h.clone());
+    let h2c = target.backend.h2c;
+    if h2c {
+        // HTTP/2 carries the host as :authority, taken from the URI.
+        let authority = fwd
+            .host
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        match Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return (rejection(Reject::BadRequest), None),
         }
+        req.headers_mut().remove(header::HOST);
+        *req.version_mut() = Version::HTTP_2;
+    } else {
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(h) = fwd.host {
+                req.headers_mut().insert(header::HOST, h.clone());
+            }
+        }
+        *req.uri_mut() = Uri::from(path);
+        *req.version_mut() = Version::HTTP_11;
     }
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
     prepare_request(req.headers_mut(), false, fwd);
-    let resp = match tokio::time::timeout(timeout, shared.client.request(req)).await {
-        Err(_) => gateway_timeout(target.route, &target.backend.name),
-        Ok(Err(e)) if e.is_connect() => target.connect_failed(endpoint.addr, &e),
-        Ok(Err(e)) => bad_gateway(target.route, endpoint.addr, &e),
-        Ok(Ok(resp)) => {
-            let mut resp = resp.map(Either::Left);
-            prepare_response(resp.headers_mut(), false);
-            resp
+    let retry = idempotent(req.method());
+    let attempts = async {
+        let mut exclude = None;
+        loop {
+            let now = shared.upstreams.now_ms();
+            let Some(endpoint) = target.backend.pick(key, now, exclude) else {
+                return (rejection(Reject::NoEndpoints), exclude);
+            };
+            let active = endpoint.state.begin();
+            match shared
+                .upstreams
+                .send(target.backend, endpoint, req, active)
+                .await
+            {
+                Ok(resp) => {
+                    let mut resp = resp.map(Either::Left);
+                    prepare_response(resp.headers_mut(), false);
+                    return (resp, Some(endpoint.addr));
+                }
+                Err(SendError::Connect(e, back)) => {
+                    let failed = target.connect_failed(endpoint.addr, &e);
+                    // One retry, on another endpoint, for requests that may be repeated: the
+                    // request never left, so its body is still unread.
+                    if retry && exclude.is_none() && target.backend.endpoints().len() > 1 {
+                        if let Some(m) = target.metrics {
+                            m.retries.inc();
+                        }
+                        exclude = Some(endpoint.addr);
+                        req = *back;
+                        continue;
+                    }
+                    return (failed, Some(endpoint.addr));
+                }
+                Err(SendError::Http(e)) => {
+                    return (
+                        bad_gateway(target.route, endpoint.addr, &e),
+                        Some(endpoint.addr),
+                    );
+                }
+            }
         }
     };
-    (resp, addr)
+    match tokio::time::timeout(timeout, attempts).await {
+        Ok(done) => done,
+        Err(_) => (gateway_timeout(target.route, &target.backend.name), None),
+    }
 }
+
+/// A WebSocket handshake to relay, HTTP/1.1 Upgrade or HTTP/2 extended CONNECT.
+struct UpgradeRequest {
+    req: Request<Incoming>,
+    extended_connect: bool,
+    idle_timeout: Option<Duration>,
+    key: Option<u64>,
+    /// Limits, the rule they count under, and the client.
+    limits: Option<(ClientLimits, usize, IpAddr)>,
+}
+
+fn too_many(refusal: Refusal) -> Response<Body> {
+    let why = match refusal {
+        Refusal::TooManyConnections => "too many open WebSockets from this client",
+        Refusal::TooFast(_) => "too many WebSocket upgrades from this client",
+        Refusal::Full => "too many clients are being tracked; try again shortly",
+    };
+    let mut r = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("429 too many requests: {why}\n"),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(refusal.retry_after_secs()),
+    );
+    r
+}
+
+/// A fresh `Sec-WebSocket-Key` for the backend: HTTP/2 clients send none (RFC 8441 §5).
+fn websocket_key() -> HeaderValue {
+    let mut nonce = [0u8; 16];
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.secure_random.fill(&mut nonce).is_err() {
+        // Only uniqueness matters here, not secrecy: fall back to the clock.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        nonce = t.to_le_bytes();
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(nonce);
+    HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="))
+}
+
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
 /// Forwards a WebSocket handshake and, on 101, relays the connection in its own task. Returns
 /// the response for the client, the backend address, and the upgrade result label.
 async fn upgrade_relay(
     shared: &Shared,
-    mut req: Request<Incoming>,
+    upgrade: UpgradeRequest,
     target: Target<'_>,
-    idle_timeout: Option<Duration>,
     fwd: &Forwarded<'_>,
     access: &mut Option<AccessRecord>,
 ) -> (Response<Body>, Option<SocketAddr>, &'static str) {
-    let Some(addr) = target.backend.pick().map(|e| e.addr) else {
+    let UpgradeRequest {
+        mut req,
+        extended_connect,
+        idle_timeout,
+        key,
+        limits,
+    } = upgrade;
+    let admission = match limits {
+        None => None,
+        Some((limits, rule, client)) => {
+            let route: Arc<str> = Arc::from(target.route);
+            match shared
+                .limiter
+                .admit(&route, rule, client, limits, Instant::now())
+            {
+                Ok(a) => Some(a),
+                Err(refusal) => return (too_many(refusal), None, "limited"),
+            }
+        }
+    };
+    let Some(endpoint) = target.backend.pick(key, shared.upstreams.now_ms(), None) else {
         return (rejection(Reject::NoEndpoints), None, "rejected");
     };
+    let addr = endpoint.addr;
     let failed = |resp| (resp, Some(addr), "backend_error");
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
@@ -333,17 +505,37 @@ async fn upgrade_relay(
         None => Uri::from_static("/"),
     };
     parts.version = Version::HTTP_11;
-    prepare_request(&mut parts.headers, true, fwd);
+    if extended_connect {
+        // RFC 8441 §5: the HTTP/1.1 handshake the backend expects, rebuilt from the CONNECT.
+        parts.method = Method::GET;
+        prepare_request(&mut parts.headers, false, fwd);
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(SEC_WEBSOCKET_KEY.clone(), websocket_key());
+        if let Some(h) = fwd.host {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+    } else {
+        prepare_request(&mut parts.headers, true, fwd);
+    }
     let backend_req = Request::from_parts(parts, Empty::<Bytes>::new());
 
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Err(_) => return failed(target.connect_failed(addr, &"connect timed out")),
-        Ok(Err(e)) => return failed(target.connect_failed(addr, &e)),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    let active = endpoint.state.begin();
+    let io = match shared
+        .upstreams
+        .connect(endpoint, target.backend.tls.as_deref())
+        .await
     {
+        Ok(io) => io,
+        Err(e) => return failed(target.connect_failed(addr, &e)),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(pair) => pair,
         Err(e) => return failed(bad_gateway(target.route, addr, &e)),
     };
@@ -357,15 +549,21 @@ async fn upgrade_relay(
         };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The backend refused the upgrade: its answer goes back as a normal response.
-        let mut resp = resp.map(Either::Left);
+        let mut resp = resp.map(|inner| Either::Left(UpstreamBody::unpooled(inner)));
         prepare_response(resp.headers_mut(), false);
         return (resp, Some(addr), "backend_refused");
     }
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let mut client_resp = Response::new(Either::Right(Full::new(Bytes::new())));
-    *client_resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *client_resp.headers_mut() = std::mem::take(resp.headers_mut());
-    prepare_response(client_resp.headers_mut(), true);
+    if extended_connect {
+        // RFC 8441 §5: a 2xx accepts the CONNECT; the HTTP/1.1 handshake headers stay behind.
+        prepare_response(client_resp.headers_mut(), false);
+        client_resp.headers_mut().remove(&SEC_WEBSOCKET_ACCEPT);
+    } else {
+        *client_resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        prepare_response(client_resp.headers_mut(), true);
+    }
 
     let token = shared.relays.token();
     let metrics = shared.metrics.route(&Arc::from(target.route));
@@ -382,8 +580,9 @@ async fn upgrade_relay(
     });
     let (registration, drain) = shared.drain.register();
     tokio::spawn(async move {
-        let _token = token;
-        let _registration = registration;
+        // Held for the connection's life: drain bookkeeping, least-connections count and the
+        // client's connection slot.
+        let _held = (token, registration, active, admission);
         let (client_io, backend_io) = match tokio::try_join!(client_upgrade, backend_upgrade) {
             Ok(pair) => pair,
             Err(e) => {

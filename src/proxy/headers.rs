@@ -69,18 +69,18 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
         headers.insert(header::UPGRADE, value);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let peer = fwd.peer_value.clone();
+    let peer = || fwd.peer_value.clone();
     // X-Forwarded-For is appended to (as nginx's $proxy_add_x_forwarded_for does), so a chain
     // of proxies stays visible; the others describe this hop and are overwritten.
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", fwd.peer)).unwrap_or_else(|_| peer.clone())
+            HeaderValue::from_str(&format!("{prev}, {}", fwd.peer)).unwrap_or_else(|_| peer())
         }
-        _ => peer.clone(),
+        _ => peer(),
     };
     headers.remove(&X_FORWARDED_FOR);
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(X_REAL_IP.clone(), peer);
+    headers.insert(X_REAL_IP.clone(), fwd.client_value.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.proto),
@@ -111,12 +111,27 @@ pub struct Forwarded<'a> {
     pub peer: IpAddr,
     /// The same, as a header value (made once per connection).
     pub peer_value: &'a HeaderValue,
+    /// The client, as a header value: the peer, or who a trusted proxy says the client is.
+    pub client_value: &'a HeaderValue,
     /// `http` or `https`.
     pub proto: &'static str,
     /// The Host the client asked for, as sent.
     pub host: Option<&'a HeaderValue>,
     /// The port the client connected to.
     pub port: u16,
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim_matches('"'))
+        })
 }
 
 /// An IP address as a header value.
@@ -187,6 +202,7 @@ mod tests {
         let fwd = Forwarded {
             peer: "192.0.2.1".parse().unwrap_or_else(|_| unreachable!()),
             peer_value: &HeaderValue::from_static("192.0.2.1"),
+            client_value: &HeaderValue::from_static("192.0.2.1"),
             proto: "https",
             host: Some(&HeaderValue::from_static("chat.example.com")),
             port: 443,
@@ -216,6 +232,7 @@ mod tests {
         let fwd = Forwarded {
             peer: "::1".parse().unwrap_or_else(|_| unreachable!()),
             peer_value: &HeaderValue::from_static("::1"),
+            client_value: &HeaderValue::from_static("::1"),
             proto: "http",
             host: None,
             port: 8080,
@@ -227,6 +244,14 @@ mod tests {
         assert_eq!(h["sec-websocket-protocol"], "chat");
         assert_eq!(h["x-forwarded-for"], "::1");
         assert!(is_websocket_upgrade(&h));
+    }
+
+    #[test]
+    fn cookies() {
+        let h = map(&[("cookie", "a=1; session=\"xyz\""), ("cookie", "b=2")]);
+        assert_eq!(cookie(&h, "session"), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "sess"), None);
     }
 
     #[test]

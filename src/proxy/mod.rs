@@ -4,22 +4,28 @@
 //! neither knows nor cares which source built it. Inside, [`decide`] is the pure step that
 //! turns a request into a decision and `handler` is the thin step that carries it out.
 //!
-//! Connection lifecycle: accept → (TLS handshake, bounded by a timeout) → HTTP/1.1 with
-//! keep-alive, header read timeout and header size limit → per request: decide → answer,
-//! forward through a pooled client, or hand the socket to the relay after a 101. On shutdown
+//! Connection lifecycle: accept → (PROXY protocol header, when enabled) → (TLS handshake, with
+//! ALPN `h2` or `http/1.1`, bounded by a timeout) → HTTP/1.1 with keep-alive, header read
+//! timeout and header size limit, or HTTP/2 with extended CONNECT (RFC 8441) → per request:
+//! decide → answer, forward over a pooled backend connection, or hand the socket to the relay
+//! after a 101 (HTTP/1.1) or a 200 to the CONNECT (HTTP/2). On shutdown
 //! (see [`DrainConfig`]) the listeners keep accepting for the drain delay and then close, idle
 //! keep-alive connections close, in-flight requests finish, and relays are closed with 1001
 //! spread over the drain window; the drain timeout cuts whatever is left.
 
 mod access;
+pub mod client_ip;
 pub mod decide;
 pub mod drain;
 pub mod frames;
 mod handler;
 pub mod headers;
+pub mod limits;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod tls;
 mod tracker;
+mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,9 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,10 +43,15 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Metrics;
-use crate::table::{HostBuf, RouteTable, normalize_host};
+use crate::table::{HealthPolicy, HostBuf, RouteTable, normalize_host};
+use client_ip::TrustedProxies;
 use decide::DecideConfig;
 use handler::{ConnInfo, Shared};
+use proxy_protocol::{Header, Prefixed};
 pub use tracker::Tracker;
+
+/// A client connection's stream: TCP, with the bytes read after a PROXY header put back.
+type ClientTcp = Prefixed<TcpStream>;
 
 /// Listener settings.
 #[derive(Debug, Clone)]
@@ -60,6 +71,12 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// One log line per request and per WebSocket connection (target `wsgate::access`).
     pub access_log: bool,
+    /// Require a PROXY protocol (v1 or v2) header on every connection of both listeners.
+    pub proxy_protocol: bool,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Passive health checks of backend endpoints.
+    pub health: HealthPolicy,
 }
 
 impl ProxyConfig {
@@ -73,6 +90,9 @@ impl ProxyConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             access_log: true,
+            proxy_protocol: false,
+            trusted_proxies: TrustedProxies::default(),
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -114,8 +134,16 @@ pub struct Proxy {
     https: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    builder: http1::Builder,
+    builders: Builders,
     tls_handshake_timeout: Duration,
+    proxy_protocol: bool,
+}
+
+/// How client connections are served, per protocol.
+#[derive(Clone)]
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 /// How a shutdown went.
@@ -142,15 +170,21 @@ impl Proxy {
         let https = bind(config.https_listen).await?;
         let resolver = tls::SniResolver::new(table.clone(), default_cert);
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver)?));
-        let mut builder = http1::Builder::new();
-        builder
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
             .max_header_size(config.max_header_bytes)
             .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let upstreams = upstream::Upstreams::new(config.health, metrics.backend_ejections.clone());
         let shared = Arc::new(Shared {
             table,
-            client: handler::pooled_client(),
+            upstreams,
             decide: DecideConfig {
                 https_redirect_port: match config.https_redirect_port {
                     0 => https
@@ -164,14 +198,17 @@ impl Proxy {
             drain: Arc::default(),
             metrics,
             access_log: config.access_log,
+            trusted: config.trusted_proxies.clone(),
+            limiter: limits::ClientLimiter::new(limits::DEFAULT_CAPACITY),
         });
         Ok(Proxy {
             http,
             https,
             acceptor,
             shared,
-            builder,
+            builders: Builders { http1, http2 },
             tls_handshake_timeout: config.tls_handshake_timeout,
+            proxy_protocol: config.proxy_protocol,
         })
     }
 
@@ -194,24 +231,16 @@ impl Proxy {
     ) -> ShutdownReport {
         let (stop_tx, stop_rx) = watch::channel(false);
         let conns = Tracker::default();
-        let plain = tokio::spawn(accept_loop(
-            self.http,
-            None,
-            self.shared.clone(),
-            self.builder.clone(),
-            conns.clone(),
-            stop_rx.clone(),
-            self.tls_handshake_timeout,
-        ));
-        let secure = tokio::spawn(accept_loop(
-            self.https,
-            Some(self.acceptor),
-            self.shared.clone(),
-            self.builder,
-            conns.clone(),
-            stop_rx,
-            self.tls_handshake_timeout,
-        ));
+        let serving = Serving {
+            shared: self.shared.clone(),
+            builders: self.builders,
+            conns: conns.clone(),
+            stop: stop_rx,
+            handshake_timeout: self.tls_handshake_timeout,
+            proxy_protocol: self.proxy_protocol,
+        };
+        let plain = tokio::spawn(accept_loop(self.http, None, serving.clone()));
+        let secure = tokio::spawn(accept_loop(self.https, Some(self.acceptor), serving));
         shutdown.await;
         let deadline = tokio::time::Instant::now() + drain.timeout;
         // Keep accepting while endpoints controllers and load balancers notice /readyz.
@@ -263,16 +292,20 @@ impl DrainConfig {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: Option<TlsAcceptor>,
+/// What every accepted connection needs.
+#[derive(Clone)]
+struct Serving {
     shared: Arc<Shared>,
-    builder: http1::Builder,
+    builders: Builders,
     conns: Tracker,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     handshake_timeout: Duration,
-) {
+    proxy_protocol: bool,
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, serving: Serving) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut stop = serving.stop.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -288,53 +321,77 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let token = conns.token();
-        let shared = shared.clone();
-        let builder = builder.clone();
-        let stop = stop.clone();
+        let token = serving.conns.token();
+        let serving = serving.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _token = token;
+            let Some((io, peer)) = client_stream(tcp, peer, &serving).await else {
+                return;
+            };
+            let info = |tls: bool, sni: Option<Box<str>>| ConnInfo {
+                peer,
+                peer_value: headers::ip_value(peer.ip()),
+                local_port,
+                tls,
+                sni,
+            };
             match acceptor {
-                None => {
-                    let info = ConnInfo {
-                        peer,
-                        peer_value: headers::ip_value(peer.ip()),
-                        local_port,
-                        tls: false,
-                        sni: None,
-                    };
-                    serve_connection(tcp, info, shared, builder, stop).await;
-                }
+                None => serve_connection(io, info(false, None), &serving, false).await,
                 Some(acceptor) => {
-                    let Some((tls, info)) = handshake(
-                        &acceptor,
-                        tcp,
-                        peer,
-                        local_port,
-                        handshake_timeout,
-                        &shared.metrics,
-                    )
-                    .await
+                    let shared = &serving.shared;
+                    let limit = serving.handshake_timeout;
+                    let Some((tls, sni)) =
+                        handshake(&acceptor, io, peer, limit, &shared.metrics).await
                     else {
                         return;
                     };
-                    serve_connection(tls, info, shared, builder, stop).await;
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_connection(tls, info(true, sni), &serving, h2).await;
                 }
             }
         });
     }
 }
 
+/// The client's stream and address: with `--proxy-protocol`, the address from the PROXY
+/// header (a connection without a valid one is closed); otherwise the TCP peer.
+async fn client_stream(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    serving: &Serving,
+) -> Option<(ClientTcp, SocketAddr)> {
+    if !serving.proxy_protocol {
+        return Some((Prefixed::new(Default::default(), tcp), peer));
+    }
+    let read = proxy_protocol::read_header(&mut tcp);
+    match tokio::time::timeout(serving.handshake_timeout, read).await {
+        Ok(Ok((header, rest))) => {
+            let client = match header {
+                Header::Proxied(addr) => addr,
+                Header::Local => peer,
+            };
+            Some((Prefixed::new(rest, tcp), client))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "refused a connection without a valid PROXY header");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no PROXY header in time");
+            None
+        }
+    }
+}
+
 async fn handshake(
     acceptor: &TlsAcceptor,
-    tcp: TcpStream,
+    io: ClientTcp,
     peer: SocketAddr,
-    local_port: u16,
     limit: Duration,
     metrics: &Metrics,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo)> {
-    let outcome = tokio::time::timeout(limit, acceptor.accept(tcp)).await;
+) -> Option<(tokio_rustls::server::TlsStream<ClientTcp>, Option<Box<str>>)> {
+    let outcome = tokio::time::timeout(limit, acceptor.accept(io)).await;
     let result = match &outcome {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
@@ -359,38 +416,44 @@ async fn handshake(
         .server_name()
         .and_then(|n| normalize_host(n, &mut buf))
         .map(Box::from);
-    let info = ConnInfo {
-        peer,
-        peer_value: headers::ip_value(peer.ip()),
-        local_port,
-        tls: true,
-        sni,
-    };
-    Some((tls, info))
+    Some((tls, sni))
 }
 
-async fn serve_connection<I>(
-    io: I,
-    info: ConnInfo,
-    shared: Arc<Shared>,
-    builder: http1::Builder,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_connection<I>(io: I, info: ConnInfo, serving: &Serving, h2: bool)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::new(info);
     let peer = info.peer;
+    let shared = serving.shared.clone();
     let svc = service_fn(move |req| handler::handle(shared.clone(), info.clone(), req));
-    let conn = builder
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            // Finish the request in flight, then close (idle connections close at once).
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut stop = serving.stop.clone();
+    let io = TokioIo::new(io);
+    // On the stop signal: finish the requests in flight, then close (idle connections close at
+    // once; HTTP/2 gets a GOAWAY).
+    let result = if h2 {
+        let conn = serving.builders.http2.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = serving
+            .builders
+            .http1
+            .serve_connection(io, svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
     };
     if let Err(e) = result {

@@ -37,7 +37,7 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The server config: TLS 1.2 and 1.3 with the ring provider, ALPN `http/1.1`, stateless
+/// The server config: TLS 1.2 and 1.3 with the ring provider, ALPN `h2` and `http/1.1`, stateless
 /// session tickets so returning clients skip the full handshake.
 pub fn server_config(resolver: SniResolver) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -45,7 +45,7 @@ pub fn server_config(resolver: SniResolver) -> Result<rustls::ServerConfig, rust
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(config)
 }

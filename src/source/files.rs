@@ -184,6 +184,7 @@ fn parse_secret(value: serde_yaml::Value) -> Result<Option<TlsSecret>, String> {
         name,
         cert_pem: field("tls.crt")?,
         key_pem: field("tls.key")?,
+        ca_pem: field("ca.crt").ok(),
     }))
 }
 
@@ -342,6 +343,7 @@ impl FileSource {
                             name: key.1.clone(),
                             cert_pem: cert.into_bytes(),
                             key_pem: key_pem.into_bytes(),
+                            ca_pem: None,
                         };
                         self.generated
                             .insert(key.clone(), (names.clone(), secret.clone()));

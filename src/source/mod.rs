@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::admin::Metrics;
-use crate::table::{CertificateCache, RouteReport, RouteTable, Snapshot, compile_with};
+use crate::table::{CompileCache, RouteReport, RouteTable, Snapshot, compile_with};
 
 /// Compiles snapshots and publishes the result to the data plane.
 #[derive(Clone)]
@@ -18,7 +18,7 @@ pub struct Publisher {
     table: Arc<ArcSwap<RouteTable>>,
     metrics: Arc<Metrics>,
     source: &'static str,
-    certificates: Arc<Mutex<CertificateCache>>,
+    cache: Arc<Mutex<CompileCache>>,
 }
 
 impl Publisher {
@@ -32,7 +32,7 @@ impl Publisher {
             table,
             metrics,
             source,
-            certificates: Arc::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -41,7 +41,7 @@ impl Publisher {
     /// already resolved.
     pub fn publish(&self, snapshot: &Snapshot) -> Vec<RouteReport> {
         let (table, reports) = {
-            let mut cache = self.certificates.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             compile_with(snapshot, &mut cache)
         };
         let hosts = table.host_count();

@@ -8,14 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use rustls::ClientConfig;
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::ServerName;
 
 use super::{
-    BackendSet, CertificateInfo, CompiledRoute, CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint,
-    HostEntry, HostRole, HttpBackend, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
-    certified_key_from_pem, not_after,
+    BackendSet, BackendTlsEntry, Balance, CertificateInfo, ClientLimits, CompiledRoute,
+    CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint, EndpointState, HashKey, HostEntry, HostRole,
+    HttpBackend, OriginPattern, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
+    backend_client_config, certified_key_from_pem, not_after,
 };
-use crate::api::{Backend, WebSocketRoute, normalize_path_prefix, parse_duration, validate};
+use crate::api::{
+    Backend, BackendProtocol, Hsts, LoadBalancing, LoadBalancingPolicy, WebSocketRoute,
+    normalize_path_prefix, parse_duration, validate,
+};
 
 /// Everything the table is compiled from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -135,13 +142,36 @@ impl RouteReport {
 /// reported; everything else is served. Conflicts go to the older route (earlier
 /// `creationTimestamp`, then earlier in the snapshot).
 pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
-    compile_with(snapshot, &mut CertificateCache::default())
+    compile_with(snapshot, &mut CompileCache::default())
 }
 
-/// [`compile`], reusing certificates parsed by earlier compiles.
+/// What one compile hands to the next: parsed certificates and backend TLS configs (so a
+/// rebuild only parses what changed) and the runtime state of each endpoint address (in-flight
+/// counts, passive health), which the new table must share with the old one. The table a
+/// snapshot compiles to is the same with or without it.
+#[derive(Debug, Default)]
+pub struct CompileCache {
+    certificates: CertificateCache,
+    endpoints: HashMap<SocketAddr, Arc<EndpointState>>,
+    /// Backend TLS client configs by digest of their CA bundle (`None`: no verification).
+    client_configs: HashMap<Option<u64>, Arc<ClientConfig>>,
+}
+
+/// [`compile`], reusing what earlier compiles parsed and sharing endpoint state with them.
 pub fn compile_with(
     snapshot: &Snapshot,
-    cache: &mut CertificateCache,
+    cache: &mut CompileCache,
+) -> (RouteTable, Vec<RouteReport>) {
+    let table = compile_inner(snapshot, cache);
+    // Keep the state of endpoints some table or in-flight request still refers to.
+    cache.endpoints.retain(|_, s| Arc::strong_count(s) > 1);
+    cache.client_configs.retain(|_, c| Arc::strong_count(c) > 1);
+    table
+}
+
+fn compile_inner<'s>(
+    snapshot: &'s Snapshot,
+    cache: &mut CompileCache,
 ) -> (RouteTable, Vec<RouteReport>) {
     let mut order: Vec<usize> = (0..snapshot.routes.len()).collect();
     order.sort_by_key(|&i| {
@@ -149,8 +179,12 @@ pub fn compile_with(
         (ts.is_none(), ts.map(|t| t.0), i)
     });
 
-    let mut certs = Certs::new(&snapshot.secrets, snapshot.now, cache);
-    let mut shared = SharedEndpoints::default();
+    let mut certs = Certs::new(&snapshot.secrets, snapshot.now, &mut cache.certificates);
+    let mut shared = SharedEndpoints {
+        ports: HashMap::new(),
+        states: &mut cache.endpoints,
+        client_configs: &mut cache.client_configs,
+    };
     let mut table = RouteTable::default();
     let mut owners: HashMap<&str, Arc<str>> = HashMap::new();
     let mut reports = Vec::with_capacity(order.len());
@@ -212,11 +246,25 @@ pub fn compile_with(
             cert: certs.get(namespace, &t.secret_name, &mut report.problems),
             http_redirect: t.redirects_http(),
         });
+        let hsts = spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.hsts.as_ref())
+            .and_then(hsts_value);
         let mut rules = Vec::with_capacity(spec.rules.len());
         for (index, rule) in spec.rules.iter().enumerate() {
             let problems = &mut report.problems;
+            let mut backend = |b: &'s Backend, lb: &Option<LoadBalancing>, default| {
+                let ctx = BackendContext {
+                    namespace,
+                    snapshot,
+                    certs: &certs,
+                };
+                let balance = balance(lb.as_ref(), default);
+                backend_set(&ctx, b, balance, &mut shared, problems)
+            };
             let http = rule.http.as_ref().map(|h| HttpBackend {
-                backend: backend_set(namespace, &h.backend, snapshot, &mut shared, problems),
+                backend: backend(&h.backend, &h.load_balancing, Balance::RoundRobin),
                 timeout: h
                     .timeout
                     .as_deref()
@@ -224,11 +272,25 @@ pub fn compile_with(
                     .unwrap_or(DEFAULT_HTTP_TIMEOUT),
             });
             let websocket = rule.websocket.as_ref().map(|w| WebSocketBackend {
-                backend: backend_set(namespace, &w.backend, snapshot, &mut shared, problems),
+                backend: backend(&w.backend, &w.load_balancing, Balance::LeastConnections),
                 idle_timeout: w
                     .idle_timeout
                     .as_deref()
                     .and_then(|t| parse_duration(t).ok()),
+                allowed_origins: w
+                    .allowed_origins
+                    .iter()
+                    .filter_map(|o| OriginPattern::parse(o))
+                    .collect(),
+                limits: w.limits.as_ref().map(|l| ClientLimits {
+                    max_connections: l.max_connections_per_client,
+                    rate: l.upgrades_per_second_per_client,
+                    burst: l
+                        .burst
+                        .or(l.upgrades_per_second_per_client)
+                        .unwrap_or(1)
+                        .max(1),
+                }),
             });
             rules.push(CompiledRule {
                 prefix: normalize_path_prefix(rule.prefix()).into(),
@@ -244,6 +306,7 @@ pub fn compile_with(
             id: id.as_str().into(),
             canonical_host: spec.hostnames[0].as_str().into(),
             tls,
+            hsts,
             maintenance: spec
                 .maintenance
                 .as_ref()
@@ -280,43 +343,110 @@ fn default_maintenance_body() -> String {
         .to_string()
 }
 
-fn backend_set<'s>(
+/// `Strict-Transport-Security` for a route.
+fn hsts_value(hsts: &Hsts) -> Option<HeaderValue> {
+    let mut value = format!("max-age={}", hsts.max_age.max(0));
+    if hsts.include_sub_domains == Some(true) {
+        value.push_str("; includeSubDomains");
+    }
+    if hsts.preload == Some(true) {
+        value.push_str("; preload");
+    }
+    HeaderValue::try_from(value).ok()
+}
+
+fn balance(lb: Option<&LoadBalancing>, default: Balance) -> Balance {
+    let Some(lb) = lb else { return default };
+    match lb.policy {
+        None => default,
+        Some(LoadBalancingPolicy::RoundRobin) => Balance::RoundRobin,
+        Some(LoadBalancingPolicy::LeastConnections) => Balance::LeastConnections,
+        Some(LoadBalancingPolicy::ConsistentHash) => {
+            let on = lb.hash_on.as_ref();
+            let header = on
+                .and_then(|o| o.header.as_deref())
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok());
+            let key = match (header, on.and_then(|o| o.cookie.as_deref())) {
+                (Some(h), _) => HashKey::Header(h),
+                (None, Some(c)) => HashKey::Cookie(c.into()),
+                (None, None) => HashKey::SourceIp,
+            };
+            Balance::ConsistentHash(key)
+        }
+    }
+}
+
+/// What building a backend needs from the route being compiled.
+struct BackendContext<'a, 's> {
     namespace: &'s str,
+    snapshot: &'a Snapshot,
+    certs: &'a Certs<'a>,
+}
+
+fn backend_set<'s>(
+    ctx: &BackendContext<'_, 's>,
     backend: &'s Backend,
-    snapshot: &Snapshot,
-    shared: &mut SharedEndpoints<'s>,
+    balance: Balance,
+    shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendSet> {
-    if let Some(addr) = backend.address.as_deref() {
-        let endpoints = addr.parse::<SocketAddr>().into_iter().collect();
-        return Arc::new(BackendSet::new(addr, endpoints));
-    }
+    let (name, endpoints) = if let Some(addr) = backend.address.as_deref() {
+        let endpoints = addr
+            .parse::<SocketAddr>()
+            .into_iter()
+            .map(|a| shared.endpoint(a))
+            .collect();
+        (Arc::from(addr), endpoints)
+    } else {
+        service_endpoints(ctx, backend, shared, problems)
+    };
+    let tls = backend
+        .tls
+        .as_ref()
+        .map(|t| backend_tls(ctx, backend, t, shared, problems));
+    Arc::new(BackendSet {
+        balance,
+        h2c: backend.protocol == Some(BackendProtocol::H2c),
+        tls,
+        ..BackendSet::with_endpoints(name, endpoints)
+    })
+}
+
+fn service_endpoints<'s>(
+    ctx: &BackendContext<'_, 's>,
+    backend: &'s Backend,
+    shared: &mut SharedEndpoints<'s, '_>,
+    problems: &mut Vec<Problem>,
+) -> (Arc<str>, Arc<[Endpoint]>) {
+    let namespace = ctx.namespace;
     let service = backend.service.as_deref().unwrap_or_default();
     let port = backend
         .port
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(0);
-    let resolved = shared
-        .0
-        .entry((namespace, service, port))
-        .or_insert_with(|| {
+    let (name, endpoints) = match shared.ports.get(&(namespace, service, port)) {
+        Some(resolved) => resolved.clone(),
+        None => {
             let key = ServiceKey {
                 namespace: namespace.to_string(),
                 name: service.to_string(),
                 port,
             };
-            let endpoints = snapshot.endpoints.get(&key).map(|list| {
+            let endpoints = ctx.snapshot.endpoints.get(&key).map(|list| {
                 list.iter()
-                    .copied()
-                    .map(Endpoint::new)
+                    .map(|&a| shared.endpoint(a))
                     .collect::<Arc<[Endpoint]>>()
             });
-            (
+            let resolved = (
                 Arc::from(format!("service {namespace}/{service}:{port}")),
                 endpoints,
-            )
-        });
-    let (name, endpoints) = resolved.clone();
+            );
+            shared
+                .ports
+                .insert((namespace, service, port), resolved.clone());
+            resolved
+        }
+    };
     match &endpoints {
         None => problems.push(Problem {
             kind: ProblemKind::ServiceNotFound,
@@ -328,8 +458,64 @@ fn backend_set<'s>(
         }),
         Some(_) => {}
     }
-    let endpoints = endpoints.unwrap_or_else(|| Arc::from(Vec::new()));
-    Arc::new(BackendSet::with_endpoints(name, endpoints))
+    (name, endpoints.unwrap_or_else(|| Arc::from(Vec::new())))
+}
+
+/// TLS towards a backend. A CA Secret that is missing or unusable leaves no config: the
+/// proxy then refuses to connect (502) rather than silently skipping verification.
+fn backend_tls(
+    ctx: &BackendContext<'_, '_>,
+    backend: &Backend,
+    tls: &crate::api::BackendTls,
+    shared: &mut SharedEndpoints<'_, '_>,
+    problems: &mut Vec<Problem>,
+) -> Arc<BackendTlsEntry> {
+    let namespace = ctx.namespace;
+    let server_name = match (&tls.sni, &backend.service, &backend.address) {
+        (Some(sni), _, _) => ServerName::try_from(sni.clone()).ok(),
+        (None, Some(service), _) => ServerName::try_from(format!("{service}.{namespace}.svc")).ok(),
+        (None, None, Some(addr)) => addr
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| ServerName::IpAddress(a.ip().into())),
+        (None, None, None) => None,
+    }
+    .unwrap_or_else(|| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()));
+    let config = match tls.ca_secret_name.as_deref() {
+        None => shared
+            .client_config(None, || backend_client_config(None))
+            .ok(),
+        Some(name) => match ctx.certs.ca(namespace, name) {
+            None => {
+                problems.push(Problem {
+                    kind: ProblemKind::SecretNotFound,
+                    message: format!(
+                        "backend CA Secret {namespace}/{name} not found or without ca.crt; connections to the backend are refused until it is"
+                    ),
+                });
+                None
+            }
+            Some(pem) => {
+                let digest = ctx.certs.digest(pem);
+                match shared.client_config(Some(digest), || backend_client_config(Some(pem))) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        problems.push(Problem {
+                            kind: ProblemKind::InvalidCertificate,
+                            message: format!(
+                                "backend CA Secret {namespace}/{name}: {e}; connections to the backend are refused until it is fixed"
+                            ),
+                        });
+                        None
+                    }
+                }
+            }
+        },
+    };
+    Arc::new(BackendTlsEntry {
+        server_name,
+        config,
+    })
 }
 
 /// Parsed certificates kept between compiles, so a rebuild only parses Secrets whose bytes
@@ -405,6 +591,18 @@ struct Certs<'a> {
 }
 
 impl<'a> Certs<'a> {
+    /// `ca.crt` of a Secret, when the Secret exists and has one.
+    fn ca(&self, namespace: &str, name: &str) -> Option<&'a [u8]> {
+        self.secrets
+            .get(&(namespace, name))
+            .and_then(|s| s.ca_pem.as_deref())
+    }
+
+    /// A digest of some bytes, keyed like the certificate cache.
+    fn digest(&self, bytes: &[u8]) -> u64 {
+        self.cache.hasher.hash_one(bytes)
+    }
+
     fn new(secrets: &'a [TlsSecret], now: Option<i64>, cache: &'a mut CertificateCache) -> Self {
         Certs {
             secrets: secrets
@@ -466,9 +664,34 @@ impl<'a> Certs<'a> {
 }
 
 /// Per Service port named in one compile: its display name and endpoints (`None`: no such
-/// Service port), shared by every backend that names it.
-#[derive(Default)]
-struct SharedEndpoints<'s>(HashMap<(&'s str, &'s str, u16), ResolvedPort>);
+/// Service port), shared by every backend that names it; and the cache's state per endpoint
+/// address and backend TLS configs.
+struct SharedEndpoints<'s, 'c> {
+    ports: HashMap<(&'s str, &'s str, u16), ResolvedPort>,
+    states: &'c mut HashMap<SocketAddr, Arc<EndpointState>>,
+    client_configs: &'c mut HashMap<Option<u64>, Arc<ClientConfig>>,
+}
+
+impl SharedEndpoints<'_, '_> {
+    /// The cached client config for a CA digest, built on first use.
+    fn client_config(
+        &mut self,
+        digest: Option<u64>,
+        build: impl FnOnce() -> Result<Arc<ClientConfig>, super::TlsError>,
+    ) -> Result<Arc<ClientConfig>, super::TlsError> {
+        if let Some(config) = self.client_configs.get(&digest) {
+            return Ok(config.clone());
+        }
+        let config = build()?;
+        self.client_configs.insert(digest, config.clone());
+        Ok(config)
+    }
+
+    fn endpoint(&mut self, addr: SocketAddr) -> Endpoint {
+        let state = self.states.entry(addr).or_default().clone();
+        Endpoint::with_state(addr, state)
+    }
+}
 
 /// A Service port's display name and endpoints (`None`: no such Service port).
 type ResolvedPort = (Arc<str>, Option<Arc<[Endpoint]>>);
@@ -529,6 +752,7 @@ spec:
             name: "chat-tls".into(),
             cert_pem: cert.into_bytes(),
             key_pem: key.into_bytes(),
+            ca_pem: None,
         });
         let (table, reports) = compile(&snap);
         assert_eq!(table.host_count(), 3);
@@ -569,7 +793,7 @@ spec:
             route
                 .rule_for("/api")
                 .and_then(|r| r.http.as_ref())
-                .is_some_and(|h| h.backend.pick().is_none())
+                .is_some_and(|h| h.backend.pick(None, 0, None).is_none())
         );
     }
 
@@ -588,7 +812,7 @@ spec:
             .and_then(|e| e.route.rule_for("/api/x"))
             .and_then(|r| r.http.as_ref())
             .unwrap_or_else(|| panic!("api rule"));
-        assert_eq!(api.backend.pick().map(|e| e.addr), Some(ep));
+        assert_eq!(api.backend.pick(None, 0, None).map(|e| e.addr), Some(ep));
         assert_eq!(api.timeout, std::time::Duration::from_secs(5));
         assert_eq!(reports[0].problems[0].kind, ProblemKind::SecretNotFound);
     }
@@ -659,6 +883,7 @@ spec:
             name: "chat-tls".into(),
             cert_pem: b"garbage".to_vec(),
             key_pem: b"garbage".to_vec(),
+            ca_pem: None,
         });
         let (table, reports) = compile(&snap);
         assert!(table.certificate("chat.example.com").is_none());
@@ -725,6 +950,7 @@ mod cluster_tests {
             name: "s".into(),
             cert_pem: cert.into_bytes(),
             key_pem: key.into_bytes(),
+            ca_pem: None,
         };
         let mut snap = Snapshot {
             routes: vec![r],

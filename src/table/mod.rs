@@ -5,26 +5,32 @@
 //! Depends on [`crate::api`] only. Nothing here performs I/O: sources hand in a [`Snapshot`],
 //! get back a table plus a [`RouteReport`] per route, and publish the table whole.
 
+mod balance;
 mod compile;
 mod endpoints;
 mod host;
+mod origin;
 mod tls;
+mod upstream_tls;
 
+pub use balance::{ActiveGuard, Balance, EndpointState, HashKey, HealthPolicy, hash_bytes};
 pub use compile::{
-    CertificateCache, Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile,
-    compile_with,
+    CompileCache, Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile, compile_with,
 };
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
+pub use origin::{OriginPattern, origin_allowed};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
+pub use upstream_tls::{BackendTlsEntry, backend_client_config};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http::uri::Authority;
 use rustls::sign::CertifiedKey;
 
@@ -77,6 +83,8 @@ pub struct CompiledRoute {
     pub tls: Option<RouteTlsEntry>,
     /// Body of the 503 answer while maintenance is enabled.
     pub maintenance: Option<Bytes>,
+    /// `Strict-Transport-Security` value for https responses.
+    pub hsts: Option<HeaderValue>,
     /// Rules, longest prefix first.
     pub rules: Vec<CompiledRule>,
 }
@@ -120,34 +128,77 @@ pub struct WebSocketBackend {
     pub backend: Arc<BackendSet>,
     /// Close a relayed connection idle this long; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// Origins allowed to open a socket; empty allows any.
+    pub allowed_origins: Box<[OriginPattern]>,
+    /// Per-client limits.
+    pub limits: Option<ClientLimits>,
 }
 
-/// The endpoints of one backend, picked round robin.
+/// Per-client WebSocket limits of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Open connections per client.
+    pub max_connections: Option<u32>,
+    /// Sustained upgrades per second per client.
+    pub rate: Option<u32>,
+    /// Token bucket size (at least 1).
+    pub burst: u32,
+}
+
+/// The endpoints of one backend, with how to pick among them and how to talk to them.
 #[derive(Debug)]
 pub struct BackendSet {
     /// Human-readable name (`127.0.0.1:8080` or `service chat:5000`), for logs.
     pub name: Arc<str>,
     endpoints: Arc<[Endpoint]>,
     next: AtomicUsize,
+    /// How endpoints are picked.
+    pub balance: Balance,
+    /// HTTP/2 with prior knowledge (`protocol: h2c`) for normal requests.
+    pub h2c: bool,
+    /// TLS towards the endpoints.
+    pub tls: Option<Arc<BackendTlsEntry>>,
 }
 
 /// One backend address, with its URI authority prepared at compile time so forwarding a
 /// request does not format it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
     /// `ip:port` as a URI authority.
     pub authority: Authority,
+    /// Hash of the address, for consistent hashing.
+    hash: u64,
+    /// In-flight count and passive health, shared across tables.
+    pub state: Arc<EndpointState>,
 }
 
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+    }
+}
+
+impl Eq for Endpoint {}
+
 impl Endpoint {
-    /// An endpoint for `addr`.
+    /// An endpoint for `addr` with fresh counters.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_state(addr, Arc::default())
+    }
+
+    /// An endpoint for `addr` sharing `state` with earlier tables.
+    pub fn with_state(addr: SocketAddr, state: Arc<EndpointState>) -> Self {
         // A formatted socket address is always a valid authority; the fallback is unreachable.
         let authority = Authority::try_from(addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("invalid"));
-        Endpoint { addr, authority }
+        Endpoint {
+            addr,
+            authority,
+            hash: balance::hash_addr(addr),
+            state,
+        }
     }
 }
 
@@ -160,22 +211,16 @@ impl BackendSet {
         Self::with_endpoints(name, endpoints.into_iter().map(Endpoint::new).collect())
     }
 
-    /// A backend over an endpoint list shared with other backends (its own round robin).
+    /// A round-robin HTTP/1.1 backend over an endpoint list shared with other backends.
     pub fn with_endpoints(name: impl Into<Arc<str>>, endpoints: Arc<[Endpoint]>) -> Self {
         BackendSet {
             name: name.into(),
             endpoints,
             next: AtomicUsize::new(0),
+            balance: Balance::RoundRobin,
+            h2c: false,
+            tls: None,
         }
-    }
-
-    /// The next endpoint, round robin; `None` when there is no ready endpoint.
-    pub fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
     }
 
     /// All endpoints.
@@ -247,17 +292,5 @@ mod tests {
         assert!(!prefix_matches("/ws", "/wsx"));
         assert!(!prefix_matches("/ws", "/"));
         assert!(!prefix_matches("/ws/chat", "/ws"));
-    }
-
-    #[test]
-    fn round_robin_cycles_and_empty_is_none() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap_or_else(|_| unreachable!());
-        let set = BackendSet::new("x", vec![a, b]);
-        assert_eq!(
-            [set.pick(), set.pick(), set.pick()].map(|e| e.map(|e| e.addr)),
-            [Some(a), Some(b), Some(a)]
-        );
-        assert_eq!(BackendSet::new("none", vec![]).pick(), None);
     }
 }

@@ -17,6 +17,8 @@ pub struct TlsSecret {
     pub cert_pem: Vec<u8>,
     /// `tls.key`: PEM private key (PKCS#1, PKCS#8 or SEC1).
     pub key_pem: Vec<u8>,
+    /// `ca.crt`, when present: CA certificates for verifying backends (`backend.tls`).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Why a Secret's certificate cannot be served.
@@ -28,6 +30,12 @@ pub enum TlsError {
     /// `tls.crt` is not valid PEM.
     #[error("tls.crt is not valid PEM: {0}")]
     BadCertificatePem(rustls_pki_types::pem::Error),
+    /// `ca.crt` holds no PEM certificate.
+    #[error("ca.crt holds no PEM certificate")]
+    NoCaCertificate,
+    /// `ca.crt` cannot be used as a trust anchor.
+    #[error("ca.crt: {0}")]
+    BadCa(String),
     /// `tls.key` holds no usable private key.
     #[error("tls.key holds no PEM private key: {0}")]
     BadKeyPem(rustls_pki_types::pem::Error),

@@ -448,6 +448,7 @@ fn tls_secret(secret: &Secret) -> TlsSecret {
         name: secret.name_any(),
         cert_pem: field("tls.crt"),
         key_pem: field("tls.key"),
+        ca_pem: Some(field("ca.crt")).filter(|pem| !pem.is_empty()),
     }
 }
 
