@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand};
 use wsgate::admin::{LogFormat, init_tracing};
 use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
+use wsgate::proxy::client_ip::{Cidr, TrustedProxies};
 use wsgate::proxy::{DrainConfig, ProxyConfig};
+use wsgate::table::HealthPolicy;
 use wsgate::source::files::{FileObjects, load_dir};
 use wsgate::source::kube::KubeOptions;
 use wsgate::table::{ProblemKind, Snapshot, compile};
@@ -80,6 +82,20 @@ struct ListenArgs {
     /// One log line per HTTP request and per WebSocket connection (`--access-log=false` to stop).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
+    /// Require a PROXY protocol v1 or v2 header on every connection of both listeners (behind
+    /// a load balancer that sends one); connections without a valid header are closed.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    proxy_protocol: bool,
+    /// Comma-separated CIDRs of proxies in front of wsgate whose X-Forwarded-For names the
+    /// client (e.g. `10.0.0.0/8,192.168.0.0/16`). Empty: the peer address is the client.
+    #[arg(long, value_delimiter = ',', value_parser = cidr)]
+    trusted_proxies: Vec<Cidr>,
+    /// Consecutive connect failures after which a backend endpoint is skipped (0: never).
+    #[arg(long, default_value_t = 3)]
+    eject_after_failures: u32,
+    /// How long an ejected endpoint is skipped before it gets another try.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    eject_backoff: Duration,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -201,7 +217,17 @@ fn proxy_config(l: &ListenArgs) -> ProxyConfig {
     config.https_redirect_port = l.https_redirect_port;
     config.header_timeout = l.header_timeout;
     config.access_log = l.access_log;
+    config.proxy_protocol = l.proxy_protocol;
+    config.trusted_proxies = TrustedProxies::new(l.trusted_proxies.clone());
+    config.health = HealthPolicy {
+        failures: l.eject_after_failures,
+        backoff_ms: u64::try_from(l.eject_backoff.as_millis()).unwrap_or(u64::MAX),
+    };
     config
+}
+
+fn cidr(s: &str) -> Result<Cidr, String> {
+    s.parse().map_err(|e: wsgate::proxy::client_ip::CidrError| e.to_string())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
