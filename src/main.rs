@@ -15,9 +15,9 @@ use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
 use wsgate::proxy::client_ip::{Cidr, TrustedProxies};
 use wsgate::proxy::{DrainConfig, ProxyConfig};
-use wsgate::table::HealthPolicy;
 use wsgate::source::files::{FileObjects, load_dir};
 use wsgate::source::kube::KubeOptions;
+use wsgate::table::HealthPolicy;
 use wsgate::table::{ProblemKind, Snapshot, compile};
 
 #[derive(Parser)]
@@ -227,7 +227,8 @@ fn proxy_config(l: &ListenArgs) -> ProxyConfig {
 }
 
 fn cidr(s: &str) -> Result<Cidr, String> {
-    s.parse().map_err(|e: wsgate::proxy::client_ip::CidrError| e.to_string())
+    s.parse()
+        .map_err(|e: wsgate::proxy::client_ip::CidrError| e.to_string())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

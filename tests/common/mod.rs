@@ -72,6 +72,11 @@ impl TestCa {
         self.leaf_until(names, (2040, 1, 1))
     }
 
+    /// The CA certificate, PEM: what a `ca.crt` holds.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
     /// A leaf whose notAfter is midnight UTC of the given (year, month, day).
     pub fn leaf_until(&self, names: &[&str], (y, m, d): (i32, u8, u8)) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -162,6 +167,23 @@ pub fn secret_yaml(namespace: &str, name: &str, leaf: &Leaf) -> String {
         indent(&leaf.cert_pem),
         indent(&leaf.key_pem)
     )
+}
+
+/// A `kubernetes.io/tls` Secret that also carries `ca.crt` (as cert-manager writes them).
+pub fn secret_with_ca_yaml(namespace: &str, name: &str, leaf: &Leaf, ca_pem: &str) -> String {
+    let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "{}  ca.crt: |\n{}",
+        secret_yaml(namespace, name, leaf),
+        indent(ca_pem)
+    )
+}
+
+/// A client config offering ALPN `h2` (and only that).
+pub fn h2_config(base: Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    let mut config = (*base).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
 }
 
 // ---------------------------------------------------------------- gateway
@@ -309,7 +331,12 @@ pub struct WsBackend {
 }
 
 pub async fn ws_backend() -> WsBackend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ws_backend_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A WebSocket echo backend on `addr`.
+pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handshakes = Arc::new(Mutex::new(Vec::new()));
     let seen = handshakes.clone();
@@ -368,6 +395,42 @@ pub async fn ws_backend() -> WsBackend {
         handshakes,
         closes,
     }
+}
+
+/// A TLS terminator in front of `target` presenting `leaf`: turns any test backend into a TLS
+/// backend. Returns its address.
+pub async fn tls_front(target: SocketAddr, leaf: &Leaf) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut up) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    addr
 }
 
 /// An address with nothing listening.

@@ -1,0 +1,542 @@
+//! Data plane II, black-box in standalone mode: HTTP/2 and WebSockets over HTTP/2 (RFC 8441)
+//! with a real h2 client, h2c and TLS backends, origin checks, per-client limits, PROXY
+//! protocol v1/v2, trusted proxies and HSTS.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use wsgate::gateway::Gateway;
+
+/// A gateway over `dir` with ProxyConfig tweaks.
+async fn start_with(
+    dir: &RoutesDir,
+    tweak: impl FnOnce(&mut wsgate::proxy::ProxyConfig),
+) -> Gateway {
+    let mut opts = options(dir.path());
+    tweak(&mut opts.proxy);
+    Gateway::start(opts).await.unwrap()
+}
+
+/// A TLS route `chat.test` with an http and a websocket backend (and `extra` rule fields).
+fn tls_route(
+    ca: &TestCa,
+    http: SocketAddr,
+    ws: SocketAddr,
+    ws_extra: &str,
+    tls_extra: &str,
+) -> String {
+    let leaf = ca.leaf(&["chat.test"]);
+    format!(
+        "{}---\n{}",
+        route_yaml(
+            "chat",
+            &format!(
+                "  hostnames: [chat.test]\n  tls: {{ secretName: chat-tls{tls_extra} }}\n  rules:\n    - http: {{ backend: {{ address: \"{http}\" }} }}\n      websocket: {{ backend: {{ address: \"{ws}\" }}{ws_extra} }}\n"
+            )
+        ),
+        secret_yaml("default", "chat-tls", &leaf)
+    )
+}
+
+async fn h2_connection(
+    gw: &Gateway,
+    ca: &TestCa,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let io = tls(gw.https_addr, "chat.test", h2_config(ca.client_config())).await;
+    assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Opens a WebSocket with an extended CONNECT on an HTTP/2 connection.
+async fn h2_websocket(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://chat.test{path}"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "chat, superchat")
+        .header("origin", "https://chat.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = within("extended CONNECT", sender.send_request(req))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
+    assert!(!resp.headers().contains_key("sec-websocket-accept"));
+    let upgraded = within("upgrade", hyper::upgrade::on(resp)).await.unwrap();
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
+}
+
+#[tokio::test]
+async fn http2_requests_and_websockets_over_extended_connect_share_one_connection() {
+    let ca = TestCa::new();
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(&ca, http_be.addr, ws_be.addr, "", ""),
+    );
+    let gw = start(routes.path()).await;
+
+    let mut sender = h2_connection(&gw, &ca).await;
+    // A normal request over HTTP/2, forwarded to an HTTP/1.1 backend.
+    let req = Request::builder()
+        .uri("https://chat.test/page?x=1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = within("h2 GET", sender.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("GET /page?x=1"), "{text}");
+    assert!(text.contains("\nhost: chat.test"), "{text}");
+    assert!(text.contains("\nx-forwarded-proto: https"), "{text}");
+
+    // Three WebSockets multiplexed on the same connection, each its own echo.
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(h2_websocket(&mut sender, "/ws").await);
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        echo_roundtrip(ws, Message::text(format!("hello {i}"))).await;
+        echo_roundtrip(ws, Message::binary(vec![i as u8; 70_000])).await;
+    }
+    // The backend saw ordinary HTTP/1.1 handshakes, each with its own key.
+    let shakes = ws_be.handshakes.lock().unwrap().clone();
+    assert_eq!(shakes.len(), 3);
+    let keys: std::collections::HashSet<_> = shakes
+        .iter()
+        .map(|h| h["sec-websocket-key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    for h in &shakes {
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["host"], "chat.test");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+    // Closing one socket leaves the others working.
+    let mut first = sockets.remove(0);
+    within("close", first.close(None)).await.unwrap();
+    echo_roundtrip(&mut sockets[0], Message::text("still here")).await;
+
+    // A plain CONNECT is refused: wsgate is not a forward proxy.
+    let req = Request::builder()
+        .method(Method::CONNECT)
+        .uri("chat.test:443")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = within("CONNECT", sender.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn h2c_and_tls_backends() {
+    let ca = TestCa::new();
+    // An h2c backend: HTTP/2 with prior knowledge, answering with the version it saw.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let h2c_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let svc =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let text = format!("{:?} {} {}", req.version(), req.method(), req.uri());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        text,
+                    ))))
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    // TLS backends: the echo servers behind a TLS terminator with a certificate for
+    // backend.test from the test CA.
+    let backend_leaf = ca.leaf(&["backend.test"]);
+    let tls_http = tls_front(http_backend().await.addr, &backend_leaf).await;
+    let tls_ws = tls_front(ws_backend().await.addr, &backend_leaf).await;
+    let other_ca = TestCa::new();
+    let routes = RoutesDir::new();
+    let body = |host: &str, backend: String| {
+        format!(
+            "  hostnames: [{host}]\n  rules:\n    - http: {{ backend: {backend} }}\n      websocket: {{ backend: {backend} }}\n"
+        )
+    };
+    let verified = format!(
+        "{{ address: \"{tls_http}\", tls: {{ sni: backend.test, caSecretName: backend-ca }} }}"
+    );
+    let verified_ws = format!(
+        "{{ address: \"{tls_ws}\", tls: {{ sni: backend.test, caSecretName: backend-ca }} }}"
+    );
+    routes.write(
+        "routes.yaml",
+        &[
+            route_yaml("h2c", &body("h2c.test", format!("{{ address: \"{h2c_addr}\", protocol: h2c }}"))),
+            route_yaml(
+                "tls",
+                &format!(
+                    "  hostnames: [tls.test]\n  rules:\n    - http: {{ backend: {verified} }}\n      websocket: {{ backend: {verified_ws} }}\n"
+                ),
+            ),
+            route_yaml("wrongname", &body("wrongname.test", format!("{{ address: \"{tls_http}\", tls: {{ sni: other.test, caSecretName: backend-ca }} }}"))),
+            route_yaml("wrongca", &body("wrongca.test", format!("{{ address: \"{tls_http}\", tls: {{ sni: backend.test, caSecretName: other-ca }} }}"))),
+            route_yaml("unverified", &body("unverified.test", format!("{{ address: \"{tls_http}\", tls: {{}} }}"))),
+            route_yaml("noca", &body("noca.test", format!("{{ address: \"{tls_http}\", tls: {{ caSecretName: missing }} }}"))),
+            secret_with_ca_yaml("default", "backend-ca", &ca.leaf(&["x.test"]), &ca.pem()),
+            secret_with_ca_yaml("default", "other-ca", &ca.leaf(&["x.test"]), &other_ca.pem()),
+        ]
+        .join("---\n"),
+    );
+    let gw = start(routes.path()).await;
+
+    let r = http(gw.http_addr, request("GET", "h2c.test", "/x")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "HTTP/2.0 GET http://h2c.test/x");
+
+    let r = http(gw.http_addr, request("GET", "tls.test", "/secure")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().starts_with("GET /secure"));
+    // Keep-alive to a TLS backend: a second request reuses the pooled connection.
+    let r = http(gw.http_addr, request("GET", "tls.test", "/again")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+    let mut ws = ws_over(tcp, "tls.test", "/ws", &[]).await;
+    echo_roundtrip(&mut ws, Message::text("over tls")).await;
+
+    for host in ["wrongname.test", "wrongca.test", "noca.test"] {
+        let r = http(gw.http_addr, request("GET", host, "/")).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{host}");
+    }
+    let r = http(gw.http_addr, request("GET", "unverified.test", "/")).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn allowed_origins_guard_upgrades() {
+    let ca = TestCa::new();
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(
+            &ca,
+            http_be.addr,
+            ws_be.addr,
+            ", allowedOrigins: [\"https://chat.test\", \"https://*.example.org\"]",
+            "",
+        ),
+    );
+    let gw = start(routes.path()).await;
+    let cases = [
+        (Some("https://chat.test"), true),
+        (Some("https://app.example.org"), true),
+        (Some("https://evil.test"), false),
+        (Some("http://chat.test"), false),
+        (Some("https://chat.test.evil.test"), false),
+        (Some("null"), false),
+        (None, false),
+    ];
+    for (origin, allowed) in cases {
+        let io = tls(gw.https_addr, "chat.test", ca.client_config()).await;
+        let mut req = request("GET", "chat.test", "/ws");
+        let headers = req.headers_mut();
+        headers.insert("connection", "upgrade".parse().unwrap());
+        headers.insert("upgrade", "websocket".parse().unwrap());
+        headers.insert("sec-websocket-version", "13".parse().unwrap());
+        headers.insert(
+            "sec-websocket-key",
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        if let Some(o) = origin {
+            headers.insert("origin", o.parse().unwrap());
+        }
+        let reply = send(io, req).await;
+        let want = if allowed {
+            StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(reply.status, want, "{origin:?}");
+    }
+    // Over HTTP/2 the same check applies.
+    let mut sender = h2_connection(&gw, &ca).await;
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri("https://chat.test/ws")
+        .header("sec-websocket-version", "13")
+        .header("origin", "https://evil.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = within("CONNECT", sender.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let m = scrape(gw.admin_addr).await;
+    assert_eq!(
+        m["wsgate_websocket_upgrades_total{result=\"forbidden\",route=\"default/chat\"}"],
+        6.0
+    );
+    assert_eq!(ws_be.handshakes.lock().unwrap().len(), 2);
+}
+
+/// An upgrade request with an optional X-Forwarded-For, over plain HTTP.
+async fn upgrade_status(
+    gw: &Gateway,
+    xff: Option<&str>,
+) -> (StatusCode, String, Option<TcpStream>) {
+    let mut tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+    let xff = xff.map_or(String::new(), |v| format!("x-forwarded-for: {v}\r\n"));
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nhost: plain.test\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{xff}\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut tcp).await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .map(|c| StatusCode::from_u16(c).unwrap())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let open = (status == StatusCode::SWITCHING_PROTOCOLS).then_some(tcp);
+    (status, head, open)
+}
+
+/// Reads a response head (up to the blank line).
+async fn read_head(tcp: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = within("response head", tcp.read(&mut byte)).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before a full head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn plain_limited_route(http: SocketAddr, ws: SocketAddr, limits: &str) -> String {
+    route_yaml(
+        "plain",
+        &format!(
+            "  hostnames: [plain.test]\n  rules:\n    - http: {{ backend: {{ address: \"{http}\" }} }}\n      websocket: {{ backend: {{ address: \"{ws}\" }}, limits: {limits} }}\n"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn per_client_connection_limit_with_trusted_proxies() {
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "plain.yaml",
+        &plain_limited_route(http_be.addr, ws_be.addr, "{ maxConnectionsPerClient: 2 }"),
+    );
+    // The test connects from 127.0.0.1, which is trusted: X-Forwarded-For names the client.
+    let gw = start_with(&routes, |p| {
+        p.trusted_proxies =
+            wsgate::proxy::client_ip::TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()]);
+    })
+    .await;
+    let (a1, _, s1) = upgrade_status(&gw, Some("198.51.100.1")).await;
+    let (a2, _, _s2) = upgrade_status(&gw, Some("198.51.100.1")).await;
+    let (a3, head, _) = upgrade_status(&gw, Some("198.51.100.1")).await;
+    assert_eq!(
+        (a1, a2, a3.as_u16()),
+        (
+            StatusCode::SWITCHING_PROTOCOLS,
+            StatusCode::SWITCHING_PROTOCOLS,
+            429
+        )
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    // Another client behind the same proxy has its own allowance.
+    let (b1, _, _sb) = upgrade_status(&gw, Some("198.51.100.2")).await;
+    assert_eq!(b1, StatusCode::SWITCHING_PROTOCOLS);
+    // Closing one of the first client's sockets frees a slot.
+    drop(s1);
+    eventually("a slot is freed", || async {
+        upgrade_status(&gw, Some("198.51.100.1")).await.0 == StatusCode::SWITCHING_PROTOCOLS
+    })
+    .await;
+    let m = scrape(gw.admin_addr).await;
+    assert!(
+        m["wsgate_websocket_upgrades_total{result=\"limited\",route=\"default/plain\"}"] >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn per_client_upgrade_rate_ignores_untrusted_forwarded_for() {
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "plain.yaml",
+        &plain_limited_route(
+            http_be.addr,
+            ws_be.addr,
+            "{ upgradesPerSecondPerClient: 1, burst: 2 }",
+        ),
+    );
+    let gw = start(routes.path()).await;
+    // No trusted proxies: a client cannot buy a fresh bucket by claiming another address.
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let xff = format!("203.0.113.{i}");
+        statuses.push(upgrade_status(&gw, Some(&xff)).await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|s| s.0.as_u16()).collect();
+    assert_eq!(codes, [101, 101, 429]);
+    assert!(
+        statuses[2]
+            .1
+            .to_ascii_lowercase()
+            .contains("retry-after: 1")
+    );
+}
+
+fn proxy_v2_header(client: SocketAddr, dest: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(c), SocketAddr::V4(d)) = (client, dest) else {
+        panic!("IPv4 only here")
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&c.ip().octets());
+    h.extend_from_slice(&d.ip().octets());
+    h.extend_from_slice(&c.port().to_be_bytes());
+    h.extend_from_slice(&d.port().to_be_bytes());
+    h
+}
+
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_carry_the_client_address() {
+    let ca = TestCa::new();
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(&ca, http_be.addr, ws_be.addr, "", ""),
+    );
+    routes.write(
+        "plain.yaml",
+        &route_yaml(
+            "plain",
+            &format!("  hostnames: [plain.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n", http_be.addr),
+        ),
+    );
+    let gw = start_with(&routes, |p| p.proxy_protocol = true).await;
+
+    // v1 on the plain listener.
+    let mut tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 80\r\n")
+        .await
+        .unwrap();
+    let r = send(tcp, request("GET", "plain.test", "/who")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text().contains("\nx-real-ip: 203.0.113.7"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("\nx-forwarded-for: 203.0.113.7"),
+        "{}",
+        r.text()
+    );
+
+    // v2 (binary) before the TLS handshake on the TLS listener, then a WebSocket.
+    let mut tcp = TcpStream::connect(gw.https_addr).await.unwrap();
+    let header = proxy_v2_header("198.51.100.9:5555".parse().unwrap(), gw.https_addr);
+    tcp.write_all(&header).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("chat.test").unwrap();
+    let io = tokio_rustls::TlsConnector::from(ca.client_config())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut ws = ws_over(io, "chat.test", "/ws", &[]).await;
+    echo_roundtrip(&mut ws, Message::text("via a load balancer")).await;
+    let shakes = ws_be.handshakes.lock().unwrap().clone();
+    assert_eq!(shakes[0]["x-real-ip"], "198.51.100.9");
+
+    // Without a header the connection is refused: closed with no answer.
+    let out = raw(gw.http_addr, b"GET / HTTP/1.1\r\nhost: plain.test\r\n\r\n").await;
+    assert_eq!(out, "");
+    let out = raw(
+        gw.http_addr,
+        b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out, "");
+}
+
+#[tokio::test]
+async fn hsts_on_https_answers_only() {
+    let ca = TestCa::new();
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(
+            &ca,
+            http_be.addr,
+            ws_be.addr,
+            "",
+            ", hsts: { maxAge: 31536000, includeSubDomains: true }",
+        ),
+    );
+    let gw = start(routes.path()).await;
+    let r = https(
+        gw.https_addr,
+        ca.client_config(),
+        request("GET", "chat.test", "/"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        "max-age=31536000; includeSubDomains"
+    );
+    let r = https(
+        gw.https_addr,
+        ca.client_config(),
+        request("GET", "chat.test", "/status/404"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        "max-age=31536000; includeSubDomains"
+    );
+    // Plain HTTP gets the redirect, never the header (RFC 6797 §7.2).
+    let r = http(gw.http_addr, request("GET", "chat.test", "/")).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.header("strict-transport-security"), "");
+}
