@@ -72,15 +72,37 @@ fn service_with_pods(server: &ApiServer, name: &str, port: u16, pods: &[&str], p
 
 /// Two echo backends on the same port of 127.0.0.1 and 127.0.0.2: two "pods" of a Service.
 async fn two_pods() -> (HttpBackend, HttpBackend, u16) {
+    let (mut pods, port) = http_pods(2).await;
+    let b = pods.remove(1);
+    (pods.remove(0), b, port)
+}
+
+/// A port free on 127.0.0.1 ..= 127.0.0.`n`, so `n` "pods" can share it.
+fn shared_port(n: u8) -> u16 {
     loop {
-        let a = http_backend().await;
-        let port = a.addr.port();
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.2", port)) {
-            drop(l);
-            let b = http_backend_at(SocketAddr::from(([127, 0, 0, 2], port))).await;
-            return (a, b, port);
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        let rest: Vec<_> = (2..=n)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.".to_string() + &i.to_string(), port)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            return port;
         }
     }
+}
+
+fn pod_ip(i: u8) -> String {
+    format!("127.0.0.{i}")
+}
+
+/// `n` HTTP echo pods on 127.0.0.1 ..= 127.0.0.`n`, one port.
+async fn http_pods(n: u8) -> (Vec<HttpBackend>, u16) {
+    let port = shared_port(n);
+    let mut pods = Vec::new();
+    for i in 1..=n {
+        pods.push(http_backend_at(SocketAddr::new(pod_ip(i).parse().unwrap(), port)).await);
+    }
+    (pods, port)
 }
 
 async fn served_by(gw: &Gateway, host: &'static str) -> (StatusCode, String) {
@@ -629,4 +651,200 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         unused.is_empty(),
         "the manifest grants more than the controller uses: {unused:?}"
     );
+}
+
+/// A route `name` on `host` whose http and websocket targets both name Service `svc` port 80,
+/// with `lb` as each target's extra fields.
+fn balanced_route(name: &str, host: &str, http_lb: &str, ws_lb: &str) -> String {
+    format!(
+        "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{ name: {name}, namespace: apps }}\nspec:\n  ingressClassName: wsgate\n  hostnames: [{host}]\n  rules:\n    - http: {{ backend: {{ service: {name}, port: 80 }}{http_lb} }}\n      websocket: {{ backend: {{ service: {name}, port: 80 }}{ws_lb} }}\n"
+    )
+}
+
+async fn post_served_by(gw: &Gateway, host: &str) -> (StatusCode, String) {
+    let r = http(gw.http_addr, request("POST", host, "/")).await;
+    (r.status, r.header("x-served-by").to_string())
+}
+
+#[tokio::test]
+async fn round_robin_retries_idempotent_requests_and_ejects_a_dead_pod() {
+    let server = ApiServer::start().await;
+    // Three pods in the slice; nothing listens on the third.
+    let (pods, port) = http_pods(2).await;
+    let ips = [pod_ip(1), pod_ip(2), pod_ip(3)];
+    let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+    service_with_pods(&server, "web", 80, &ips, port);
+    server.apply(Res::Routes, &balanced_route("web", "web.test", "", ""));
+    let gw = controller(&server, "solo").await;
+    let live: BTreeSet<String> = pods.iter().map(|p| p.addr.to_string()).collect();
+
+    // A POST is not idempotent: the one that meets the dead pod gets 502, not a retry.
+    let mut posts = Vec::new();
+    for _ in 0..3 {
+        posts.push(post_served_by(&gw, "web.test").await.0);
+    }
+    posts.sort();
+    assert_eq!(
+        posts,
+        [StatusCode::OK, StatusCode::OK, StatusCode::BAD_GATEWAY]
+    );
+    // GETs that meet it are retried once on another pod: all succeed, on live pods only.
+    for _ in 0..9 {
+        let (status, by) = served_by(&gw, "web.test").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(live.contains(&by), "{by}");
+    }
+    let m = scrape(gw.admin_addr).await;
+    assert!(m["wsgate_backend_retries_total{route=\"apps/web\"}"] >= 2.0);
+    // Three consecutive connect failures ejected it: now POSTs only meet live pods.
+    assert_eq!(m["wsgate_backend_ejections_total"], 1.0);
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let (status, by) = post_served_by(&gw, "web.test").await;
+        assert_eq!(status, StatusCode::OK);
+        seen.insert(by);
+    }
+    assert_eq!(seen, live, "round robin over the live pods");
+}
+
+#[tokio::test]
+async fn least_connections_sends_new_websockets_to_the_emptiest_pod() {
+    let server = ApiServer::start().await;
+    let port = shared_port(2);
+    let mut pods = Vec::new();
+    for i in 1..=2 {
+        pods.push(ws_backend_at(SocketAddr::new(pod_ip(i).parse().unwrap(), port)).await);
+    }
+    service_with_pods(&server, "chat", 80, &[&pod_ip(1), &pod_ip(2)], port);
+    // No loadBalancing: LeastConnections is the websocket default.
+    server.apply(Res::Routes, &balanced_route("chat", "chat.test", "", ""));
+    let gw = controller(&server, "solo").await;
+    let open = |gw: &Gateway| {
+        let addr = gw.http_addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            ws_over(tcp, "chat.test", "/", &[]).await
+        }
+    };
+    let handshakes = |i: usize| pods[i].handshakes.lock().unwrap().len();
+    // Four sockets spread two and two.
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(open(&gw).await);
+    }
+    assert_eq!((handshakes(0), handshakes(1)), (2, 2));
+    // Pod 1's two sockets end (sockets 0 and 2 went there: ties alternate).
+    let mut on_pod1 = vec![sockets.remove(2), sockets.remove(0)];
+    for ws in &mut on_pod1 {
+        within("close", ws.close(None)).await.unwrap();
+    }
+    drop(on_pod1);
+    eventually("wsgate saw both relays end", || async {
+        let m = scrape(gw.admin_addr).await;
+        m.get("wsgate_websocket_connections_active{route=\"apps/chat\"}") == Some(&2.0)
+    })
+    .await;
+    // The next two both go to the emptier pod (round robin would split them).
+    for _ in 0..2 {
+        sockets.push(open(&gw).await);
+    }
+    assert_eq!((handshakes(0), handshakes(1)), (4, 2));
+    for ws in &mut sockets {
+        echo_roundtrip(ws, Message::text("still fine")).await;
+    }
+}
+
+/// The pod serving each user (by the `x-user` header).
+async fn pods_of(gw: &Gateway, users: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for user in users {
+        let mut req = request("GET", "api.test", "/");
+        req.headers_mut().insert("x-user", user.parse().unwrap());
+        out.push(
+            http(gw.http_addr, req)
+                .await
+                .header("x-served-by")
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// Waits until [`pods_of`] satisfies `done` (a table update has no other signal).
+async fn pods_once(gw: &Gateway, users: &[String], what: &str, done: impl Fn(&[String]) -> bool) {
+    let start = tokio::time::Instant::now();
+    loop {
+        if done(&pods_of(gw, users).await) {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_keeps_keys_on_their_pod_and_moves_few_when_pods_change() {
+    let server = ApiServer::start().await;
+    let (pods, port) = http_pods(5).await;
+    let four: Vec<String> = (1..=4).map(pod_ip).collect();
+    let four: Vec<&str> = four.iter().map(String::as_str).collect();
+    service_with_pods(&server, "api", 80, &four, port);
+    let hashed = ", loadBalancing: { policy: ConsistentHash, hashOn: { header: x-user } }";
+    server.apply(Res::Routes, &balanced_route("api", "api.test", hashed, ""));
+    let gw = controller(&server, "solo").await;
+    let users: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
+    let before = pods_of(&gw, &users).await;
+    // Stable: asked again, every key lands where it did, and all four pods are used.
+    assert_eq!(pods_of(&gw, &users).await, before);
+    assert_eq!(before.iter().collect::<BTreeSet<_>>().len(), 4);
+
+    // A fifth pod joins: only keys that move to it move, about 1/5 of them.
+    let five: Vec<String> = (1..=5).map(pod_ip).collect();
+    let five: Vec<&str> = five.iter().map(String::as_str).collect();
+    server.apply(Res::Slices, &slice("api-1", "api", &five, port));
+    let newcomer = pods[4].addr.to_string();
+    pods_once(&gw, &users, "the fifth pod takes some keys", |a| {
+        a.contains(&newcomer)
+    })
+    .await;
+    // Asked again once the new table is surely in (the pass above may straddle the swap).
+    let after = pods_of(&gw, &users).await;
+    let moved: Vec<usize> = (0..users.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert!(
+        moved.iter().all(|&i| after[i] == newcomer),
+        "keys moved between old pods"
+    );
+    assert!(
+        (3..=24).contains(&moved.len()),
+        "{} of 60 moved",
+        moved.len()
+    );
+
+    // Pod 2 leaves: only its keys move.
+    let gone = pods[1].addr.to_string();
+    let without: Vec<&str> = five
+        .iter()
+        .copied()
+        .filter(|ip| *ip != "127.0.0.2")
+        .collect();
+    server.apply(Res::Slices, &slice("api-1", "api", &without, port));
+    pods_once(&gw, &users, "pod 2 is out", |a| !a.contains(&gone)).await;
+    let last = pods_of(&gw, &users).await;
+    for i in 0..users.len() {
+        if after[i] != gone {
+            assert_eq!(
+                last[i], after[i],
+                "{} moved though its pod stayed",
+                users[i]
+            );
+        }
+    }
+    // Requests without the key still spread (round robin).
+    let mut spread = BTreeSet::new();
+    for _ in 0..8 {
+        spread.insert(served_by(&gw, "api.test").await.1);
+    }
+    assert!(spread.len() >= 2);
 }

@@ -347,7 +347,10 @@ spec:
     - http: { backend: { address: "127.0.0.1:8080" } }
       websocket: { backend: { address: "127.0.0.1:5000" }, idleTimeout: 1h }
     - pathPrefix: /live
-      websocket: { backend: { address: "127.0.0.1:5001" } }
+      websocket:
+        backend: { address: "127.0.0.1:5001" }
+        allowedOrigins: ["https://chat.example.com"]
+        limits: { maxConnectionsPerClient: 5 }
     - pathPrefix: /legacy
       http: { backend: { address: "127.0.0.1:8081" } }
     - pathPrefix: /api
@@ -432,6 +435,10 @@ spec:
         }
         fn query(mut self, q: &'static str) -> Self {
             self.query = Some(q);
+            self
+        }
+        fn origin(mut self, o: &'static str) -> Self {
+            self.origin = Some(o);
             self
         }
     }
@@ -571,7 +578,26 @@ spec:
         let mut live = get("chat.example.com", "/live/room1").tls(None);
         assert_eq!(reject_of(run(live, 443)), Reject::UpgradeRequired);
         live = get("chat.example.com", "/live").tls(None).upgrade();
-        assert_eq!(backend_of(run(live, 443)).1, "127.0.0.1:5001");
+        assert_eq!(reject_of(run(live, 443)), Reject::ForbiddenOrigin);
+        live = get("chat.example.com", "/live")
+            .tls(None)
+            .upgrade()
+            .origin("https://chat.example.com");
+        match run(live, 443) {
+            Decision::Upgrade {
+                backend, limits, ..
+            } => {
+                assert_eq!(&*backend.name, "127.0.0.1:5001");
+                let (limits, rule) = limits.unwrap_or_else(|| panic!("limits"));
+                assert_eq!((limits.max_connections, rule), (Some(5), 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Origins only guard upgrades: a page may fetch from anywhere the rule serves.
+        let other_origin = get("chat.example.com", "/")
+            .tls(None)
+            .origin("https://evil.example");
+        assert_eq!(backend_of(run(other_origin, 443)).1, "127.0.0.1:8080");
         // http-only rule takes upgrades to its http backend, without an idle timeout.
         let legacy = get("chat.example.com", "/legacy/socket")
             .tls(None)
@@ -610,6 +636,10 @@ spec:
                 Reject::BadRequest,
             ),
             (get("bad host", "/"), Reject::BadRequest),
+            (
+                get("chat.example.com", "/").method(Method::CONNECT),
+                Reject::MethodNotAllowed,
+            ),
             (get("unknown.example.org", "/"), Reject::NotFound),
             (
                 get("chat.example.com", "/").tls(Some("optout.example.com")),

@@ -614,3 +614,52 @@ async fn upgrade_relay(
     });
     (client_resp, Some(addr), "upgraded")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_keys_come_from_header_cookie_or_client() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_static("alice"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; sid=s3"));
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let key = |on: HashKey| hash_key(&Balance::ConsistentHash(on), &headers, ip);
+        let header_name = HeaderName::from_static("x-user");
+        assert_eq!(
+            key(HashKey::Header(header_name)),
+            Some(hash_bytes(b"alice"))
+        );
+        assert_eq!(key(HashKey::Cookie("sid".into())), Some(hash_bytes(b"s3")));
+        assert_eq!(key(HashKey::Cookie("nope".into())), None);
+        assert_eq!(key(HashKey::SourceIp), Some(hash_bytes(&[192, 0, 2, 1])));
+        // An IPv4-mapped IPv6 client hashes like the IPv4 one (dual-stack listeners).
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap_or(ip);
+        assert_eq!(
+            hash_key(
+                &Balance::ConsistentHash(HashKey::SourceIp),
+                &headers,
+                mapped
+            ),
+            key(HashKey::SourceIp)
+        );
+        assert_eq!(hash_key(&Balance::RoundRobin, &headers, ip), None);
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!idempotent(&m), "{m}");
+        }
+    }
+}
