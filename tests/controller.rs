@@ -678,6 +678,22 @@ async fn round_robin_retries_idempotent_requests_and_ejects_a_dead_pod() {
     let gw = controller(&server, "solo").await;
     let live: BTreeSet<String> = pods.iter().map(|p| p.addr.to_string()).collect();
 
+    // Upgrades that meet the dead pod are retried on another (these pods are plain HTTP and
+    // answer 200 instead of 101, which wsgate passes on).
+    for _ in 0..3 {
+        let mut req = request("GET", "web.test", "/ws");
+        for (k, v) in [
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ] {
+            req.headers_mut().insert(k, v.parse().unwrap());
+        }
+        let r = http(gw.http_addr, req).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(live.contains(r.header("x-served-by")));
+    }
     // A POST is not idempotent: the one that meets the dead pod gets 502, not a retry.
     let mut posts = Vec::new();
     for _ in 0..3 {
@@ -696,6 +712,7 @@ async fn round_robin_retries_idempotent_requests_and_ejects_a_dead_pod() {
     }
     let m = scrape(gw.admin_addr).await;
     assert!(m["wsgate_backend_retries_total{route=\"apps/web\"}"] >= 2.0);
+    assert!(m["wsgate_backend_connect_errors_total{route=\"apps/web\"}"] >= 3.0);
     // Three consecutive connect failures ejected it: now POSTs only meet live pods.
     assert_eq!(m["wsgate_backend_ejections_total"], 1.0);
     let mut seen = BTreeSet::new();

@@ -493,11 +493,6 @@ async fn upgrade_relay(
             }
         }
     };
-    let Some(endpoint) = target.backend.pick(key, shared.upstreams.now_ms(), None) else {
-        return (rejection(Reject::NoEndpoints), None, "rejected");
-    };
-    let addr = endpoint.addr;
-    let failed = |resp| (resp, Some(addr), "backend_error");
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
     parts.uri = match parts.uri.path_and_query() {
@@ -526,15 +521,36 @@ async fn upgrade_relay(
     }
     let backend_req = Request::from_parts(parts, Empty::<Bytes>::new());
 
-    let active = endpoint.state.begin();
-    let io = match shared
-        .upstreams
-        .connect(endpoint, target.backend.tls.as_deref())
-        .await
-    {
-        Ok(io) => io,
-        Err(e) => return failed(target.connect_failed(addr, &e)),
+    // As for requests: a failed connect is retried once on another endpoint (the handshake
+    // has not left yet).
+    let now = shared.upstreams.now_ms();
+    let mut exclude = None;
+    let (endpoint, io) = loop {
+        let Some(endpoint) = target.backend.pick(key, now, exclude) else {
+            return (rejection(Reject::NoEndpoints), None, "rejected");
+        };
+        match shared
+            .upstreams
+            .connect(endpoint, target.backend.tls.as_deref())
+            .await
+        {
+            Ok(io) => break (endpoint, io),
+            Err(e) => {
+                let failed = target.connect_failed(endpoint.addr, &e);
+                if exclude.is_none() && target.backend.endpoints().len() > 1 {
+                    if let Some(m) = target.metrics {
+                        m.retries.inc();
+                    }
+                    exclude = Some(endpoint.addr);
+                    continue;
+                }
+                return (failed, Some(endpoint.addr), "backend_error");
+            }
+        }
     };
+    let addr = endpoint.addr;
+    let failed = |resp| (resp, Some(addr), "backend_error");
+    let active = endpoint.state.begin();
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(pair) => pair,
         Err(e) => return failed(bad_gateway(target.route, addr, &e)),
