@@ -180,7 +180,11 @@ impl Proxy {
         http2
             .timer(TokioTimer::new())
             .enable_connect_protocol()
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+            // A connection that carries quiet WebSockets sees no frames for long stretches:
+            // pings tell a live browser from a vanished one.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
         let upstreams = upstream::Upstreams::new(config.health, metrics.backend_ejections.clone());
         let shared = Arc::new(Shared {
             table,

@@ -902,6 +902,141 @@ spec:
         let body = lookup(&table, "chat.example.com").and_then(|e| e.route.maintenance.clone());
         assert!(body.is_some_and(|b| b.starts_with(b"<!doctype html>")));
     }
+
+    const BALANCED: &str = r#"
+apiVersion: wsgate.dev/v1alpha1
+kind: WebSocketRoute
+metadata: { name: lb, namespace: apps }
+spec:
+  hostnames: ["lb.example.com"]
+  tls: { secretName: lb-tls, hsts: { maxAge: 600, includeSubDomains: true } }
+  rules:
+    - http: { backend: { service: api, port: 80, tls: { caSecretName: api-ca } } }
+      websocket:
+        backend: { service: api, port: 80, tls: {} }
+        loadBalancing: { policy: ConsistentHash, hashOn: { cookie: room } }
+        allowedOrigins: ["https://lb.example.com"]
+        limits: { upgradesPerSecondPerClient: 4 }
+    - pathPrefix: /grpc
+      http: { backend: { address: "10.0.0.9:8080", protocol: h2c }, loadBalancing: { policy: LeastConnections } }
+"#;
+
+    fn balanced_snapshot() -> Snapshot {
+        let mut snap = snapshot(BALANCED);
+        let key = ServiceKey {
+            namespace: "apps".into(),
+            name: "api".into(),
+            port: 80,
+        };
+        let ep: SocketAddr = "10.0.0.7:8443".parse().unwrap_or_else(|_| unreachable!());
+        snap.endpoints.insert(key, vec![ep]);
+        snap
+    }
+
+    #[test]
+    fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
+        let (table, reports) = compile(&balanced_snapshot());
+        let route = &lookup(&table, "lb.example.com")
+            .unwrap_or_else(|| panic!("route"))
+            .route;
+        assert_eq!(
+            route.hsts.as_ref().map(|v| v.as_bytes()),
+            Some(&b"max-age=600; includeSubDomains"[..])
+        );
+        let root = route.rule_for("/").unwrap_or_else(|| panic!("rule"));
+        let http = root.http.as_ref().unwrap_or_else(|| panic!("http"));
+        let ws = root.websocket.as_ref().unwrap_or_else(|| panic!("ws"));
+        assert_eq!(http.backend.balance, Balance::RoundRobin);
+        assert_eq!(
+            ws.backend.balance,
+            Balance::ConsistentHash(HashKey::Cookie("room".into()))
+        );
+        assert_eq!(ws.allowed_origins.len(), 1);
+        assert_eq!(
+            ws.limits,
+            Some(ClientLimits {
+                max_connections: None,
+                rate: Some(4),
+                burst: 4
+            })
+        );
+        // TLS towards a Service: SNI defaults to its cluster name; no CA given means no
+        // verification, a named CA that is missing means no connections (and a problem).
+        let ws_tls = ws.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+        assert_eq!(ws_tls.server_name.to_str(), "api.apps.svc");
+        assert!(ws_tls.config.is_some());
+        let http_tls = http.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+        assert!(http_tls.config.is_none());
+        assert!(
+            reports[0]
+                .problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::SecretNotFound
+                    && p.message.contains("backend CA Secret apps/api-ca"))
+        );
+        let grpc = route.rule_for("/grpc/x").and_then(|r| r.http.as_ref());
+        let grpc = grpc.unwrap_or_else(|| panic!("grpc"));
+        assert!(grpc.backend.h2c);
+        assert_eq!(grpc.backend.balance, Balance::LeastConnections);
+    }
+
+    #[test]
+    fn a_ca_secret_gives_a_verifying_config_and_bad_pem_a_problem() {
+        let mut snap = balanced_snapshot();
+        let (cert, key) = self_signed(&["x.test".into()]).unwrap_or_else(|e| panic!("{e}"));
+        snap.secrets.push(TlsSecret {
+            namespace: "apps".into(),
+            name: "api-ca".into(),
+            cert_pem: cert.clone().into_bytes(),
+            key_pem: key.into_bytes(),
+            ca_pem: Some(cert.into_bytes()),
+        });
+        let (table, _) = compile(&snap);
+        let tls_of = |table: &RouteTable| {
+            lookup(table, "lb.example.com")
+                .and_then(|e| e.route.rule_for("/"))
+                .and_then(|r| r.http.as_ref())
+                .and_then(|h| h.backend.tls.clone())
+                .unwrap_or_else(|| panic!("tls"))
+        };
+        assert!(tls_of(&table).config.is_some());
+        if let Some(s) = snap.secrets.last_mut() {
+            s.ca_pem = Some(b"garbage".to_vec());
+        }
+        let (table, reports) = compile(&snap);
+        assert!(tls_of(&table).config.is_none());
+        assert!(
+            reports[0]
+                .problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::InvalidCertificate)
+        );
+    }
+
+    #[test]
+    fn endpoint_state_and_client_configs_survive_rebuilds() {
+        let snap = balanced_snapshot();
+        let mut cache = CompileCache::default();
+        let state = |table: &RouteTable| {
+            let rule = lookup(table, "lb.example.com").and_then(|e| e.route.rule_for("/"));
+            let ws = rule.and_then(|r| r.websocket.as_ref());
+            let ws = ws.unwrap_or_else(|| panic!("ws"));
+            let config = ws.backend.tls.as_ref().and_then(|t| t.config.clone());
+            (ws.backend.endpoints()[0].state.clone(), config)
+        };
+        let (first, _) = compile_with(&snap, &mut cache);
+        let (state1, config1) = state(&first);
+        let _guard = state1.begin();
+        let (second, _) = compile_with(&snap, &mut cache);
+        let (state2, config2) = state(&second);
+        assert!(Arc::ptr_eq(&state1, &state2));
+        assert_eq!(state2.active(), 1);
+        assert!(matches!((config1, config2), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b)));
+        // An endpoint that leaves every table is forgotten.
+        drop((first, second, _guard, state1, state2));
+        let (_, _) = compile_with(&Snapshot::default(), &mut cache);
+        assert!(cache.endpoints.is_empty());
+    }
 }
 
 #[cfg(test)]
