@@ -119,6 +119,34 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     })
 }
 
+/// FNV-1a as a `Hasher`, for maps keyed by endpoint addresses: a rebuild looks up every
+/// endpoint of the cluster, and SipHash dominated that. The keys come from EndpointSlices,
+/// which only the cluster's own controllers write, so flooding attacks are not a concern here.
+#[derive(Debug, Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+}
+
+/// A map keyed by endpoint address.
+pub type AddrMap<V> =
+    std::collections::HashMap<SocketAddr, V, std::hash::BuildHasherDefault<FnvHasher>>;
+
 /// The hash of an endpoint address, computed once at compile time.
 pub(super) fn hash_addr(addr: SocketAddr) -> u64 {
     let mut buf = [0u8; 18];

@@ -13,6 +13,7 @@ use rustls::ClientConfig;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 
+use super::balance::AddrMap;
 use super::{
     BackendSet, BackendTlsEntry, Balance, CertificateInfo, ClientLimits, CompiledRoute,
     CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint, EndpointState, HashKey, HostEntry, HostRole,
@@ -152,7 +153,7 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
 #[derive(Debug, Default)]
 pub struct CompileCache {
     certificates: CertificateCache,
-    endpoints: HashMap<SocketAddr, Arc<EndpointState>>,
+    endpoints: AddrMap<Arc<EndpointState>>,
     /// Backend TLS client configs by digest of their CA bundle (`None`: no verification).
     client_configs: HashMap<Option<u64>, Arc<ClientConfig>>,
 }
@@ -668,7 +669,7 @@ impl<'a> Certs<'a> {
 /// address and backend TLS configs.
 struct SharedEndpoints<'s, 'c> {
     ports: HashMap<(&'s str, &'s str, u16), ResolvedPort>,
-    states: &'c mut HashMap<SocketAddr, Arc<EndpointState>>,
+    states: &'c mut AddrMap<Arc<EndpointState>>,
     client_configs: &'c mut HashMap<Option<u64>, Arc<ClientConfig>>,
 }
 
