@@ -50,6 +50,31 @@ fn tls_route(
     )
 }
 
+/// The `chat.test` TLS route over fresh backends, served by a new gateway.
+struct Chat {
+    ca: TestCa,
+    ws: WsBackend,
+    gw: Gateway,
+    _routes: RoutesDir,
+}
+
+async fn chat(ws_extra: &str, tls_extra: &str) -> Chat {
+    let ca = TestCa::new();
+    let (http_be, ws) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(&ca, http_be.addr, ws.addr, ws_extra, tls_extra),
+    );
+    let gw = start(routes.path()).await;
+    Chat {
+        ca,
+        ws,
+        gw,
+        _routes: routes,
+    }
+}
+
 async fn h2_connection(
     gw: &Gateway,
     ca: &TestCa,
@@ -91,14 +116,12 @@ async fn h2_websocket(
 
 #[tokio::test]
 async fn http2_requests_and_websockets_over_extended_connect_share_one_connection() {
-    let ca = TestCa::new();
-    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
-    let routes = RoutesDir::new();
-    routes.write(
-        "chat.yaml",
-        &tls_route(&ca, http_be.addr, ws_be.addr, "", ""),
-    );
-    let gw = start(routes.path()).await;
+    let Chat {
+        ca,
+        ws: ws_be,
+        gw,
+        _routes,
+    } = chat("", "").await;
 
     let mut sender = h2_connection(&gw, &ca).await;
     // A normal request over HTTP/2, forwarded to an HTTP/1.1 backend.
@@ -236,20 +259,13 @@ async fn h2c_and_tls_backends() {
 
 #[tokio::test]
 async fn allowed_origins_guard_upgrades() {
-    let ca = TestCa::new();
-    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
-    let routes = RoutesDir::new();
-    routes.write(
-        "chat.yaml",
-        &tls_route(
-            &ca,
-            http_be.addr,
-            ws_be.addr,
-            ", allowedOrigins: [\"https://chat.test\", \"https://*.example.org\"]",
-            "",
-        ),
-    );
-    let gw = start(routes.path()).await;
+    let origins = ", allowedOrigins: [\"https://chat.test\", \"https://*.example.org\"]";
+    let Chat {
+        ca,
+        ws: ws_be,
+        gw,
+        _routes,
+    } = chat(origins, "").await;
     let cases = [
         (Some("https://chat.test"), true),
         (Some("https://app.example.org"), true),
@@ -499,20 +515,10 @@ async fn proxy_protocol_v1_and_v2_carry_the_client_address() {
 
 #[tokio::test]
 async fn hsts_on_https_answers_only() {
-    let ca = TestCa::new();
-    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
-    let routes = RoutesDir::new();
-    routes.write(
-        "chat.yaml",
-        &tls_route(
-            &ca,
-            http_be.addr,
-            ws_be.addr,
-            "",
-            ", hsts: { maxAge: 31536000, includeSubDomains: true }",
-        ),
-    );
-    let gw = start(routes.path()).await;
+    let hsts = ", hsts: { maxAge: 31536000, includeSubDomains: true }";
+    let Chat {
+        ca, gw, _routes, ..
+    } = chat("", hsts).await;
     let r = https(
         gw.https_addr,
         ca.client_config(),

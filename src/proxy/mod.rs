@@ -438,13 +438,7 @@ where
     let result = if h2 {
         let conn = serving.builders.http2.serve_connection(io, svc);
         tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        until_stopped(conn, |c| c.graceful_shutdown(), &mut stop).await
     } else {
         let conn = serving
             .builders
@@ -452,16 +446,26 @@ where
             .serve_connection(io, svc)
             .with_upgrades();
         tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        until_stopped(conn, |c| c.graceful_shutdown(), &mut stop).await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Drives a connection; on the stop signal, starts its graceful shutdown and drives it to the
+/// end.
+async fn until_stopped<C: Future<Output = Result<(), hyper::Error>>>(
+    mut conn: std::pin::Pin<&mut C>,
+    graceful: fn(std::pin::Pin<&mut C>),
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error> {
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            graceful(conn.as_mut());
+            conn.await
+        }
     }
 }
 
