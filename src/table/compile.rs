@@ -16,9 +16,9 @@ use rustls_pki_types::ServerName;
 use super::balance::AddrMap;
 use super::{
     BackendSet, BackendTlsEntry, Balance, CertificateInfo, ClientLimits, CompiledRoute,
-    CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint, EndpointState, HashKey, HostEntry, HostRole,
-    HttpBackend, OriginPattern, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend,
-    backend_client_config, certified_key_from_pem, not_after,
+    CompiledRule, DEFAULT_HTTP_TIMEOUT, Endpoint, HashKey, HostEntry, HostRole, HttpBackend,
+    OriginPattern, RouteTable, RouteTlsEntry, TlsSecret, WebSocketBackend, backend_client_config,
+    certified_key_from_pem, not_after,
 };
 use crate::api::{
     Backend, BackendProtocol, Hsts, LoadBalancing, LoadBalancingPolicy, WebSocketRoute,
@@ -147,13 +147,17 @@ pub fn compile(snapshot: &Snapshot) -> (RouteTable, Vec<RouteReport>) {
 }
 
 /// What one compile hands to the next: parsed certificates and backend TLS configs (so a
-/// rebuild only parses what changed) and the runtime state of each endpoint address (in-flight
-/// counts, passive health), which the new table must share with the old one. The table a
-/// snapshot compiles to is the same with or without it.
+/// rebuild only parses what changed) and the endpoint lists, whose per-endpoint runtime state
+/// (in-flight counts, passive health) the new table must share with the old one. An unchanged
+/// list is reused whole; a changed one keeps the state of the addresses it still has. The
+/// table a snapshot compiles to is the same with or without it.
 #[derive(Debug, Default)]
 pub struct CompileCache {
     certificates: CertificateCache,
-    endpoints: AddrMap<Arc<EndpointState>>,
+    /// Endpoints of each Service port in the last compile.
+    services: HashMap<ServiceKey, Arc<[Endpoint]>>,
+    /// Endpoints of `address` backends in the last compile.
+    addresses: AddrMap<Endpoint>,
     /// Backend TLS client configs by digest of their CA bundle (`None`: no verification).
     client_configs: HashMap<Option<u64>, Arc<ClientConfig>>,
 }
@@ -164,8 +168,6 @@ pub fn compile_with(
     cache: &mut CompileCache,
 ) -> (RouteTable, Vec<RouteReport>) {
     let table = compile_inner(snapshot, cache);
-    // Keep the state of endpoints some table or in-flight request still refers to.
-    cache.endpoints.retain(|_, s| Arc::strong_count(s) > 1);
     cache.client_configs.retain(|_, c| Arc::strong_count(c) > 1);
     table
 }
@@ -181,9 +183,13 @@ fn compile_inner<'s>(
     });
 
     let mut certs = Certs::new(&snapshot.secrets, snapshot.now, &mut cache.certificates);
+    // This compile's lists replace the last one's: what no route uses any more is forgotten.
     let mut shared = SharedEndpoints {
         ports: HashMap::new(),
-        states: &mut cache.endpoints,
+        old_services: std::mem::take(&mut cache.services),
+        services: &mut cache.services,
+        old_addresses: std::mem::take(&mut cache.addresses),
+        addresses: &mut cache.addresses,
         client_configs: &mut cache.client_configs,
     };
     let mut table = RouteTable::default();
@@ -395,7 +401,7 @@ fn backend_set<'s>(
         let endpoints = addr
             .parse::<SocketAddr>()
             .into_iter()
-            .map(|a| shared.endpoint(a))
+            .map(|a| shared.address(a))
             .collect();
         (Arc::from(addr), endpoints)
     } else {
@@ -433,11 +439,8 @@ fn service_endpoints<'s>(
                 name: service.to_string(),
                 port,
             };
-            let endpoints = ctx.snapshot.endpoints.get(&key).map(|list| {
-                list.iter()
-                    .map(|&a| shared.endpoint(a))
-                    .collect::<Arc<[Endpoint]>>()
-            });
+            let addrs = ctx.snapshot.endpoints.get(&key);
+            let endpoints = addrs.map(|addrs| shared.service(key, addrs));
             let resolved = (
                 Arc::from(format!("service {namespace}/{service}:{port}")),
                 endpoints,
@@ -665,11 +668,14 @@ impl<'a> Certs<'a> {
 }
 
 /// Per Service port named in one compile: its display name and endpoints (`None`: no such
-/// Service port), shared by every backend that names it; and the cache's state per endpoint
-/// address and backend TLS configs.
+/// Service port), shared by every backend that names it; the last compile's endpoint lists
+/// and the new ones; and the backend TLS configs.
 struct SharedEndpoints<'s, 'c> {
     ports: HashMap<(&'s str, &'s str, u16), ResolvedPort>,
-    states: &'c mut AddrMap<Arc<EndpointState>>,
+    old_services: HashMap<ServiceKey, Arc<[Endpoint]>>,
+    services: &'c mut HashMap<ServiceKey, Arc<[Endpoint]>>,
+    old_addresses: AddrMap<Endpoint>,
+    addresses: &'c mut AddrMap<Endpoint>,
     client_configs: &'c mut HashMap<Option<u64>, Arc<ClientConfig>>,
 }
 
@@ -688,9 +694,44 @@ impl SharedEndpoints<'_, '_> {
         Ok(config)
     }
 
-    fn endpoint(&mut self, addr: SocketAddr) -> Endpoint {
-        let state = self.states.entry(addr).or_default().clone();
-        Endpoint::with_state(addr, state)
+    /// The endpoint of an `address` backend, with the last compile's state.
+    fn address(&mut self, addr: SocketAddr) -> Endpoint {
+        let endpoint = self
+            .old_addresses
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| Endpoint::new(addr));
+        self.addresses.insert(addr, endpoint.clone());
+        endpoint
+    }
+
+    /// The endpoints of a Service port: the last compile's list when the addresses are the
+    /// same (the common case: a rebuild for some other object), else a new list that keeps the
+    /// state of addresses the old one had.
+    fn service(&mut self, key: ServiceKey, addrs: &[SocketAddr]) -> Arc<[Endpoint]> {
+        let old = self.old_services.get(&key);
+        let same = old.is_some_and(|o| {
+            o.len() == addrs.len() && o.iter().zip(addrs).all(|(e, a)| e.addr == *a)
+        });
+        let list = match old {
+            Some(old) if same => old.clone(),
+            _ => {
+                let previous: AddrMap<&Endpoint> = old
+                    .iter()
+                    .flat_map(|o| o.iter())
+                    .map(|e| (e.addr, e))
+                    .collect();
+                addrs
+                    .iter()
+                    .map(|&a| match previous.get(&a) {
+                        Some(e) => (*e).clone(),
+                        None => Endpoint::new(a),
+                    })
+                    .collect()
+            }
+        };
+        self.services.insert(key, list.clone());
+        list
     }
 }
 
@@ -1036,7 +1077,7 @@ spec:
         // An endpoint that leaves every table is forgotten.
         drop((first, second, _guard, state1, state2));
         let (_, _) = compile_with(&Snapshot::default(), &mut cache);
-        assert!(cache.endpoints.is_empty());
+        assert!(cache.services.is_empty() && cache.addresses.is_empty());
     }
 }
 
