@@ -119,9 +119,10 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     })
 }
 
-/// FNV-1a as a `Hasher`, for maps keyed by endpoint addresses: a rebuild looks up every
-/// endpoint of the cluster, and SipHash dominated that. The keys come from EndpointSlices,
-/// which only the cluster's own controllers write, so flooding attacks are not a concern here.
+/// FNV-1a as a `Hasher`, for maps keyed by endpoint addresses (a changed endpoint list looks
+/// up each of its addresses; SipHash cost more than the rest of that). The keys come from
+/// EndpointSlices, which only the cluster's own controllers write, so flooding attacks are not
+/// a concern here.
 #[derive(Debug, Clone, Copy)]
 pub struct FnvHasher(u64);
 
