@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::*;
+use futures_util::StreamExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -545,4 +546,46 @@ async fn hsts_on_https_answers_only() {
     let r = http(gw.http_addr, request("GET", "chat.test", "/")).await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(r.header("strict-transport-security"), "");
+}
+
+#[tokio::test]
+async fn a_drain_closes_websockets_over_http2_with_1001() {
+    let Chat {
+        ca,
+        ws,
+        gw,
+        _routes,
+    } = chat("", "").await;
+    let mut sender = h2_connection(&gw, &ca).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut socket = h2_websocket(&mut sender, "/ws").await;
+        echo_roundtrip(&mut socket, Message::text("before the drain")).await;
+        sockets.push(socket);
+    }
+    let shutdown = tokio::spawn(gw.shutdown());
+    for socket in &mut sockets {
+        let close = within("close frame", async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    Some(Ok(_)) => continue,
+                    other => panic!("stream ended without a Close: {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    }
+    // The sockets answer the Close (tungstenite does that on its own); the drain then ends
+    // with nothing cut, and the backend saw 1001 too.
+    for socket in &mut sockets {
+        let _ = within("close reply", socket.next()).await;
+    }
+    // As a browser does after the close handshake: the streams end.
+    drop(sockets);
+    drop(sender);
+    let report = within("shutdown", shutdown).await.unwrap();
+    assert_eq!(report.cut, 0);
+    assert_eq!(*ws.closes.lock().unwrap(), vec![1001, 1001]);
 }
