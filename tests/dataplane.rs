@@ -589,3 +589,45 @@ async fn a_drain_closes_websockets_over_http2_with_1001() {
     assert_eq!(report.cut, 0);
     assert_eq!(*ws.closes.lock().unwrap(), vec![1001, 1001]);
 }
+
+#[tokio::test]
+async fn idle_http2_connections_get_a_goaway() {
+    let ca = TestCa::new();
+    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
+    let routes = RoutesDir::new();
+    routes.write(
+        "chat.yaml",
+        &tls_route(&ca, http_be.addr, ws_be.addr, "", ""),
+    );
+    // The first request must come within the header timeout (1 s in tests); later, a
+    // connection with no stream open for h2_idle_timeout gets a GOAWAY.
+    let gw = start_with(&routes, |p| {
+        p.h2_idle_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
+
+    // A connection that never sends a request is closed.
+    let io = tls(gw.https_addr, "chat.test", h2_config(ca.client_config())).await;
+    let (_silent, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .unwrap();
+    let silent = tokio::spawn(conn);
+    within("the silent connection closes", silent)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // A connection whose only stream is a relayed WebSocket stays open past both timeouts...
+    let mut sender = h2_connection(&gw, &ca).await;
+    let mut socket = h2_websocket(&mut sender, "/ws").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    echo_roundtrip(&mut socket, Message::text("still open")).await;
+    // ...and idles out once it ends.
+    within("close", socket.close(None)).await.unwrap();
+    drop(socket);
+    eventually("the idle connection closes", || async {
+        sender.is_closed()
+    })
+    .await;
+}

@@ -58,6 +58,16 @@ pub(crate) struct ConnInfo {
     pub local_port: u16,
     pub tls: bool,
     pub sni: Option<Box<str>>,
+    /// Streams of an HTTP/2 connection, for closing it when idle; `None` for HTTP/1.1.
+    pub activity: Option<Activity>,
+}
+
+/// What an HTTP/2 connection is doing: open streams (requests being handled and relayed
+/// WebSockets) and how many requests it has carried.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    pub streams: Tracker,
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 /// Serves one request. Never fails: every problem becomes a status code.
@@ -67,6 +77,11 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Metered>, Infallible> {
     let start = Instant::now();
+    let _stream = conn.activity.as_ref().map(|a| {
+        a.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        a.streams.token()
+    });
     let extended_connect = is_extended_connect(&req);
     let upgrade = extended_connect
         || (req.version() < Version::HTTP_2 && is_websocket_upgrade(req.headers()));
@@ -187,6 +202,7 @@ pub(crate) async fn handle(
                 idle_timeout,
                 key,
                 limits: limits.map(|(limits, rule)| (limits, rule, client)),
+                stream: conn.activity.as_ref().map(|a| a.streams.token()),
             };
             let (resp, addr, result) =
                 upgrade_relay(&shared, upgrade, target, &fwd, &mut access).await;
@@ -426,6 +442,8 @@ struct UpgradeRequest {
     key: Option<u64>,
     /// Limits, the rule they count under, and the client.
     limits: Option<(ClientLimits, usize, IpAddr)>,
+    /// Keeps an HTTP/2 connection from counting as idle while the socket is relayed.
+    stream: Option<super::tracker::Token>,
 }
 
 fn too_many(refusal: Refusal) -> Response<Body> {
@@ -479,6 +497,7 @@ async fn upgrade_relay(
         idle_timeout,
         key,
         limits,
+        stream,
     } = upgrade;
     let admission = match limits {
         None => None,
@@ -598,7 +617,7 @@ async fn upgrade_relay(
     tokio::spawn(async move {
         // Held for the connection's life: drain bookkeeping, least-connections count and the
         // client's connection slot.
-        let _held = (token, registration, active, admission);
+        let _held = (token, registration, active, admission, stream);
         let (client_io, backend_io) = match tokio::try_join!(client_upgrade, backend_upgrade) {
             Ok(pair) => pair,
             Err(e) => {

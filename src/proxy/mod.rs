@@ -46,7 +46,7 @@ use crate::admin::Metrics;
 use crate::table::{HealthPolicy, HostBuf, RouteTable, normalize_host};
 use client_ip::TrustedProxies;
 use decide::DecideConfig;
-use handler::{ConnInfo, Shared};
+use handler::{Activity, ConnInfo, Shared};
 use proxy_protocol::{Header, Prefixed};
 pub use tracker::Tracker;
 
@@ -77,6 +77,9 @@ pub struct ProxyConfig {
     pub trusted_proxies: TrustedProxies,
     /// Passive health checks of backend endpoints.
     pub health: HealthPolicy,
+    /// An HTTP/2 connection with no open stream and no new request for this long gets a
+    /// GOAWAY (HTTP/1.1 keep-alive connections idle out through `header_timeout`).
+    pub h2_idle_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -93,6 +96,7 @@ impl ProxyConfig {
             proxy_protocol: false,
             trusted_proxies: TrustedProxies::default(),
             health: HealthPolicy::default(),
+            h2_idle_timeout: Duration::from_secs(75),
         }
     }
 }
@@ -137,6 +141,7 @@ pub struct Proxy {
     builders: Builders,
     tls_handshake_timeout: Duration,
     proxy_protocol: bool,
+    h2_idle: (Duration, Duration),
 }
 
 /// How client connections are served, per protocol.
@@ -213,6 +218,7 @@ impl Proxy {
             builders: Builders { http1, http2 },
             tls_handshake_timeout: config.tls_handshake_timeout,
             proxy_protocol: config.proxy_protocol,
+            h2_idle: (config.header_timeout, config.h2_idle_timeout),
         })
     }
 
@@ -242,6 +248,7 @@ impl Proxy {
             stop: stop_rx,
             handshake_timeout: self.tls_handshake_timeout,
             proxy_protocol: self.proxy_protocol,
+            idle: self.h2_idle,
         };
         let plain = tokio::spawn(accept_loop(self.http, None, serving.clone()));
         let secure = tokio::spawn(accept_loop(self.https, Some(self.acceptor), serving));
@@ -305,6 +312,8 @@ struct Serving {
     stop: watch::Receiver<bool>,
     handshake_timeout: Duration,
     proxy_protocol: bool,
+    /// HTTP/2: time to the first request, and idle time (no stream, no request) before GOAWAY.
+    idle: (Duration, Duration),
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, serving: Serving) {
@@ -333,15 +342,16 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, servi
             let Some((io, peer)) = client_stream(tcp, peer, &serving).await else {
                 return;
             };
-            let info = |tls: bool, sni: Option<Box<str>>| ConnInfo {
+            let info = |tls: bool, sni: Option<Box<str>>, h2: bool| ConnInfo {
                 peer,
                 peer_value: headers::ip_value(peer.ip()),
                 local_port,
                 tls,
                 sni,
+                activity: h2.then(Activity::default),
             };
             match acceptor {
-                None => serve_connection(io, info(false, None), &serving, false).await,
+                None => serve_connection(io, info(false, None, false), &serving).await,
                 Some(acceptor) => {
                     let shared = &serving.shared;
                     let limit = serving.handshake_timeout;
@@ -351,7 +361,7 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, servi
                         return;
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_connection(tls, info(true, sni), &serving, h2).await;
+                    serve_connection(tls, info(true, sni, h2), &serving).await;
                 }
             }
         });
@@ -423,11 +433,12 @@ async fn handshake(
     Some((tls, sni))
 }
 
-async fn serve_connection<I>(io: I, info: ConnInfo, serving: &Serving, h2: bool)
+async fn serve_connection<I>(io: I, info: ConnInfo, serving: &Serving)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::new(info);
+    let conn_info = info.clone();
     let peer = info.peer;
     let shared = serving.shared.clone();
     let svc = service_fn(move |req| handler::handle(shared.clone(), info.clone(), req));
@@ -435,10 +446,19 @@ where
     let io = TokioIo::new(io);
     // On the stop signal: finish the requests in flight, then close (idle connections close at
     // once; HTTP/2 gets a GOAWAY).
-    let result = if h2 {
+    let result = if let Some(activity) = &conn_info.activity {
         let conn = serving.builders.http2.serve_connection(io, svc);
         tokio::pin!(conn);
-        until_stopped(conn, |c| c.graceful_shutdown(), &mut stop).await
+        // HTTP/2 has no header timeout of its own: a connection that never sends a request, or
+        // sits with no stream open, gets a GOAWAY (HTTP/1.1's header timeout covers both).
+        let idle = idle_h2(activity, serving.idle.0, serving.idle.1);
+        let trigger = async {
+            tokio::select! {
+                _ = stopped(&mut stop) => {}
+                _ = idle => {}
+            }
+        };
+        until(conn, |c| c.graceful_shutdown(), trigger).await
     } else {
         let conn = serving
             .builders
@@ -446,26 +466,42 @@ where
             .serve_connection(io, svc)
             .with_upgrades();
         tokio::pin!(conn);
-        until_stopped(conn, |c| c.graceful_shutdown(), &mut stop).await
+        until(conn, |c| c.graceful_shutdown(), stopped(&mut stop)).await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
-/// Drives a connection; on the stop signal, starts its graceful shutdown and drives it to the
-/// end.
-async fn until_stopped<C: Future<Output = Result<(), hyper::Error>>>(
+/// Drives a connection; once `trigger` fires, starts its graceful shutdown and drives it to
+/// the end.
+async fn until<C: Future<Output = Result<(), hyper::Error>>>(
     mut conn: std::pin::Pin<&mut C>,
     graceful: fn(std::pin::Pin<&mut C>),
-    stop: &mut watch::Receiver<bool>,
+    trigger: impl Future<Output = ()>,
 ) -> Result<(), hyper::Error> {
     tokio::select! {
         r = conn.as_mut() => r,
-        _ = stopped(stop) => {
+        _ = trigger => {
             graceful(conn.as_mut());
             conn.await
         }
+    }
+}
+
+/// Resolves when an HTTP/2 connection has carried no request within `first` of opening, or
+/// later has had no open stream and no new request for `idle`.
+async fn idle_h2(activity: &Activity, first: Duration, idle: Duration) {
+    let mut seen = 0;
+    let mut wait = first;
+    loop {
+        tokio::time::sleep(wait).await;
+        let requests = activity.requests.load(std::sync::atomic::Ordering::Relaxed);
+        if requests == seen && activity.streams.active() == 0 {
+            return;
+        }
+        seen = requests;
+        wait = idle;
     }
 }
 
