@@ -5,7 +5,7 @@
 //! be retried on another endpoint; a pooled connection that turns out to be closed hands the
 //! request back (hyper's `try_send_request`) and a fresh connection is opened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -153,9 +153,16 @@ struct IdleConn {
     since: Instant,
 }
 
+impl IdleConn {
+    fn usable(&self) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() <= POOL_IDLE
+    }
+}
+
 /// Backend connections of one proxy.
 pub(crate) struct Upstreams {
-    idle: Mutex<HashMap<PoolKey, Vec<IdleConn>>>,
+    /// Most recently returned at the back.
+    idle: Mutex<HashMap<PoolKey, VecDeque<IdleConn>>>,
     h2: Mutex<HashMap<PoolKey, http2::SendRequest<Incoming>>>,
     health: HealthPolicy,
     ejections: prometheus::IntCounter,
@@ -163,14 +170,40 @@ pub(crate) struct Upstreams {
 }
 
 impl Upstreams {
+    /// The pool of one proxy, with a task that closes expired idle connections (it ends when
+    /// the pool is dropped). Must be called inside the runtime.
     pub(crate) fn new(health: HealthPolicy, ejections: prometheus::IntCounter) -> Arc<Self> {
-        Arc::new(Upstreams {
+        let pool = Arc::new(Upstreams {
             idle: Mutex::default(),
             h2: Mutex::default(),
             health,
             ejections,
             epoch: Instant::now(),
-        })
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POOL_IDLE / 2);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => return,
+                }
+            }
+        });
+        pool
+    }
+
+    /// Drops expired and closed connections, including those of backends no longer used.
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        for list in idle.values_mut() {
+            list.retain(IdleConn::usable);
+        }
+        idle.retain(|_, list| !list.is_empty());
+        drop(idle);
+        let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        h2.retain(|_, sender| !sender.is_closed());
     }
 
     /// Milliseconds since the proxy started: the clock of endpoint ejections.
@@ -317,16 +350,16 @@ impl Upstreams {
             let idle = {
                 let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let list = map.get_mut(&key)?;
-                let idle = list.pop();
+                let idle = list.pop_back();
                 if list.is_empty() {
                     map.remove(&key);
                 }
                 idle?
             };
-            let IdleConn { mut sender, since } = idle;
-            if sender.is_closed() || since.elapsed() > POOL_IDLE {
+            if !idle.usable() {
                 continue;
             }
+            let mut sender = idle.sender;
             // The connection may still be finishing the previous exchange.
             if sender.is_ready()
                 || tokio::time::timeout(Duration::from_secs(1), sender.ready())
@@ -344,12 +377,14 @@ impl Upstreams {
         }
         let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
-        if list.len() < POOL_MAX_IDLE {
-            list.push(IdleConn {
-                sender,
-                since: Instant::now(),
-            });
+        // The oldest (front) make room: the warm ones are the ones to keep.
+        if list.len() >= POOL_MAX_IDLE {
+            list.pop_front();
         }
+        list.push_back(IdleConn {
+            sender,
+            since: Instant::now(),
+        });
     }
 }
 
