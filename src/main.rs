@@ -384,9 +384,11 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         for problem in &report.problems {
             match problem.kind {
+                // A backend CA missing here makes `wsgate run` refuse to connect to it.
                 ProblemKind::InvalidSpec
                 | ProblemKind::HostnameConflict
-                | ProblemKind::InvalidCertificate => {
+                | ProblemKind::InvalidCertificate
+                | ProblemKind::CaSecretNotFound => {
                     failed = true;
                     println!("error: {file}: route {id}: {problem}");
                 }

@@ -74,6 +74,8 @@ fn check_names_every_bad_file_and_field() {
         "e-yaml.yaml",
         "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nspec: [\n",
     );
+    bad.write("f-origin.yaml", &route_yaml("f", "  hostnames: [f.test]\n  rules:\n    - websocket: { backend: { address: \"127.0.0.1:1\" }, allowedOrigins: [\"https://f.test/app\"] }\n"));
+    bad.write("g-ca.yaml", &route_yaml("g", "  hostnames: [g.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\", tls: { caSecretName: g-ca } } }\n"));
     let out = wsgate()
         .args(["check", "--routes"])
         .arg(bad.path())
@@ -86,6 +88,8 @@ fn check_names_every_bad_file_and_field() {
         "b-typo.yaml: document 1: spec.rules[0].pathPrefx: unknown field",
         "d-second.yaml: route default/d: HostnameConflict: hostname shared.test is already served by route default/c",
         "e-yaml.yaml: document 1: invalid YAML",
+        "f-origin.yaml: document 1: spec.rules[0].websocket.allowedOrigins[0]: \"https://f.test/app\" is not an origin",
+        "g-ca.yaml: route default/g: CaSecretNotFound: backend CA Secret default/g-ca not found",
     ];
     for line in expect {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

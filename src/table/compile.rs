@@ -85,6 +85,8 @@ pub enum ProblemKind {
     HostnameConflict,
     /// `tls.secretName` names no TLS Secret in the route's namespace.
     SecretNotFound,
+    /// `backend.tls.caSecretName` names no TLS Secret with a `ca.crt` in the route's namespace.
+    CaSecretNotFound,
     /// The Secret's certificate or key cannot be served.
     InvalidCertificate,
     /// A backend Service port is unknown.
@@ -102,6 +104,7 @@ impl ProblemKind {
             ProblemKind::InvalidSpec => "InvalidSpec",
             ProblemKind::HostnameConflict => "HostnameConflict",
             ProblemKind::SecretNotFound => "SecretNotFound",
+            ProblemKind::CaSecretNotFound => "CaSecretNotFound",
             ProblemKind::InvalidCertificate => "InvalidCertificate",
             ProblemKind::ServiceNotFound => "ServiceNotFound",
             ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
@@ -492,7 +495,7 @@ fn backend_tls(
         Some(name) => match ctx.certs.ca(namespace, name) {
             None => {
                 problems.push(Problem {
-                    kind: ProblemKind::SecretNotFound,
+                    kind: ProblemKind::CaSecretNotFound,
                     message: format!(
                         "backend CA Secret {namespace}/{name} not found or without ca.crt; connections to the backend are refused until it is"
                     ),
@@ -1013,7 +1016,7 @@ spec:
             reports[0]
                 .problems
                 .iter()
-                .any(|p| p.kind == ProblemKind::SecretNotFound
+                .any(|p| p.kind == ProblemKind::CaSecretNotFound
                     && p.message.contains("backend CA Secret apps/api-ca"))
         );
         let grpc = route.rule_for("/grpc/x").and_then(|r| r.http.as_ref());

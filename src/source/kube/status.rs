@@ -180,6 +180,7 @@ mod tests {
             (false, ProblemKind::HostnameConflict, "Accepted"),
             (false, ProblemKind::AddressBackendNotAllowed, "Accepted"),
             (true, ProblemKind::SecretNotFound, "ResolvedRefs"),
+            (true, ProblemKind::CaSecretNotFound, "ResolvedRefs"),
             (true, ProblemKind::InvalidCertificate, "ResolvedRefs"),
             (true, ProblemKind::ServiceNotFound, "ResolvedRefs"),
             (true, ProblemKind::NoReadyEndpoints, "ResolvedRefs"),
