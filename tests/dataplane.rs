@@ -60,6 +60,14 @@ struct Chat {
 }
 
 async fn chat(ws_extra: &str, tls_extra: &str) -> Chat {
+    chat_with(ws_extra, tls_extra, |_| {}).await
+}
+
+async fn chat_with(
+    ws_extra: &str,
+    tls_extra: &str,
+    tweak: impl FnOnce(&mut wsgate::proxy::ProxyConfig),
+) -> Chat {
     let ca = TestCa::new();
     let (http_be, ws) = (http_backend().await, ws_backend().await);
     let routes = RoutesDir::new();
@@ -67,7 +75,7 @@ async fn chat(ws_extra: &str, tls_extra: &str) -> Chat {
         "chat.yaml",
         &tls_route(&ca, http_be.addr, ws.addr, ws_extra, tls_extra),
     );
-    let gw = start(routes.path()).await;
+    let gw = start_with(&routes, tweak).await;
     Chat {
         ca,
         ws,
@@ -520,28 +528,19 @@ async fn hsts_on_https_answers_only() {
     let Chat {
         ca, gw, _routes, ..
     } = chat("", hsts).await;
-    let r = https(
-        gw.https_addr,
-        ca.client_config(),
-        request("GET", "chat.test", "/"),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        r.header("strict-transport-security"),
-        "max-age=31536000; includeSubDomains"
-    );
-    let r = https(
-        gw.https_addr,
-        ca.client_config(),
-        request("GET", "chat.test", "/status/404"),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        r.header("strict-transport-security"),
-        "max-age=31536000; includeSubDomains"
-    );
+    // Every https answer carries it, the backend's errors too.
+    for (path, status) in [
+        ("/", StatusCode::OK),
+        ("/status/404", StatusCode::NOT_FOUND),
+    ] {
+        let req = request("GET", "chat.test", path);
+        let r = https(gw.https_addr, ca.client_config(), req).await;
+        assert_eq!(r.status, status);
+        assert_eq!(
+            r.header("strict-transport-security"),
+            "max-age=31536000; includeSubDomains"
+        );
+    }
     // Plain HTTP gets the redirect, never the header (RFC 6797 §7.2).
     let r = http(gw.http_addr, request("GET", "chat.test", "/")).await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
@@ -592,17 +591,12 @@ async fn a_drain_closes_websockets_over_http2_with_1001() {
 
 #[tokio::test]
 async fn idle_http2_connections_get_a_goaway() {
-    let ca = TestCa::new();
-    let (http_be, ws_be) = (http_backend().await, ws_backend().await);
-    let routes = RoutesDir::new();
-    routes.write(
-        "chat.yaml",
-        &tls_route(&ca, http_be.addr, ws_be.addr, "", ""),
-    );
     // The first request must come within the header timeout (1 s in tests); later, a
     // connection with no stream open for h2_idle_timeout gets a GOAWAY.
-    let gw = start_with(&routes, |p| {
-        p.h2_idle_timeout = std::time::Duration::from_secs(1)
+    let Chat {
+        ca, gw, _routes, ..
+    } = chat_with("", "", |p| {
+        p.h2_idle_timeout = std::time::Duration::from_secs(1);
     })
     .await;
 
