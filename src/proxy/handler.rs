@@ -267,12 +267,16 @@ fn hash_key(balance: &Balance, headers: &HeaderMap, client: IpAddr) -> Option<u6
 #[derive(Clone, Copy)]
 struct Target<'a> {
     backend: &'a BackendSet,
-    route: &'a str,
+    route: &'a Arc<str>,
     metrics: Option<&'a RouteMetrics>,
 }
 
 impl<'a> Target<'a> {
-    fn new(backend: &'a BackendSet, route: &'a str, metrics: Option<&'a RouteMetrics>) -> Self {
+    fn new(
+        backend: &'a BackendSet,
+        route: &'a Arc<str>,
+        metrics: Option<&'a RouteMetrics>,
+    ) -> Self {
         Target {
             backend,
             route,
@@ -502,10 +506,9 @@ async fn upgrade_relay(
     let admission = match limits {
         None => None,
         Some((limits, rule, client)) => {
-            let route: Arc<str> = Arc::from(target.route);
             match shared
                 .limiter
-                .admit(&route, rule, client, limits, Instant::now())
+                .admit(target.route, rule, client, limits, Instant::now())
             {
                 Ok(a) => Some(a),
                 Err(refusal) => return (too_many(refusal), None, "limited"),
@@ -601,7 +604,7 @@ async fn upgrade_relay(
     }
 
     let token = shared.relays.token();
-    let metrics = shared.metrics.route(&Arc::from(target.route));
+    let metrics = shared.metrics.route(target.route);
     let closes = shared.metrics.ws_closes.clone();
     // The connection gets its own log line when it ends; the 101 keeps the request's.
     let ws_access = access.as_ref().map(|a| AccessRecord {
