@@ -468,3 +468,58 @@ impl Drop for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::BackendSet;
+
+    /// A backend that accepts connections and holds them open (enough for a pooled sender).
+    async fn listener() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = l.accept().await {
+                held.push(tcp);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_drops_expired_idle_connections_and_checkout_prefers_fresh_ones() {
+        let pool = Upstreams::new(
+            HealthPolicy::default(),
+            prometheus::IntCounter::new("x", "x").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let addr = listener().await;
+        let backend = BackendSet::new("b", vec![addr]);
+        let endpoint = &backend.endpoints()[0];
+        let key = PoolKey::new(&backend, endpoint);
+        for _ in 0..2 {
+            let sender = pool
+                .handshake_h1(&backend, endpoint)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            pool.checkin(key, sender);
+        }
+        // Age the older one past the idle limit.
+        {
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let list = idle.get_mut(&key).unwrap_or_else(|| panic!("no list"));
+            assert_eq!(list.len(), 2);
+            list[0].since = Instant::now()
+                .checked_sub(POOL_IDLE * 2)
+                .unwrap_or_else(Instant::now);
+        }
+        pool.sweep();
+        assert_eq!(pool.idle.lock().map(|m| m[&key].len()).unwrap_or(0), 1);
+        assert!(pool.checkout(key).await.is_some());
+        // Taken: the list is gone, and a sweep of an empty pool keeps it empty.
+        pool.sweep();
+        assert!(pool.idle.lock().map(|m| m.is_empty()).unwrap_or(false));
+    }
+}
