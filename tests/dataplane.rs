@@ -98,21 +98,28 @@ async fn h2_connection(
     sender
 }
 
+/// An RFC 8441 extended CONNECT for a WebSocket on `chat.test`.
+fn extended_connect(path: &str, origin: &str) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://chat.test{path}"))
+        .header("sec-websocket-version", "13")
+        .header("origin", origin)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    req
+}
+
 /// Opens a WebSocket with an extended CONNECT on an HTTP/2 connection.
 async fn h2_websocket(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     path: &str,
 ) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
-    let mut req = Request::builder()
-        .method(Method::CONNECT)
-        .uri(format!("https://chat.test{path}"))
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-protocol", "chat, superchat")
-        .header("origin", "https://chat.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    req.extensions_mut()
-        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut req = extended_connect(path, "https://chat.test");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "chat, superchat".parse().unwrap());
     let resp = within("extended CONNECT", sender.send_request(req))
         .await
         .unwrap();
@@ -308,15 +315,7 @@ async fn allowed_origins_guard_upgrades() {
     }
     // Over HTTP/2 the same check applies.
     let mut sender = h2_connection(&gw, &ca).await;
-    let mut req = Request::builder()
-        .method(Method::CONNECT)
-        .uri("https://chat.test/ws")
-        .header("sec-websocket-version", "13")
-        .header("origin", "https://evil.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    req.extensions_mut()
-        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let req = extended_connect("/ws", "https://evil.test");
     let resp = within("CONNECT", sender.send_request(req)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let m = scrape(gw.admin_addr).await;
