@@ -1,6 +1,6 @@
 //! Data-plane micro-benchmarks: host + path lookup in a table of 10,000 routes (exact and
 //! wildcard hosts, mixed case and ports as clients send them), the whole per-request decision,
-//! and WebSocket upgrade detection.
+//! WebSocket upgrade detection, and the header rewrite of a forwarded request.
 //!
 //! `cargo bench --bench hot_path`
 
@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde::Deserialize;
 use wsgate::api::WebSocketRoute;
 use wsgate::proxy::decide::{DecideConfig, Listener, RequestFacts, decide};
-use wsgate::proxy::headers::is_websocket_upgrade;
+use wsgate::proxy::headers::{Forwarded, is_websocket_upgrade, prepare_request};
 use wsgate::table::{HostBuf, Snapshot, compile, normalize_host};
 
 fn table() -> wsgate::table::RouteTable {
@@ -86,6 +86,31 @@ fn main() {
     });
     c.bench_function("upgrade detection: normal request", |b| {
         b.iter(|| black_box(is_websocket_upgrade(black_box(&plain))))
+    });
+    // What curl sends, as a request arrives from a client.
+    let mut curl = HeaderMap::new();
+    curl.insert("host", HeaderValue::from_static("chat.example.com"));
+    curl.insert("user-agent", HeaderValue::from_static("curl/7.88.1"));
+    curl.insert("accept", HeaderValue::from_static("*/*"));
+    let peer_value = HeaderValue::from_static("192.0.2.1");
+    let host = HeaderValue::from_static("chat.example.com");
+    let fwd = Forwarded {
+        peer: [192, 0, 2, 1].into(),
+        peer_value: &peer_value,
+        client_value: &peer_value,
+        proto: "https",
+        host: Some(&host),
+        port: 443,
+    };
+    c.bench_function("request headers for the backend: curl-like request", |b| {
+        b.iter_batched(
+            || curl.clone(),
+            |mut h| {
+                prepare_request(&mut h, false, &fwd);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     c.final_summary();
 }

@@ -45,6 +45,11 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: a scan of the few names present is cheaper than hashing seven
+    // lookups (`Connection` is in the list, so its named headers are covered too).
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -69,6 +74,8 @@ pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'
         headers.insert(header::UPGRADE, value);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    // Up to five headers follow: one growth of the map instead of several.
+    headers.reserve(5);
     let peer = || fwd.peer_value.clone();
     // X-Forwarded-For is appended to (as nginx's $proxy_add_x_forwarded_for does), so a chain
     // of proxies stays visible; the others describe this hop and are overwritten.
