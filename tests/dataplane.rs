@@ -546,6 +546,85 @@ async fn hsts_on_https_answers_only() {
     assert_eq!(r.header("strict-transport-security"), "");
 }
 
+/// A client config trusting `ca` that offers `suites` in this order.
+fn ordered_suites(
+    ca: &TestCa,
+    suites: Vec<rustls::SupportedCipherSuite>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..rustls::crypto::ring::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test]
+async fn cipher_suites_in_wsgate_order_unless_chacha_first_and_sessions_resume() {
+    use rustls::CipherSuite as C;
+    use rustls::crypto::ring::cipher_suite as cs;
+    use rustls::version::{TLS12, TLS13};
+    let Chat {
+        ca, gw, _routes, ..
+    } = chat("", "").await;
+    let suite = |io: &tokio_rustls::client::TlsStream<TcpStream>| {
+        io.get_ref().1.negotiated_cipher_suite().map(|s| s.suite())
+    };
+    // OpenSSL's default order (curl, Node, Python) puts AES-256 first: wsgate picks AES-128.
+    let openssl_like = ordered_suites(
+        &ca,
+        vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_128_GCM_SHA256,
+        ],
+        &[&TLS13],
+    );
+    let io = tls(gw.https_addr, "chat.test", openssl_like.clone()).await;
+    assert_eq!(suite(&io), Some(C::TLS13_AES_128_GCM_SHA256));
+    // The session tickets it was sent let the next connection skip the full handshake.
+    let r = send(io, request("GET", "chat.test", "/")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let again = tls(gw.https_addr, "chat.test", openssl_like).await;
+    assert_eq!(
+        again.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    // A client without AES instructions puts ChaCha20 first and keeps it.
+    let chacha_first = ordered_suites(
+        &ca,
+        vec![
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+        ],
+        &[&TLS13],
+    );
+    let io = tls(gw.https_addr, "chat.test", chacha_first).await;
+    assert_eq!(suite(&io), Some(C::TLS13_CHACHA20_POLY1305_SHA256));
+    // TLS 1.2 follows the same order.
+    let tls12 = ordered_suites(
+        &ca,
+        vec![
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ],
+        &[&TLS12],
+    );
+    let io = tls(gw.https_addr, "chat.test", tls12).await;
+    assert_eq!(suite(&io), Some(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256));
+}
+
 #[tokio::test]
 async fn a_drain_closes_websockets_over_http2_with_1001() {
     let Chat {

@@ -36,11 +36,12 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::server::Acceptor;
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use crate::admin::Metrics;
 use crate::table::{HealthPolicy, HostBuf, RouteTable, normalize_host};
@@ -136,7 +137,7 @@ impl ProxyError {
 pub struct Proxy {
     http: TcpListener,
     https: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: tls::ServerConfigs,
     shared: Arc<Shared>,
     builders: Builders,
     tls_handshake_timeout: Duration,
@@ -174,7 +175,7 @@ impl Proxy {
         let http = bind(config.http_listen).await?;
         let https = bind(config.https_listen).await?;
         let resolver = tls::SniResolver::new(table.clone(), default_cert);
-        let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver)?));
+        let tls = tls::server_configs(resolver)?;
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -213,7 +214,7 @@ impl Proxy {
         Ok(Proxy {
             http,
             https,
-            acceptor,
+            tls,
             shared,
             builders: Builders { http1, http2 },
             tls_handshake_timeout: config.tls_handshake_timeout,
@@ -251,7 +252,7 @@ impl Proxy {
             idle: self.h2_idle,
         };
         let plain = tokio::spawn(accept_loop(self.http, None, serving.clone()));
-        let secure = tokio::spawn(accept_loop(self.https, Some(self.acceptor), serving));
+        let secure = tokio::spawn(accept_loop(self.https, Some(self.tls), serving));
         shutdown.await;
         let deadline = tokio::time::Instant::now() + drain.timeout;
         // Keep accepting while endpoints controllers and load balancers notice /readyz.
@@ -316,7 +317,7 @@ struct Serving {
     idle: (Duration, Duration),
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, serving: Serving) {
+async fn accept_loop(listener: TcpListener, tls: Option<tls::ServerConfigs>, serving: Serving) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let mut stop = serving.stop.clone();
     loop {
@@ -336,7 +337,7 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, servi
         let _ = tcp.set_nodelay(true);
         let token = serving.conns.token();
         let serving = serving.clone();
-        let acceptor = acceptor.clone();
+        let configs = tls.clone();
         tokio::spawn(async move {
             let _token = token;
             let Some((io, peer)) = client_stream(tcp, peer, &serving).await else {
@@ -350,13 +351,13 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, servi
                 sni,
                 activity: h2.then(Activity::default),
             };
-            match acceptor {
+            match configs {
                 None => serve_connection(io, info(false, None, false), &serving).await,
-                Some(acceptor) => {
+                Some(configs) => {
                     let shared = &serving.shared;
                     let limit = serving.handshake_timeout;
                     let Some((tls, sni)) =
-                        handshake(&acceptor, io, peer, limit, &shared.metrics).await
+                        handshake(&configs, io, peer, limit, &shared.metrics).await
                     else {
                         return;
                     };
@@ -399,13 +400,19 @@ async fn client_stream(
 }
 
 async fn handshake(
-    acceptor: &TlsAcceptor,
+    configs: &tls::ServerConfigs,
     io: ClientTcp,
     peer: SocketAddr,
     limit: Duration,
     metrics: &Metrics,
 ) -> Option<(tokio_rustls::server::TlsStream<ClientTcp>, Option<Box<str>>)> {
-    let outcome = tokio::time::timeout(limit, acceptor.accept(io)).await;
+    // The config is picked once the ClientHello is in (see `ServerConfigs::for_hello`).
+    let accept = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
+        let config = configs.for_hello(&start.client_hello());
+        start.into_stream(config).await
+    };
+    let outcome = tokio::time::timeout(limit, accept).await;
     let result = match &outcome {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
