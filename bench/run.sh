@@ -200,6 +200,18 @@ pids_of() {
 }
 rss_kib() { local t=0; for p in $(pids_of "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
 cpu_ticks() { local t=0; for p in $(pids_of "$1"); do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
+# User and system ticks of a proxy's processes, "user sys".
+cpu_split() { local u=0 s=0 a b; for p in $(pids_of "$1"); do read -r a b < <(awk '{print $14, $15}' /proc/$p/stat 2>/dev/null || echo 0 0); u=$((u + a)); s=$((s + b)); done; echo "$u $s"; }
+# Busy and total ticks of each core, "busy0 total0 busy1 total1": which side of the bench was
+# the bottleneck (a load-generator core at 100 % caps every proxy alike).
+cores() { awk '/^cpu[01] /{printf "%d %d ", $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+# Records the proxy's and the load generator's core busy % of one phase, from two cores() samples.
+record_cores() {
+  local phase=$1 b0 t0 b1 t1 a0 u0 a1 u1; shift
+  read -r b0 t0 b1 t1 a0 u0 a1 u1 <<<"$*"
+  record "$proxy" "core0_busy_$phase" "$(awk -v b=$((a0 - b0)) -v t=$((u0 - t0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }')"
+  record "$proxy" "core1_busy_$phase" "$(awk -v b=$((a1 - b1)) -v t=$((u1 - t1)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }')"
+}
 ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
 jget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
@@ -242,18 +254,30 @@ for round in $(seq "$ROUNDS"); do
   for proxy in $PROXIES; do
     port=$(port_of "$proxy")
     url="https://127.0.0.1:$port/"
+    c_before=$(cores); s_before=$(cpu_split "$proxy")
     out=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" --latency -H 'Host: bench.test' "$url")
+    c_after=$(cores); s_after=$(cpu_split "$proxy")
     record "$proxy" "https_rps" "$(echo "$out" | awk '/Requests\/sec/{print $2}')"
+    reqs=$(echo "$out" | awk '/requests in/{print $1}')
+    read -r u0 k0 u1 k1 <<<"$s_before $s_after"
+    record "$proxy" "https_user_us_per_req" "$(awk -v t=$((u1 - u0)) -v hz="$hz" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz / n * 1e6 }')"
+    record "$proxy" "https_sys_us_per_req" "$(awk -v t=$((k1 - k0)) -v hz="$hz" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz / n * 1e6 }')"
+    record_cores https $c_before $c_after
     record "$proxy" "https_p50_ms" "$(ms "$(echo "$out" | awk '$1=="50%"{print $2}')")"
     record "$proxy" "https_p99_ms" "$(ms "$(echo "$out" | awk '$1=="99%"{print $2}')")"
     out=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" -H 'Host: bench.test' -H 'Connection: close' "$url")
     record "$proxy" "new_tls_per_s" "$(echo "$out" | awk '/Requests\/sec/{print $2}')"
+    c_before=$(cores); before=$(cpu_ticks "$proxy")
     out=$(taskset -c 1 $bin/examples/wsload connect --tls --connect 127.0.0.1:$port --host bench.test --concurrency 50 --seconds "$SECS")
+    c_after=$(cores); after=$(cpu_ticks "$proxy")
     record "$proxy" "new_wss_per_s" "$(jget "$out" conns_per_sec)"
+    record "$proxy" "new_wss_cpu_us" "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$(jget "$out" connections)" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')"
+    record_cores new_wss $c_before $c_after
     for conns in 100 1000; do
-      before=$(cpu_ticks "$proxy")
+      c_before=$(cores); before=$(cpu_ticks "$proxy")
       out=$(taskset -c 1 $bin/examples/wsload echo --tls --connect 127.0.0.1:$port --host bench.test --conns $conns --seconds "$SECS")
-      after=$(cpu_ticks "$proxy")
+      c_after=$(cores); after=$(cpu_ticks "$proxy")
+      record_cores "echo_$conns" $c_before $c_after
       record "$proxy" "ws_p50_ms_$conns" "$(jget "$out" p50_ms)"
       record "$proxy" "ws_p99_ms_$conns" "$(jget "$out" p99_ms)"
       if [ "$conns" = 100 ]; then
@@ -283,6 +307,12 @@ labels = {
     "ws_p50_ms_1000": "WS echo p50 ms (1000 conns)", "ws_p99_ms_1000": "WS echo p99 ms (1000 conns)",
     "rss_kib_per_idle_wss": "RSS KiB per idle WSS conn", "idle_wss_opened": "idle WSS conns held",
     "cpu_s_per_million_msgs": "CPU s per million WS msgs (100 conns)",
+    "https_user_us_per_req": "HTTPS CPU us per request, user", "https_sys_us_per_req": "HTTPS CPU us per request, kernel",
+    "new_wss_cpu_us": "CPU us per new WSS conn",
+    "core0_busy_https": "proxy core busy % (HTTPS)", "core1_busy_https": "load core busy % (HTTPS)",
+    "core0_busy_new_wss": "proxy core busy % (new WSS)", "core1_busy_new_wss": "load core busy % (new WSS)",
+    "core0_busy_echo_100": "proxy core busy % (echo 100)", "core1_busy_echo_100": "load core busy % (echo 100)",
+    "core0_busy_echo_1000": "proxy core busy % (echo 1000)", "core1_busy_echo_1000": "load core busy % (echo 1000)",
 }
 peers = [p for p in proxies if p != "wsgate"]
 header = ["metric"] + proxies + [f"wsgate/{p}" for p in peers]
