@@ -41,7 +41,7 @@ impl ResolvesServerCert for SniResolver {
 
 /// Cipher suites in wsgate's order of preference (Mozilla's "intermediate" order): AES-128-GCM
 /// first. With a client-ordered server, every OpenSSL- or rustls-based client (curl, Node,
-/// Python, Go's second choice) would get AES-256-GCM-SHA384, whose SHA-384 key schedule has no
+/// Python) would get AES-256-GCM-SHA384, whose SHA-384 key schedule has no
 /// hardware help in ring on AMD CPUs: a full handshake costs ~10 % more CPU than with SHA-256.
 fn suites() -> Vec<SupportedCipherSuite> {
     use rustls::crypto::ring::cipher_suite as cs;
@@ -74,7 +74,8 @@ impl ServerConfigs {
     /// no AES instructions (older phones), and AES would cost it far more than ChaCha20: it
     /// keeps its order, as Go and BoringSSL servers do.
     pub fn for_hello(&self, hello: &ClientHello<'_>) -> Arc<rustls::ServerConfig> {
-        if prefers_chacha(hello.cipher_suites()) {
+        let ours = &self.ours.crypto_provider().cipher_suites;
+        if prefers_chacha(hello.cipher_suites(), ours) {
             self.theirs.clone()
         } else {
             self.ours.clone()
@@ -82,10 +83,9 @@ impl ServerConfigs {
     }
 }
 
-/// Whether the first of `offered` that wsgate supports is a ChaCha20-Poly1305 suite. Unknown
-/// values (GREASE, suites we lack) are skipped.
-fn prefers_chacha(offered: &[CipherSuite]) -> bool {
-    let ours = suites();
+/// Whether the first of `offered` that is in `ours` is a ChaCha20-Poly1305 suite. Unknown values
+/// (GREASE, suites we lack) are skipped.
+fn prefers_chacha(offered: &[CipherSuite], ours: &[SupportedCipherSuite]) -> bool {
     offered
         .iter()
         .find(|c| ours.iter().any(|s| s.suite() == **c))
@@ -128,6 +128,8 @@ mod tests {
     fn chacha_first_clients_keep_their_order_others_get_ours() {
         use CipherSuite as C;
         let grease = C::Unknown(0x0a0a);
+        let ours = suites();
+        let prefers_chacha = |offered: &[CipherSuite]| prefers_chacha(offered, &ours);
         // Chrome on a phone without AES instructions.
         assert!(prefers_chacha(&[
             grease,
