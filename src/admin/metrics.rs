@@ -7,7 +7,6 @@
 //! `wsgate_http_requests_total{route,code}` resolves its child per request (a shared read lock
 //! inside the prometheus crate, not a mutex).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -15,6 +14,8 @@ use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
+
+use crate::table::FnvMap;
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
@@ -61,7 +62,7 @@ pub struct Metrics {
     pub kube_watch_events: IntCounterVec,
     /// `wsgate_leader` (controller mode): 1 while this replica leads.
     pub leader: IntGauge,
-    by_route: ArcSwap<HashMap<Arc<str>, Arc<RouteMetrics>>>,
+    by_route: ArcSwap<FnvMap<Arc<str>, Arc<RouteMetrics>>>,
     insert: Mutex<()>,
     no_route: Arc<str>,
 }
@@ -274,7 +275,7 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| unreachable!("{e}")),
             ),
-            by_route: ArcSwap::from_pointee(HashMap::new()),
+            by_route: ArcSwap::from_pointee(FnvMap::default()),
             insert: Mutex::new(()),
             no_route: Arc::from(NO_ROUTE),
             registry: r,
@@ -309,7 +310,7 @@ impl Metrics {
             common_codes: Default::default(),
             requests: self.http_requests.clone(),
         });
-        let mut next = HashMap::clone(&current);
+        let mut next = FnvMap::clone(&current);
         next.insert(route.clone(), m.clone());
         self.by_route.store(Arc::new(next));
         m

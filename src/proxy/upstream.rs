@@ -5,7 +5,7 @@
 //! be retried on another endpoint; a pooled connection that turns out to be closed hands the
 //! request back (hyper's `try_send_request`) and a fresh connection is opened.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::table::{ActiveGuard, BackendSet, BackendTlsEntry, Endpoint, HealthPolicy};
+use crate::table::{ActiveGuard, BackendSet, BackendTlsEntry, Endpoint, FnvMap, HealthPolicy};
 
 /// How long to wait for a backend TCP connection (and its TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,8 +162,8 @@ impl IdleConn {
 /// Backend connections of one proxy.
 pub(crate) struct Upstreams {
     /// Most recently returned at the back.
-    idle: Mutex<HashMap<PoolKey, VecDeque<IdleConn>>>,
-    h2: Mutex<HashMap<PoolKey, http2::SendRequest<Incoming>>>,
+    idle: Mutex<FnvMap<PoolKey, VecDeque<IdleConn>>>,
+    h2: Mutex<FnvMap<PoolKey, http2::SendRequest<Incoming>>>,
     health: HealthPolicy,
     ejections: prometheus::IntCounter,
     epoch: Instant,

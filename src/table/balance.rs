@@ -119,10 +119,12 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     })
 }
 
-/// FNV-1a as a `Hasher`, for maps keyed by endpoint addresses (a changed endpoint list looks
-/// up each of its addresses; SipHash cost more than the rest of that). The keys come from
-/// EndpointSlices, which only the cluster's own controllers write, so flooding attacks are not
-/// a concern here.
+/// FNV-1a as a `Hasher`, for maps on hot paths: endpoint addresses (a changed endpoint list
+/// looks up each of its addresses; SipHash cost more than the rest of that), hostnames, route
+/// names and backend pool keys (each request looks up one of each). The keys come from routes
+/// and EndpointSlices, which only the cluster's operators and controllers write; a client can
+/// only look keys up, which no choice of key can make slow, so flooding attacks are not a
+/// concern here.
 #[derive(Debug, Clone, Copy)]
 pub struct FnvHasher(u64);
 
@@ -144,9 +146,11 @@ impl std::hash::Hasher for FnvHasher {
     }
 }
 
+/// A `HashMap` hashed with [`FnvHasher`].
+pub type FnvMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
+
 /// A map keyed by endpoint address.
-pub type AddrMap<V> =
-    std::collections::HashMap<SocketAddr, V, std::hash::BuildHasherDefault<FnvHasher>>;
+pub type AddrMap<V> = FnvMap<SocketAddr, V>;
 
 /// The hash of an endpoint address, computed once at compile time.
 pub(super) fn hash_addr(addr: SocketAddr) -> u64 {

@@ -13,7 +13,7 @@ mod origin;
 mod tls;
 mod upstream_tls;
 
-pub use balance::{ActiveGuard, Balance, EndpointState, HashKey, HealthPolicy, hash_bytes};
+pub use balance::{ActiveGuard, Balance, EndpointState, FnvMap, HashKey, HealthPolicy, hash_bytes};
 pub use compile::{
     CompileCache, Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile, compile_with,
 };
@@ -23,7 +23,6 @@ pub use origin::{OriginPattern, origin_allowed};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
 pub use upstream_tls::{BackendTlsEntry, backend_client_config};
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -38,9 +37,9 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, Default)]
 pub struct RouteTable {
     /// Exact hostnames, lowercase.
-    exact: HashMap<Box<str>, HostEntry>,
+    exact: FnvMap<Box<str>, HostEntry>,
     /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
-    wildcard: HashMap<Box<str>, HostEntry>,
+    wildcard: FnvMap<Box<str>, HostEntry>,
     routes: Vec<Arc<CompiledRoute>>,
     certificates: Vec<CertificateInfo>,
 }
