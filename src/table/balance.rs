@@ -122,9 +122,9 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 /// FNV-1a as a `Hasher`, for maps on hot paths: endpoint addresses (a changed endpoint list
 /// looks up each of its addresses; SipHash cost more than the rest of that), hostnames, route
 /// names and backend pool keys (each request looks up one of each). The keys come from routes
-/// and EndpointSlices, which only the cluster's operators and controllers write; a client can
-/// only look keys up, which no choice of key can make slow, so flooding attacks are not a
-/// concern here.
+/// and EndpointSlices, which only the cluster's operators and controllers write. A client only
+/// looks keys up, and a lookup costs at most the longest probe chain that the stored keys made,
+/// so flooding attacks (which need colliding keys inserted) are not a concern here.
 #[derive(Debug, Clone, Copy)]
 pub struct FnvHasher(u64);
 
