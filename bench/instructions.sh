@@ -7,9 +7,11 @@
 #   PROXIES=wsgate WSGATE=/tmp/old-wsgate bench/instructions.sh   # another wsgate build
 #
 # Same job and configuration as bench/run.sh (bench/lib.sh). Each proxy runs alone under
-# callgrind on CPU 0, wrk and the backend on CPU 1; counters are zeroed after a warm-up (TLS
-# handshakes, pools, caches) and dumped after SECS seconds of load. Kernel time is not counted:
-# bench/run.sh reports it (every proxy spends about the same there).
+# callgrind on CPU 0, wrk and the backend on CPU 1. After a warm-up (pools, caches), two loads of
+# different lengths are counted separately; each opens the same 50 connections (TLS handshakes
+# included), so the difference between the two counts divided by the difference in requests is
+# the cost of a request alone. Kernel time is not counted: bench/run.sh reports it (every proxy
+# spends about the same there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}
@@ -42,14 +44,18 @@ for proxy in $PROXIES; do
   wait_port "$port"
   load 3 "$port" >/dev/null
   callgrind_control -z "$vg" >/dev/null 2>&1
-  out=$(load "$SECS" "$port")
-  callgrind_control -d "$vg" >/dev/null 2>&1
-  dump="$work/cg.$proxy.$vg.1"
-  for _ in $(seq 100); do [ -s "$dump" ] && break; sleep 0.1; done
-  requests=$(echo "$out" | awk '/requests in/{print $1}')
-  total=$(awk '/^(summary|totals):/{print $2; exit}' "$dump")
-  per_request[$proxy]=$((total / requests))
-  echo "$proxy: $requests requests, ${per_request[$proxy]} user instructions per request"
+  counts=()
+  for window in 1 2; do
+    secs=$((window == 1 ? 2 : SECS + 2))
+    out=$(load "$secs" "$port")
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    dump="$work/cg.$proxy.$vg.$window"
+    for _ in $(seq 100); do [ -s "$dump" ] && break; sleep 0.1; done
+    counts+=("$(echo "$out" | awk '/requests in/{print $1}')" "$(awk '/^(summary|totals):/{print $2; exit}' "$dump")")
+  done
+  requests=$((counts[2] - counts[0]))
+  per_request[$proxy]=$(((counts[3] - counts[1]) / requests))
+  echo "$proxy: ${counts[0]} and ${counts[2]} requests, ${per_request[$proxy]} user instructions per request"
   kill "$vg" 2>/dev/null || true
   wait "$vg" 2>/dev/null || true
 done
