@@ -41,8 +41,8 @@ impl ResolvesServerCert for SniResolver {
 
 /// Cipher suites in wsgate's order of preference (Mozilla's "intermediate" order): AES-128-GCM
 /// first. With a client-ordered server, every OpenSSL- or rustls-based client (curl, Node,
-/// Python) would get AES-256-GCM-SHA384, whose SHA-384 key schedule has no
-/// hardware help in ring on AMD CPUs: a full handshake costs ~10 % more CPU than with SHA-256.
+/// Python) would get AES-256-GCM-SHA384, whose SHA-384 key schedule has no hardware help in ring
+/// on AMD CPUs: a full handshake costs ~10 % more CPU than with SHA-256.
 fn suites() -> Vec<SupportedCipherSuite> {
     use rustls::crypto::ring::cipher_suite as cs;
     vec![
