@@ -27,7 +27,13 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
+  # A few seconds to exit cleanly, then whatever is left is killed.
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   pkill -f "varnishd.*$work" 2>/dev/null || true
   rm -rf "$work"
@@ -161,7 +167,8 @@ VCL
 # Each proxy's command line; the HTTPS ports are 9202 (wsgate), 9302 (nginx), 9402 (HAProxy),
 # 9502 (stunnel, in front of Varnish on 9510).
 wsgate_cmd=("$bin/wsgate" run --routes "$work/routes" --http-listen 127.0.0.1:9201
-  --https-listen 127.0.0.1:9202 --admin-listen 127.0.0.1:9203 --access-log=false --log-level warn)
+  --https-listen 127.0.0.1:9202 --admin-listen 127.0.0.1:9203 --access-log=false --log-level warn
+  --drain-delay 0s)
 nginx_cmd=(nginx -c "$work/nginx.conf" -g 'daemon off;')
 haproxy_cmd=(haproxy -f "$work/haproxy.cfg" -db)
 stunnel_cmd=("$(command -v stunnel4 || command -v stunnel)" "$work/stunnel.conf")
