@@ -290,6 +290,20 @@ impl<'a> Target<'a> {
         }
         bad_gateway(self.route, addr, why)
     }
+
+    /// After a failed connect to `failed`: whether to try once more, on another endpoint (the
+    /// request never left). Only the first failure is retried, and only when there is another
+    /// endpoint; `exclude` then holds the failed one, and the retry is counted.
+    fn retry_elsewhere(&self, failed: SocketAddr, exclude: &mut Option<SocketAddr>) -> bool {
+        if exclude.is_some() || self.backend.endpoints().len() <= 1 {
+            return false;
+        }
+        if let Some(m) = self.metrics {
+            m.retries.inc();
+        }
+        *exclude = Some(failed);
+        true
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -411,13 +425,9 @@ async fn forward(
                 }
                 Err(SendError::Connect(e, back)) => {
                     let failed = target.connect_failed(endpoint.addr, &e);
-                    // One retry, on another endpoint, for requests that may be repeated: the
-                    // request never left, so its body is still unread.
-                    if retry && exclude.is_none() && target.backend.endpoints().len() > 1 {
-                        if let Some(m) = target.metrics {
-                            m.retries.inc();
-                        }
-                        exclude = Some(endpoint.addr);
+                    // Requests that may be repeated (the request never left, so its body is
+                    // still unread).
+                    if retry && target.retry_elsewhere(endpoint.addr, &mut exclude) {
                         req = *back;
                         continue;
                     }
@@ -559,11 +569,7 @@ async fn upgrade_relay(
             Ok(io) => break (endpoint, io),
             Err(e) => {
                 let failed = target.connect_failed(endpoint.addr, &e);
-                if exclude.is_none() && target.backend.endpoints().len() > 1 {
-                    if let Some(m) = target.metrics {
-                        m.retries.inc();
-                    }
-                    exclude = Some(endpoint.addr);
+                if target.retry_elsewhere(endpoint.addr, &mut exclude) {
                     continue;
                 }
                 return (failed, Some(endpoint.addr), "backend_error");
