@@ -181,7 +181,7 @@ pub(crate) async fn handle(
             route,
         } => {
             let key = hash_key(&backend.balance, req.headers(), client);
-            let target = Target::new(&backend, &route.id, route_metrics.as_deref());
+            let target = Target::new(&backend, &route.id, route_metrics.as_ref());
             let (resp, addr) = forward(&shared, req, target, timeout, &fwd, key).await;
             if let Some(a) = access.as_mut() {
                 a.backend = addr;
@@ -195,7 +195,7 @@ pub(crate) async fn handle(
             route,
         } => {
             let key = hash_key(&backend.balance, req.headers(), client);
-            let target = Target::new(&backend, &route.id, route_metrics.as_deref());
+            let target = Target::new(&backend, &route.id, route_metrics.as_ref());
             let upgrade = UpgradeRequest {
                 req,
                 extended_connect,
@@ -268,14 +268,14 @@ fn hash_key(balance: &Balance, headers: &HeaderMap, client: IpAddr) -> Option<u6
 struct Target<'a> {
     backend: &'a BackendSet,
     route: &'a Arc<str>,
-    metrics: Option<&'a RouteMetrics>,
+    metrics: Option<&'a Arc<RouteMetrics>>,
 }
 
 impl<'a> Target<'a> {
     fn new(
         backend: &'a BackendSet,
         route: &'a Arc<str>,
-        metrics: Option<&'a RouteMetrics>,
+        metrics: Option<&'a Arc<RouteMetrics>>,
     ) -> Self {
         Target {
             backend,
@@ -610,7 +610,11 @@ async fn upgrade_relay(
     }
 
     let token = shared.relays.token();
-    let metrics = shared.metrics.route(target.route);
+    // The route's handles, looked up once per request by `handle`.
+    let metrics = match target.metrics {
+        Some(m) => m.clone(),
+        None => shared.metrics.route(target.route),
+    };
     let closes = shared.metrics.ws_closes.clone();
     // The connection gets its own log line when it ends; the 101 keeps the request's.
     let ws_access = access.as_ref().map(|a| AccessRecord {
