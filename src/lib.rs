@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod model;
 pub mod demo;
 pub mod gateway;
 pub mod proxy;

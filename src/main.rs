@@ -327,15 +327,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Option<String> {
-    let route = snapshot.routes.iter().find(|r| {
-        r.metadata.name.as_deref() == Some(report.name.as_str())
-            && r.metadata.namespace.as_deref().unwrap_or("default") == report.namespace
+    let route = snapshot.routes.iter().flatten().find(|r| {
+        r.meta.name == report.name && r.meta.namespace == report.namespace
     })?;
-    Some(format!(
-        "{}/{}",
-        report.namespace,
-        route.spec.tls.as_ref()?.secret_name
-    ))
+    Some(format!("{}/{}", report.namespace, route.tls.as_ref()?.secret))
 }
 
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,
@@ -357,8 +352,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(FileObjects { routes, secrets }) => {
                 good_files += 1;
                 for route in routes {
-                    let ns = route.metadata.namespace.as_deref().unwrap_or("default");
-                    let id = format!("{ns}/{}", route.metadata.name.as_deref().unwrap_or(""));
+                    let id = format!("{}/{}", route.meta.namespace, route.meta.name);
                     if let Some(first) = file_of.get(&id) {
                         failed = true;
                         println!(
@@ -369,7 +363,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     file_of.insert(id, file.clone());
-                    snapshot.routes.push(route);
+                    snapshot.routes.push(Ok(route));
                 }
                 snapshot.secrets.extend(secrets);
             }

@@ -1,15 +1,16 @@
-//! The `WebSocketRoute` custom resource (group `wsgate.dev`, version `v1alpha1`) and its
-//! validation.
+//! The `WebSocketRoute` custom resource (group `wsgate.dev`, version `v1alpha1`) and its one
+//! translate step into the route model ([`translate`]).
 //!
-//! This module depends on nothing else in the crate: the table, the sources and the CLI all
-//! build on these types. Field names are part of the public API (users write them in YAML), so
-//! they never change within a version.
+//! Depends on [`crate::model`] only: the sources translate objects here, and the table
+//! compiles only what comes out. Field names are part of the public API (users write them in
+//! YAML), so they never change within a version.
 
 mod duration;
-mod validate;
+mod translate;
 
+pub use crate::model::FieldError;
 pub use duration::{DurationError, parse_duration};
-pub use validate::{FieldError, normalize_path_prefix, validate};
+pub use translate::{route_meta, translate, validate};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;

@@ -8,10 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::table::{
-    BackendSet, ClientLimits, CompiledRoute, HostBuf, HostRole, RouteTable, normalize_host,
-    origin_allowed,
-};
+use crate::model::{ClientLimits, origin_allowed};
+use crate::table::{BackendSet, CompiledRoute, HostBuf, HostRole, RouteTable, normalize_host};
 
 /// Which listener a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,8 @@ use super::tracker::Tracker;
 use super::upstream::{SendError, UpstreamBody, Upstreams};
 use crate::admin::Metrics;
 use crate::admin::metrics::{NO_ROUTE, RouteMetrics};
-use crate::table::{BackendSet, Balance, ClientLimits, HashKey, RouteTable, hash_bytes};
+use crate::model::{Balance, ClientLimits, HashKey};
+use crate::table::{BackendSet, RouteTable, hash_bytes};
 
 /// Response body: a backend's streamed body, or one of ours.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::table::ClientLimits;
+use crate::model::ClientLimits;
 
 /// Default number of tracked clients (about 100 bytes each).
 pub const DEFAULT_CAPACITY: usize = 100_000;

@@ -14,7 +14,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
-use crate::api::{WebSocketRoute, validate};
+use crate::api::{WebSocketRoute, translate};
+use crate::model::Route;
 use crate::table::{Snapshot, TlsSecret, self_signed};
 
 /// One problem in one file.
@@ -40,8 +41,8 @@ impl fmt::Display for LoadError {
 /// The objects one file holds.
 #[derive(Debug, Clone, Default)]
 pub struct FileObjects {
-    /// Routes, in document order.
-    pub routes: Vec<WebSocketRoute>,
+    /// Routes, translated, in document order.
+    pub routes: Vec<Route>,
     /// TLS Secrets, in document order.
     pub secrets: Vec<TlsSecret>,
 }
@@ -102,9 +103,9 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
     }
 }
 
-/// Deserializes and validates a route; unknown fields are errors, as with `kubectl apply`'s
+/// Deserializes and translates a route; unknown fields are errors, as with `kubectl apply`'s
 /// strict field validation, because a misspelt field would otherwise be silently ignored.
-fn parse_route(value: serde_yaml::Value) -> Result<WebSocketRoute, Vec<String>> {
+fn parse_route(value: serde_yaml::Value) -> Result<Route, Vec<String>> {
     let mut unknown = Vec::new();
     let _ = serde_ignored::deserialize(value.clone(), |path| unknown.push(field_path(&path)))
         .map(|r: WebSocketRoute| r);
@@ -124,11 +125,13 @@ fn parse_route(value: serde_yaml::Value) -> Result<WebSocketRoute, Vec<String>> 
         None | Some("") => problems.push("metadata.name: required".into()),
         Some(_) => {}
     }
-    problems.extend(validate(&route.spec).iter().map(ToString::to_string));
-    if problems.is_empty() {
-        Ok(route)
-    } else {
-        Err(problems)
+    match translate(&route) {
+        Ok(route) if problems.is_empty() => Ok(route),
+        Ok(_) => Err(problems),
+        Err(rejected) => {
+            problems.extend(rejected.problems.iter().map(ToString::to_string));
+            Err(problems)
+        }
     }
 }
 
@@ -286,7 +289,7 @@ impl FileSource {
         }
         let mut snapshot = Snapshot::default();
         for objects in self.last_good.values() {
-            snapshot.routes.extend(objects.routes.iter().cloned());
+            snapshot.routes.extend(objects.routes.iter().cloned().map(Ok));
             snapshot.secrets.extend(objects.secrets.iter().cloned());
         }
         let generated = self.fill_missing_secrets(&mut snapshot, &mut errors);
@@ -306,14 +309,9 @@ impl FileSource {
     ) -> Vec<String> {
         let mut made = Vec::new();
         let mut wanted: Vec<((String, String), Vec<String>)> = Vec::new();
-        for route in &snapshot.routes {
-            let Some(tls) = &route.spec.tls else { continue };
-            let ns = route
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            let key = (ns, tls.secret_name.clone());
+        for route in snapshot.routes.iter().flatten() {
+            let Some(tls) = &route.tls else { continue };
+            let key = (route.meta.namespace.clone(), tls.secret.clone());
             let provided = snapshot
                 .secrets
                 .iter()
@@ -321,8 +319,8 @@ impl FileSource {
             if provided {
                 continue;
             }
-            let mut names: Vec<String> = route.spec.hostnames.clone();
-            names.extend(route.spec.redirect_hostnames.iter().cloned());
+            let hosts = route.hostnames.iter().chain(&route.redirect_hostnames);
+            let names: Vec<String> = hosts.map(|h| h.as_str().to_string()).collect();
             match wanted.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, existing)) => existing.extend(names),
                 None => wanted.push((key, names)),

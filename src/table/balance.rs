@@ -8,31 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use http::HeaderName;
-
 use super::{BackendSet, Endpoint};
-
-/// How a backend spreads requests over its endpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Balance {
-    /// Each endpoint in turn.
-    RoundRobin,
-    /// Fewest in-flight requests and open relays, ties broken round robin.
-    LeastConnections,
-    /// Rendezvous hashing of a request key; requests without the key go round robin.
-    ConsistentHash(HashKey),
-}
-
-/// What consistent hashing hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    /// A request header's value.
-    Header(HeaderName),
-    /// A cookie's value.
-    Cookie(Box<str>),
-    /// The client IP.
-    SourceIp,
-}
+use crate::model::Balance;
 
 /// Passive health settings (from flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

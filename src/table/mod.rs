@@ -1,25 +1,30 @@
-//! The routing table: a pure compile of routes, TLS secrets and endpoints into an immutable
-//! [`RouteTable`], and the allocation-free lookups the proxy does on every request and every TLS
-//! handshake.
+//! The routing table: a pure compile of model routes, TLS secrets and endpoints into an
+//! immutable [`RouteTable`], and the allocation-free lookups the proxy does on every request and
+//! every TLS handshake.
 //!
-//! Depends on [`crate::api`] only. Nothing here performs I/O: sources hand in a [`Snapshot`],
-//! get back a table plus a [`RouteReport`] per route, and publish the table whole.
+//! Depends on [`crate::model`] only, never on a user-facing API: each API translates its objects
+//! into the model first. Nothing here performs I/O: sources hand in a [`Snapshot`], get back a
+//! table plus a [`RouteReport`] per route, and publish the table whole. Inside: `compile` (the
+//! route loop and conflicts), `backends` (a rule's backend set), `certs` (certificate cache),
+//! `shared` (per-endpoint state across compiles), `report` (what a compile says per route).
 
+mod backends;
 mod balance;
+mod certs;
 mod compile;
 mod endpoints;
 mod host;
-mod origin;
+mod report;
+mod shared;
 mod tls;
 mod upstream_tls;
 
-pub use balance::{ActiveGuard, Balance, EndpointState, FnvMap, HashKey, HealthPolicy, hash_bytes};
-pub use compile::{
-    CompileCache, Problem, ProblemKind, RouteReport, ServiceKey, Snapshot, compile, compile_with,
-};
+pub use balance::{ActiveGuard, EndpointState, FnvMap, HealthPolicy, hash_bytes};
+pub use certs::CertificateCache;
+pub use compile::{CompileCache, ServiceKey, Snapshot, compile, compile_with};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
-pub use origin::{OriginPattern, origin_allowed};
+pub use report::{Problem, ProblemKind, RouteReport};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
 pub use upstream_tls::{BackendTlsEntry, backend_client_config};
 
@@ -32,6 +37,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http::uri::Authority;
 use rustls::sign::CertifiedKey;
+
+use crate::model::{Balance, ClientLimits, OriginPattern};
 
 /// The live routing table, published whole through an `ArcSwap` and never mutated.
 #[derive(Debug, Default)]
@@ -133,17 +140,6 @@ pub struct WebSocketBackend {
     pub limits: Option<ClientLimits>,
 }
 
-/// Per-client WebSocket limits of a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientLimits {
-    /// Open connections per client.
-    pub max_connections: Option<u32>,
-    /// Sustained upgrades per second per client.
-    pub rate: Option<u32>,
-    /// Token bucket size (at least 1).
-    pub burst: u32,
-}
-
 /// The endpoints of one backend, with how to pick among them and how to talk to them.
 #[derive(Debug)]
 pub struct BackendSet {
@@ -200,9 +196,6 @@ impl Endpoint {
         }
     }
 }
-
-/// Default `http.timeout`.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl BackendSet {
     /// A backend over fixed endpoints.

@@ -30,7 +30,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::admin::Metrics;
-use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute};
+use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, translate};
+use crate::model::{Translated, meta};
 use crate::source::Publisher;
 use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
 use leader::{Leadership, LeaseConfig};
@@ -257,23 +258,20 @@ impl Builder {
     }
 
     async fn snapshot(&mut self) -> Snapshot {
-        let mut routes: Vec<WebSocketRoute> = self
+        // Translated from the objects: status and bookkeeping fields are not part of the
+        // model, so a status write never changes the snapshot (and never triggers a rebuild).
+        let mut routes: Vec<Translated> = self
             .stores
             .routes
             .state()
             .iter()
             .filter(|r| self.wanted(r))
-            .map(|r| {
-                // Status and bookkeeping fields do not change the table; dropping them keeps a
-                // status write from triggering a rebuild.
-                let mut r = WebSocketRoute::clone(r);
-                r.status = None;
-                r.metadata.resource_version = None;
-                r.metadata.managed_fields = None;
-                r
-            })
+            .map(|r| translate(r))
             .collect();
-        routes.sort_by_key(|r| (r.namespace(), r.name_any()));
+        routes.sort_by(|a, b| {
+            let (a, b) = (meta(a), meta(b));
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        });
         let mut secrets: Vec<TlsSecret> = self
             .stores
             .secrets

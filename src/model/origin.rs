@@ -1,7 +1,9 @@
 //! `allowedOrigins`: which pages may open a WebSocket (cross-site WebSocket hijacking is a page
 //! on another site opening a socket with the user's cookies; browsers always send `Origin`).
 
-/// One allowed origin, compiled from `https://chat.example.com` or `https://*.example.com`.
+use super::Hostname;
+
+/// One allowed origin, parsed from `https://chat.example.com` or `https://*.example.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPattern {
     scheme: Box<str>,
@@ -14,16 +16,33 @@ pub struct OriginPattern {
 }
 
 impl OriginPattern {
-    /// Compiles a pattern that validation accepted; `None` for anything else.
-    pub fn parse(pattern: &str) -> Option<OriginPattern> {
-        let (scheme, host, port) = split_origin(pattern)?;
+    /// Parses `scheme://host[:port]`: scheme `http` or `https`, the host a [`Hostname`]
+    /// (optionally `*.` for any subdomain), an IP address or a bracketed IPv6 address; no
+    /// path. The only grammar of allowed origins, so what is accepted is what is matched.
+    pub fn parse(pattern: &str) -> Result<OriginPattern, String> {
+        let bad = || {
+            format!(
+                "{pattern:?} is not an origin like https://chat.example.com or https://*.example.com"
+            )
+        };
+        let (scheme, host, port) = split_origin(pattern).ok_or_else(bad)?;
+        if scheme != "http" && scheme != "https" {
+            return Err(bad());
+        }
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => Hostname::parse(host).is_ok(),
+        };
+        if !host_ok {
+            return Err(bad());
+        }
         let (host, wildcard) = match host.strip_prefix("*.") {
             Some(parent) => (parent, true),
             None => (host, false),
         };
-        Some(OriginPattern {
+        Ok(OriginPattern {
             scheme: scheme.into(),
-            host: host.to_ascii_lowercase().into(),
+            host: host.into(),
             wildcard,
             port,
         })
@@ -90,7 +109,7 @@ mod tests {
 
     fn patterns(list: &[&str]) -> Vec<OriginPattern> {
         list.iter()
-            .map(|p| OriginPattern::parse(p).unwrap_or_else(|| panic!("{p}")))
+            .map(|p| OriginPattern::parse(p).unwrap_or_else(|e| panic!("{e}")))
             .collect()
     }
 
@@ -132,5 +151,33 @@ mod tests {
     fn empty_list_allows_anything() {
         assert!(origin_allowed(&[], None));
         assert!(origin_allowed(&[], Some("https://evil.com")));
+    }
+
+    #[test]
+    fn grammar() {
+        for good in [
+            "https://chat.example.com",
+            "http://localhost:8080",
+            "https://*.example.com",
+            "http://127.0.0.1:3000",
+            "https://[::1]:8443",
+        ] {
+            assert!(OriginPattern::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "chat.example.com",
+            "ftp://x.com",
+            "https://x.com/path",
+            "https://x.com:0",
+            "https://x.com:http",
+            "https://*",
+            "https://a.*.com",
+            "https://Chat.example.com",
+            "https://[nope]:1",
+            "null",
+            "*",
+        ] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} should fail");
+        }
     }
 }

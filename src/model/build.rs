@@ -1,0 +1,187 @@
+//! Route fixture builders for unit tests: a route reads like the YAML a user writes, without
+//! copying YAML strings between modules.
+
+
+use std::time::Duration;
+
+use super::*;
+
+/// A route `namespace/name` with no hostnames or rules yet.
+pub(crate) fn route(id: &str) -> RouteBuilder {
+    let (namespace, name) = id.split_once('/').unwrap_or(("default", id));
+    RouteBuilder(Route {
+        meta: RouteMeta {
+            kind: ObjectKind::WebSocketRoute,
+            namespace: namespace.into(),
+            name: name.into(),
+            generation: Some(1),
+            created: None,
+        },
+        hostnames: Vec::new(),
+        redirect_hostnames: Vec::new(),
+        tls: None,
+        maintenance: None,
+        rules: Vec::new(),
+    })
+}
+
+/// Builds a [`Route`].
+pub(crate) struct RouteBuilder(Route);
+
+impl RouteBuilder {
+    pub(crate) fn host(mut self, host: &str) -> Self {
+        self.0.hostnames.push(Hostname::parse(host).unwrap());
+        self
+    }
+
+    pub(crate) fn redirect_host(mut self, host: &str) -> Self {
+        self.0.redirect_hostnames.push(Hostname::parse(host).unwrap());
+        self
+    }
+
+    pub(crate) fn tls(mut self, secret: &str) -> Self {
+        self.0.tls = Some(RouteTls {
+            secret: secret.into(),
+            http_redirect: true,
+            hsts: None,
+        });
+        self
+    }
+
+    pub(crate) fn no_http_redirect(mut self) -> Self {
+        if let Some(tls) = self.0.tls.as_mut() {
+            tls.http_redirect = false;
+        }
+        self
+    }
+
+    pub(crate) fn hsts(mut self, hsts: Hsts) -> Self {
+        if let Some(tls) = self.0.tls.as_mut() {
+            tls.hsts = Some(hsts);
+        }
+        self
+    }
+
+    pub(crate) fn maintenance(mut self, body: &str) -> Self {
+        self.0.maintenance = Some(Bytes::copy_from_slice(body.as_bytes()));
+        self
+    }
+
+    pub(crate) fn created(mut self, unix_seconds: i128) -> Self {
+        self.0.meta.created = Some(unix_seconds * 1_000_000_000);
+        self
+    }
+
+    pub(crate) fn rule(mut self, rule: RuleBuilder) -> Self {
+        let mut rule = rule.0;
+        rule.index = self.0.rules.len();
+        let fields = [
+            ("http", rule.http.as_mut().map(|h| &mut h.backends)),
+            ("websocket", rule.websocket.as_mut().map(|w| &mut w.backends)),
+        ];
+        for (kind, backends) in fields {
+            for b in backends.into_iter().flatten() {
+                b.backend.field = format!("spec.rules[{}].{kind}.backend", rule.index).into();
+            }
+        }
+        self.0.rules.push(rule);
+        self
+    }
+
+    pub(crate) fn build(self) -> Route {
+        self.0
+    }
+}
+
+/// A rule for a path prefix with no backends yet.
+pub(crate) fn rule(prefix: &str) -> RuleBuilder {
+    RuleBuilder(Rule {
+        index: 0,
+        matches: RuleMatch {
+            path: PathMatch::Prefix(normalize_path_prefix(prefix).into()),
+            headers: Vec::new(),
+            method: None,
+        },
+        http: None,
+        websocket: None,
+    })
+}
+
+/// Builds a [`Rule`].
+pub(crate) struct RuleBuilder(Rule);
+
+impl RuleBuilder {
+    pub(crate) fn http(self, backend: Backend) -> Self {
+        self.http_with(backend, |_| {})
+    }
+
+    pub(crate) fn http_with(mut self, backend: Backend, f: impl FnOnce(&mut HttpAction)) -> Self {
+        let mut http = HttpAction {
+            backends: vec![WeightedBackend { backend, weight: 1 }],
+            timeout: DEFAULT_HTTP_TIMEOUT,
+            balance: Balance::RoundRobin,
+            filters: Filters::default(),
+        };
+        f(&mut http);
+        self.0.http = Some(http);
+        self
+    }
+
+    pub(crate) fn websocket(self, backend: Backend) -> Self {
+        self.websocket_with(backend, |_| {})
+    }
+
+    pub(crate) fn websocket_with(
+        mut self,
+        backend: Backend,
+        f: impl FnOnce(&mut WebSocketAction),
+    ) -> Self {
+        let mut ws = WebSocketAction {
+            backends: vec![WeightedBackend { backend, weight: 1 }],
+            idle_timeout: None,
+            balance: Balance::LeastConnections,
+            allowed_origins: Vec::new(),
+            limits: None,
+            filters: Filters::default(),
+        };
+        f(&mut ws);
+        self.0.websocket = Some(ws);
+        self
+    }
+
+    pub(crate) fn matching(mut self, f: impl FnOnce(&mut RuleMatch)) -> Self {
+        f(&mut self.0.matches);
+        self
+    }
+}
+
+/// A fixed-address backend.
+pub(crate) fn address(addr: &str) -> Backend {
+    Backend {
+        target: BackendTarget::Address(addr.parse().unwrap()),
+        protocol: BackendProtocol::Http,
+        tls: None,
+        field: "".into(),
+    }
+}
+
+/// A Service-port backend.
+pub(crate) fn service(name: &str, port: u16) -> Backend {
+    Backend {
+        target: BackendTarget::Service {
+            name: name.into(),
+            port,
+        },
+        ..address("127.0.0.1:1")
+    }
+}
+
+/// Origin patterns.
+pub(crate) fn origins(list: &[&str]) -> Vec<OriginPattern> {
+    list.iter().map(|o| OriginPattern::parse(o).unwrap()).collect()
+}
+
+/// Seconds.
+pub(crate) fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}

@@ -1,0 +1,360 @@
+//! The validated internal route model: what every user-facing API (`WebSocketRoute` today,
+//! Kubernetes `Ingress` and the Gateway API next) is translated into.
+//!
+//! "Parse, don't validate": every value here is already parsed — hostnames as
+//! [`Hostname`]s, origins as [`OriginPattern`]s, durations as [`Duration`]s, header names as
+//! [`HeaderName`]s — so nothing downstream parses a string again and no two grammars can
+//! disagree. Each API has one translate step returning `Result<Route, Vec<FieldError>>`
+//! with the field paths of its own object; the [`crate::table`] compiles only this model.
+//!
+//! Depends on nothing else in the crate. Some fields (exact and header matches, several
+//! weighted backends, filters) can be expressed before the data plane implements them: the
+//! table compiler refuses a route that uses one rather than serving it without.
+
+#[cfg(test)]
+pub(crate) mod build;
+mod host;
+mod origin;
+mod path;
+
+pub use host::{Hostname, check_dns_label, check_object_name};
+pub use origin::{OriginPattern, origin_allowed};
+pub use path::{check_path, normalize_path_prefix};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use rustls_pki_types::ServerName;
+
+/// One problem in a user's object, e.g. `spec.rules[1].websocket.backend.port: must be
+/// 1..65535`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field in the user's object, starting at `spec`.
+    pub path: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The kind of user object a route came from, for reports and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// `wsgate.dev/v1alpha1` `WebSocketRoute`.
+    WebSocketRoute,
+}
+
+/// Who a route is: enough to report on it and to order conflicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMeta {
+    /// The kind of object.
+    pub kind: ObjectKind,
+    /// Namespace (`default` when the object has none).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` in nanoseconds since the Unix epoch: older objects win
+    /// conflicts.
+    pub created: Option<i128>,
+}
+
+/// A translated route: a set of hostnames with TLS, redirects, maintenance and rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Who it is.
+    pub meta: RouteMeta,
+    /// Hostnames served by path (at least one; the first is the target of host redirects).
+    pub hostnames: Vec<Hostname>,
+    /// Hostnames answered with a permanent redirect to `hostnames[0]`.
+    pub redirect_hostnames: Vec<Hostname>,
+    /// TLS termination; `None` for a plain-HTTP route.
+    pub tls: Option<RouteTls>,
+    /// Body of the 503 answer while maintenance is on.
+    pub maintenance: Option<Bytes>,
+    /// Path rules in the object's order (the table sorts them by precedence).
+    pub rules: Vec<Rule>,
+}
+
+/// A route that could not be translated, with everything wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Who it is.
+    pub meta: RouteMeta,
+    /// Every problem, in field order.
+    pub problems: Vec<FieldError>,
+}
+
+/// What translating one object gave.
+pub type Translated = Result<Route, Rejected>;
+
+/// Who a translated object is, whether it translated or not.
+pub fn meta(translated: &Translated) -> &RouteMeta {
+    match translated {
+        Ok(route) => &route.meta,
+        Err(rejected) => &rejected.meta,
+    }
+}
+
+/// The default body of a maintenance answer.
+pub const DEFAULT_MAINTENANCE_BODY: &str =
+    "<!doctype html><title>Maintenance</title><h1>Down for maintenance</h1><p>Back soon.</p>\n";
+
+/// TLS of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTls {
+    /// Name of a `kubernetes.io/tls` Secret in the route's namespace.
+    pub secret: String,
+    /// Redirect plain-HTTP requests to https.
+    pub http_redirect: bool,
+    /// `Strict-Transport-Security` on https answers.
+    pub hsts: Option<Hsts>,
+}
+
+/// HTTP Strict Transport Security (RFC 6797).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hsts {
+    /// `max-age` in seconds.
+    pub max_age: u64,
+    /// `includeSubDomains`.
+    pub include_sub_domains: bool,
+    /// `preload`.
+    pub preload: bool,
+}
+
+/// One rule: what it matches and where matching requests and upgrades go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Position of the rule in its object, for logs, metrics and per-rule limits.
+    pub index: usize,
+    /// What requests the rule takes.
+    pub matches: RuleMatch,
+    /// Where normal requests go.
+    pub http: Option<HttpAction>,
+    /// Where WebSocket upgrades go.
+    pub websocket: Option<WebSocketAction>,
+}
+
+/// What a rule matches. Every part must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// The path.
+    pub path: PathMatch,
+    /// Headers that must be present with these exact values.
+    pub headers: Vec<HeaderMatch>,
+    /// The method, when the rule takes only one.
+    pub method: Option<Method>,
+}
+
+/// How a rule matches the request path (already normalised by the proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Element-wise prefix (`/ws` matches `/ws` and `/ws/x`, not `/wsx`), stored without a
+    /// trailing `/` except for the root.
+    Prefix(Box<str>),
+    /// The whole path.
+    Exact(Box<str>),
+}
+
+impl PathMatch {
+    /// The path text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
+        }
+    }
+}
+
+/// An exact header match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// The header.
+    pub name: HeaderName,
+    /// Its required value.
+    pub value: HeaderValue,
+}
+
+/// Where normal requests of a rule go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpAction {
+    /// The backends, with their share of requests.
+    pub backends: Vec<WeightedBackend>,
+    /// How long to wait for the response headers.
+    pub timeout: Duration,
+    /// How requests are spread over the endpoints.
+    pub balance: Balance,
+    /// Changes made on the way.
+    pub filters: Filters,
+}
+
+/// Where WebSocket upgrades of a rule go, and the socket's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketAction {
+    /// The backends, with their share of new sockets.
+    pub backends: Vec<WeightedBackend>,
+    /// Close a relayed connection idle this long; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// How sockets are spread over the endpoints.
+    pub balance: Balance,
+    /// Origins allowed to open a socket; empty allows any.
+    pub allowed_origins: Vec<OriginPattern>,
+    /// Per-client limits.
+    pub limits: Option<ClientLimits>,
+    /// Changes made to the handshake on the way.
+    pub filters: Filters,
+}
+
+/// Request and response changes of a rule (none of them served yet: the table refuses a
+/// route that sets one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// Answer with a redirect instead of forwarding.
+    pub redirect: Option<RequestRedirect>,
+    /// Changes to the request's headers.
+    pub request_headers: HeaderChanges,
+    /// Changes to the response's headers.
+    pub response_headers: HeaderChanges,
+}
+
+impl Filters {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+}
+
+/// Header changes, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderChanges {
+    /// Replace (or add) these headers.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Add these values.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Remove these headers.
+    pub remove: Vec<HeaderName>,
+}
+
+/// A redirect answered instead of forwarding; unset parts keep the request's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRedirect {
+    /// `http` or `https`.
+    pub scheme: Option<&'static str>,
+    /// The host.
+    pub hostname: Option<Hostname>,
+    /// The port.
+    pub port: Option<u16>,
+    /// The new path: the whole path, or the matched prefix replaced.
+    pub path: Option<PathRewrite>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: StatusCode,
+}
+
+/// How a path is rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// Replace the whole path.
+    Full(Box<str>),
+    /// Replace the prefix the rule matched.
+    Prefix(Box<str>),
+}
+
+/// A backend with its share of the rule's traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// The backend.
+    pub backend: Backend,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// One backend: where it is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Where it is.
+    pub target: BackendTarget,
+    /// What normal requests speak.
+    pub protocol: BackendProtocol,
+    /// TLS towards it.
+    pub tls: Option<BackendTls>,
+    /// The field path of the backend in its object, for problems found when compiling.
+    pub field: Box<str>,
+}
+
+/// Where a backend is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BackendTarget {
+    /// A Service port in the route's namespace.
+    Service {
+        /// Service name.
+        name: String,
+        /// Service port number.
+        port: u16,
+    },
+    /// A fixed address.
+    Address(SocketAddr),
+}
+
+/// Application protocol of normal requests to a backend (upgrades always use HTTP/1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BackendProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http,
+    /// HTTP/2 over cleartext TCP with prior knowledge.
+    H2c,
+}
+
+/// TLS towards a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Sent as SNI and verified in the backend's certificate.
+    pub server_name: ServerName<'static>,
+    /// A Secret in the route's namespace whose `ca.crt` verifies the backend; `None` skips
+    /// verification.
+    pub ca_secret: Option<String>,
+}
+
+/// How a backend spreads requests over its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Fewest in-flight requests and open relays, ties broken round robin.
+    LeastConnections,
+    /// Rendezvous hashing of a request key; requests without the key go round robin.
+    ConsistentHash(HashKey),
+}
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(Box<str>),
+    /// The client IP.
+    SourceIp,
+}
+
+/// Per-client WebSocket limits of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Open connections per client.
+    pub max_connections: Option<u32>,
+    /// Sustained upgrades per second per client.
+    pub rate: Option<u32>,
+    /// Token bucket size (at least 1).
+    pub burst: u32,
+}
+
+/// Default time a backend has to send response headers.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);

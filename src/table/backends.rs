@@ -1,0 +1,137 @@
+//! Building a rule's [`BackendSet`] from a model backend: its endpoints (a Service port's ready
+//! pods or a fixed address), how to pick among them, and TLS towards them.
+
+use std::sync::Arc;
+
+use super::certs::Certs;
+use super::compile::{ServiceKey, Snapshot};
+use super::report::{Problem, ProblemKind};
+use super::shared::SharedEndpoints;
+use super::{BackendSet, BackendTlsEntry, Endpoint, backend_client_config};
+use crate::model::{Backend, BackendProtocol, BackendTarget, BackendTls, Balance};
+
+/// What building a backend needs from the route being compiled.
+pub(super) struct BackendContext<'a, 's, 'c> {
+    pub(super) namespace: &'s str,
+    pub(super) snapshot: &'a Snapshot,
+    pub(super) certs: &'a Certs<'c>,
+}
+
+/// The backend set of a model backend; what cannot be resolved is reported, and the set is
+/// built anyway (with no endpoints, or with TLS that refuses to connect) so the route serves
+/// what it can.
+pub(super) fn backend_set<'s>(
+    ctx: &BackendContext<'_, 's, '_>,
+    backend: &'s Backend,
+    balance: Balance,
+    shared: &mut SharedEndpoints<'s, '_>,
+    problems: &mut Vec<Problem>,
+) -> Arc<BackendSet> {
+    let (name, endpoints) = match &backend.target {
+        BackendTarget::Address(addr) => (
+            Arc::from(addr.to_string()),
+            Arc::from([shared.address(*addr)]),
+        ),
+        BackendTarget::Service { name, port } => {
+            service_endpoints(ctx, name, *port, shared, problems)
+        }
+    };
+    let tls = backend
+        .tls
+        .as_ref()
+        .map(|t| backend_tls(ctx, t, shared, problems));
+    Arc::new(BackendSet {
+        balance,
+        h2c: backend.protocol == BackendProtocol::H2c,
+        tls,
+        ..BackendSet::with_endpoints(name, endpoints)
+    })
+}
+
+fn service_endpoints<'s>(
+    ctx: &BackendContext<'_, 's, '_>,
+    service: &'s str,
+    port: u16,
+    shared: &mut SharedEndpoints<'s, '_>,
+    problems: &mut Vec<Problem>,
+) -> (Arc<str>, Arc<[Endpoint]>) {
+    let namespace = ctx.namespace;
+    let (name, endpoints) = match shared.ports.get(&(namespace, service, port)) {
+        Some(resolved) => resolved.clone(),
+        None => {
+            let key = ServiceKey {
+                namespace: namespace.to_string(),
+                name: service.to_string(),
+                port,
+            };
+            let addrs = ctx.snapshot.endpoints.get(&key);
+            let endpoints = addrs.map(|addrs| shared.service(key, addrs));
+            let resolved = (
+                Arc::from(format!("service {namespace}/{service}:{port}")),
+                endpoints,
+            );
+            shared
+                .ports
+                .insert((namespace, service, port), resolved.clone());
+            resolved
+        }
+    };
+    match &endpoints {
+        None => problems.push(Problem {
+            kind: ProblemKind::ServiceNotFound,
+            message: format!("{name} not found (is the Service created, with that port?)"),
+        }),
+        Some(list) if list.is_empty() => problems.push(Problem {
+            kind: ProblemKind::NoReadyEndpoints,
+            message: format!("{name} has no ready endpoints; requests get 503"),
+        }),
+        Some(_) => {}
+    }
+    (name, endpoints.unwrap_or_else(|| Arc::from(Vec::new())))
+}
+
+/// TLS towards a backend. A CA Secret that is missing or unusable leaves no config: the
+/// proxy then refuses to connect (502) rather than silently skipping verification.
+fn backend_tls(
+    ctx: &BackendContext<'_, '_, '_>,
+    tls: &BackendTls,
+    shared: &mut SharedEndpoints<'_, '_>,
+    problems: &mut Vec<Problem>,
+) -> Arc<BackendTlsEntry> {
+    let namespace = ctx.namespace;
+    let config = match tls.ca_secret.as_deref() {
+        None => shared
+            .client_config(None, || backend_client_config(None))
+            .ok(),
+        Some(name) => match ctx.certs.ca(namespace, name) {
+            None => {
+                problems.push(Problem {
+                    kind: ProblemKind::CaSecretNotFound,
+                    message: format!(
+                        "backend CA Secret {namespace}/{name} not found or without ca.crt; connections to the backend are refused until it is"
+                    ),
+                });
+                None
+            }
+            Some(pem) => {
+                let digest = ctx.certs.digest(pem);
+                match shared.client_config(Some(digest), || backend_client_config(Some(pem))) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        problems.push(Problem {
+                            kind: ProblemKind::InvalidCertificate,
+                            message: format!(
+                                "backend CA Secret {namespace}/{name}: {e}; connections to the backend are refused until it is fixed"
+                            ),
+                        });
+                        None
+                    }
+                }
+            }
+        },
+    };
+    Arc::new(BackendTlsEntry {
+        server_name: tls.server_name.clone(),
+        config,
+    })
+}
