@@ -6,9 +6,9 @@
 
 pub mod admin;
 pub mod api;
-pub mod model;
 pub mod demo;
 pub mod gateway;
+pub mod model;
 pub mod proxy;
 pub mod source;
 pub mod table;

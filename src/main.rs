@@ -327,10 +327,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Option<String> {
-    let route = snapshot.routes.iter().flatten().find(|r| {
-        r.meta.name == report.name && r.meta.namespace == report.namespace
-    })?;
-    Some(format!("{}/{}", report.namespace, route.tls.as_ref()?.secret))
+    let route = snapshot
+        .routes
+        .iter()
+        .flatten()
+        .find(|r| r.meta.name == report.name && r.meta.namespace == report.namespace)?;
+    Some(format!(
+        "{}/{}",
+        report.namespace,
+        route.tls.as_ref()?.secret
+    ))
 }
 
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,

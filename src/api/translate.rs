@@ -52,7 +52,7 @@ pub fn translate(route: &WebSocketRoute) -> model::Translated {
     let meta = route_meta(route);
     match translate_spec(&meta.namespace, &route.spec) {
         Ok(parts) => Ok(parts.into_route(meta)),
-        Err(problems) => Err(model::Rejected { meta, problems }),
+        Err(problems) => Err(Box::new(model::Rejected { meta, problems })),
     }
 }
 
@@ -403,8 +403,9 @@ fn backend(
         // The default names what the backend is: its Service's cluster name, or its IP.
         server_name: sni.unwrap_or_else(|| match &target {
             model::BackendTarget::Service { name, .. } => {
-                ServerName::try_from(format!("{name}.{namespace}.svc"))
-                    .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()))
+                ServerName::try_from(format!("{name}.{namespace}.svc")).unwrap_or_else(|_| {
+                    ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
+                })
             }
             model::BackendTarget::Address(a) => ServerName::IpAddress(a.ip().into()),
         }),
@@ -480,7 +481,11 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn client_limits(p: &mut Problems, rule: usize, limits: &ClientLimits) -> Option<model::ClientLimits> {
+fn client_limits(
+    p: &mut Problems,
+    rule: usize,
+    limits: &ClientLimits,
+) -> Option<model::ClientLimits> {
     let at = |field: &str| format!("spec.rules[{rule}].websocket.limits{field}");
     let before = p.0.len();
     let fields = [
@@ -828,16 +833,28 @@ mod tests {
             })
         );
         assert!(tls.http_redirect);
-        assert_eq!(route.maintenance.as_deref(), Some(DEFAULT_MAINTENANCE_BODY.as_bytes()));
+        assert_eq!(
+            route.maintenance.as_deref(),
+            Some(DEFAULT_MAINTENANCE_BODY.as_bytes())
+        );
         let rule = &route.rules[0];
         assert_eq!(rule.matches.path, PathMatch::Prefix("/".into()));
         let http = rule.http.as_ref().unwrap();
         assert_eq!(http.timeout, std::time::Duration::from_secs(30));
         assert_eq!(http.balance, Balance::RoundRobin);
         let ws = rule.websocket.as_ref().unwrap();
-        assert_eq!(ws.idle_timeout, Some(std::time::Duration::from_secs(86_400)));
-        assert_eq!(ws.allowed_origins, vec![OriginPattern::parse("https://*.example.com").unwrap()]);
-        assert_eq!(ws.balance, Balance::ConsistentHash(HashKey::Cookie("room".into())));
+        assert_eq!(
+            ws.idle_timeout,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            ws.allowed_origins,
+            vec![OriginPattern::parse("https://*.example.com").unwrap()]
+        );
+        assert_eq!(
+            ws.balance,
+            Balance::ConsistentHash(HashKey::Cookie("room".into()))
+        );
         assert_eq!(
             ws.limits,
             Some(model::ClientLimits {

@@ -1,7 +1,6 @@
 //! Route fixture builders for unit tests: a route reads like the YAML a user writes, without
 //! copying YAML strings between modules.
 
-
 use std::time::Duration;
 
 use super::*;
@@ -35,7 +34,9 @@ impl RouteBuilder {
     }
 
     pub(crate) fn redirect_host(mut self, host: &str) -> Self {
-        self.0.redirect_hostnames.push(Hostname::parse(host).unwrap());
+        self.0
+            .redirect_hostnames
+            .push(Hostname::parse(host).unwrap());
         self
     }
 
@@ -77,7 +78,10 @@ impl RouteBuilder {
         rule.index = self.0.rules.len();
         let fields = [
             ("http", rule.http.as_mut().map(|h| &mut h.backends)),
-            ("websocket", rule.websocket.as_mut().map(|w| &mut w.backends)),
+            (
+                "websocket",
+                rule.websocket.as_mut().map(|w| &mut w.backends),
+            ),
         ];
         for (kind, backends) in fields {
             for b in backends.into_iter().flatten() {
@@ -148,11 +152,6 @@ impl RuleBuilder {
         self.0.websocket = Some(ws);
         self
     }
-
-    pub(crate) fn matching(mut self, f: impl FnOnce(&mut RuleMatch)) -> Self {
-        f(&mut self.0.matches);
-        self
-    }
 }
 
 /// A fixed-address backend.
@@ -178,7 +177,9 @@ pub(crate) fn service(name: &str, port: u16) -> Backend {
 
 /// Origin patterns.
 pub(crate) fn origins(list: &[&str]) -> Vec<OriginPattern> {
-    list.iter().map(|o| OriginPattern::parse(o).unwrap()).collect()
+    list.iter()
+        .map(|o| OriginPattern::parse(o).unwrap())
+        .collect()
 }
 
 /// Seconds.

@@ -94,8 +94,8 @@ pub struct Rejected {
     pub problems: Vec<FieldError>,
 }
 
-/// What translating one object gave.
-pub type Translated = Result<Route, Rejected>;
+/// What translating one object gave (a rejection is boxed: it is the rare case).
+pub type Translated = Result<Route, Box<Rejected>>;
 
 /// Who a translated object is, whether it translated or not.
 pub fn meta(translated: &Translated) -> &RouteMeta {

@@ -329,56 +329,52 @@ fn location(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::WebSocketRoute;
+    use crate::model::build::{address, origins, route, rule, secs, service};
+    use crate::model::{ClientLimits as Limits, Route};
     use crate::table::{Snapshot, TlsSecret, compile, self_signed};
-    use serde::Deserialize;
 
-    const ROUTES: &str = r#"
-apiVersion: wsgate.dev/v1alpha1
-kind: WebSocketRoute
-metadata: { name: chat, namespace: apps }
-spec:
-  hostnames: ["chat.example.com"]
-  redirectHostnames: ["www.chat.example.com"]
-  tls: { secretName: chat-tls }
-  rules:
-    - http: { backend: { address: "127.0.0.1:8080" } }
-      websocket: { backend: { address: "127.0.0.1:5000" }, idleTimeout: 1h }
-    - pathPrefix: /live
-      websocket:
-        backend: { address: "127.0.0.1:5001" }
-        allowedOrigins: ["https://chat.example.com"]
-        limits: { maxConnectionsPerClient: 5 }
-    - pathPrefix: /legacy
-      http: { backend: { address: "127.0.0.1:8081" } }
-    - pathPrefix: /api
-      http: { backend: { service: api, port: 80 } }
----
-apiVersion: wsgate.dev/v1alpha1
-kind: WebSocketRoute
-metadata: { name: plain, namespace: apps }
-spec:
-  hostnames: ["plain.example.com"]
-  redirectHostnames: ["www.plain.example.com"]
-  rules:
-    - pathPrefix: /app
-      http: { backend: { address: "127.0.0.1:9000" } }
----
-apiVersion: wsgate.dev/v1alpha1
-kind: WebSocketRoute
-metadata: { name: optout, namespace: apps }
-spec:
-  hostnames: ["optout.example.com"]
-  tls: { secretName: chat-tls, httpRedirect: false }
-  maintenance: { enabled: true, body: "<h1>Back soon</h1>" }
-  rules:
-    - http: { backend: { address: "127.0.0.1:9001" } }
-"#;
+    fn routes() -> Vec<Route> {
+        vec![
+            route("apps/chat")
+                .host("chat.example.com")
+                .redirect_host("www.chat.example.com")
+                .tls("chat-tls")
+                .rule(
+                    rule("/")
+                        .http(address("127.0.0.1:8080"))
+                        .websocket_with(address("127.0.0.1:5000"), |w| {
+                            w.idle_timeout = Some(secs(3600))
+                        }),
+                )
+                .rule(
+                    rule("/live").websocket_with(address("127.0.0.1:5001"), |w| {
+                        w.allowed_origins = origins(&["https://chat.example.com"]);
+                        w.limits = Some(Limits {
+                            max_connections: Some(5),
+                            rate: None,
+                            burst: 1,
+                        });
+                    }),
+                )
+                .rule(rule("/legacy").http(address("127.0.0.1:8081")))
+                .rule(rule("/api").http(service("api", 80)))
+                .build(),
+            route("apps/plain")
+                .host("plain.example.com")
+                .redirect_host("www.plain.example.com")
+                .rule(rule("/app").http(address("127.0.0.1:9000")))
+                .build(),
+            route("apps/optout")
+                .host("optout.example.com")
+                .tls("chat-tls")
+                .no_http_redirect()
+                .maintenance("<h1>Back soon</h1>")
+                .rule(rule("/").http(address("127.0.0.1:9001")))
+                .build(),
+        ]
+    }
 
     fn table() -> RouteTable {
-        let routes = serde_yaml::Deserializer::from_str(ROUTES)
-            .map(|d| WebSocketRoute::deserialize(d).unwrap_or_else(|e| panic!("{e}")))
-            .collect();
         let (cert, key) =
             self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
         let secrets = vec![TlsSecret {
@@ -389,7 +385,7 @@ spec:
             ca_pem: None,
         }];
         compile(&Snapshot {
-            routes,
+            routes: routes().into_iter().map(Ok).collect(),
             secrets,
             ..Default::default()
         })

@@ -289,7 +289,9 @@ impl FileSource {
         }
         let mut snapshot = Snapshot::default();
         for objects in self.last_good.values() {
-            snapshot.routes.extend(objects.routes.iter().cloned().map(Ok));
+            snapshot
+                .routes
+                .extend(objects.routes.iter().cloned().map(Ok));
             snapshot.secrets.extend(objects.secrets.iter().cloned());
         }
         let generated = self.fill_missing_secrets(&mut snapshot, &mut errors);

@@ -204,6 +204,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::model::HashKey;
 
     fn addrs(n: u16) -> Vec<SocketAddr> {
         (1..=n)

@@ -112,4 +112,3 @@ impl RouteReport {
         format!("{}/{}", self.namespace, self.name)
     }
 }
-

@@ -83,4 +83,3 @@ impl SharedEndpoints<'_, '_> {
 
 /// A Service port's display name and endpoints (`None`: no such Service port).
 pub(super) type ResolvedPort = (Arc<str>, Option<Arc<[Endpoint]>>);
-
