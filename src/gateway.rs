@@ -91,9 +91,13 @@ impl Drop for Background {
     }
 }
 
-fn log_reload(reload: &Reload) {
+fn log_reload(source: &FileSource, reload: &Reload) {
     for e in &reload.errors {
-        tracing::error!("{e}; the file's last good routes keep serving");
+        if source.has_last_good(&e.file) {
+            tracing::error!("{e}; the file's last good routes keep serving");
+        } else {
+            tracing::error!("{e}; nothing from this file is served until it is fixed");
+        }
     }
     for name in &reload.generated {
         tracing::warn!(secret = %name, "TLS Secret not found in the routes folder; serving a self-signed certificate");
@@ -147,17 +151,19 @@ impl Gateway {
             Routes::Dir(dir) => {
                 let publisher = Publisher::new(table.clone(), metrics.clone(), "files");
                 let mut source = FileSource::new(dir.clone());
+                // Watching starts before the first read, so no edit falls between the two.
+                let watch = files::watch(dir.clone());
                 let first = source.reload();
                 if let Some(fatal) = first.errors.iter().find(|e| e.file == dir) {
                     return Err(GatewayError::Routes(fatal.clone()));
                 }
-                log_reload(&first);
+                log_reload(&source, &first);
                 publisher.publish(&first.snapshot);
                 publisher.record_reload(first.errors.is_empty());
                 let mut last = first.snapshot;
-                background.0.push(tokio::spawn(files::watch(dir, move || {
+                background.0.push(tokio::spawn(watch.run(move || {
                     let reload = source.reload();
-                    log_reload(&reload);
+                    log_reload(&source, &reload);
                     if reload.snapshot != last {
                         publisher.publish(&reload.snapshot);
                         last = reload.snapshot;

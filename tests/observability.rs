@@ -245,3 +245,39 @@ fn grafana_dashboard_queries_wsgate_metrics() {
         );
     }
 }
+
+/// An idle routes folder causes no rebuild: wsgate's own re-read of the files (access events)
+/// must not count as a change. After one real edit the reload counter settles and stays put.
+#[tokio::test]
+async fn an_idle_routes_folder_is_not_reloaded() {
+    let web = http_backend().await;
+    let routes = RoutesDir::new();
+    let body = |host: &str| {
+        route_yaml(
+            "idle",
+            &format!(
+                "  hostnames: [{host}]\n  tls: {{ secretName: missing-tls }}\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n",
+                web.addr
+            ),
+        )
+    };
+    routes.write("idle.yaml", &body("idle.test"));
+    let gw = start(routes.path()).await;
+    let reloads = |m: &HashMap<String, f64>| {
+        value(
+            m,
+            "wsgate_config_reloads_total{result=\"success\",source=\"files\"}",
+        )
+    };
+    routes.write("idle.yaml", &body("idle2.test"));
+    eventually("the edit is reloaded", || async {
+        reloads(&scrape(gw.admin_addr).await) >= 2.0
+    })
+    .await;
+    // Let the edit's own burst of events settle (the watcher coalesces for 150 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let settled = reloads(&scrape(gw.admin_addr).await);
+    // The quiet period being measured: with the bug, ~7 reloads a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(reloads(&scrape(gw.admin_addr).await), settled);
+}

@@ -298,6 +298,26 @@ async fn demo_chat_room_broadcasts_between_two_clients_over_wss() {
             break;
         }
     }
+    // A clean close: the app answers alice's Close frame with its own (no 1006 for her).
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    alice
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    loop {
+        match within("close reply", alice.next()).await {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no Close frame back: {other:?}"),
+        }
+    }
 }
 
 async fn next_event<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> wsgate::demo::ChatEvent

@@ -267,7 +267,13 @@ where
                         let _ = tx.send(event("message", text));
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) => {
+                    // tungstenite queued the answering Close (RFC 6455 §5.5.1); send it so
+                    // the client sees a clean close instead of 1006.
+                    let _ = sink.close().await;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
             out = rx.recv() => match out {

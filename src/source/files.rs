@@ -268,6 +268,11 @@ impl FileSource {
         &self.dir
     }
 
+    /// Whether `file` has contents that loaded before and still serve.
+    pub fn has_last_good(&self, file: &Path) -> bool {
+        self.last_good.contains_key(file)
+    }
+
     /// Reads the folder again. Files that fail keep their last good contents; files that are
     /// gone are dropped; an unreadable folder keeps everything.
     pub fn reload(&mut self) -> Reload {
@@ -374,13 +379,31 @@ const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// Events closer together than this are taken as one change (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(150);
 
-/// Calls `on_change` after every change in `dir`, coalescing bursts of events. Falls back to
-/// re-reading every second when the folder cannot be watched (e.g. inotify limits).
-pub async fn watch(dir: PathBuf, mut on_change: impl FnMut()) {
+/// A routes folder being watched. Watching starts when this is made, so a change made while
+/// the first load runs is not missed: its event waits in the channel.
+pub struct FolderWatch {
+    dir: PathBuf,
+    events: Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), notify::Error>,
+}
+
+/// Whether a file event can change what the folder holds. Reads are not changes: wsgate's
+/// own re-read of the files produces access events, which would otherwise start a reload
+/// loop (a rebuild about 7 times a second, forever).
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{MetadataKind, ModifyKind};
+    !matches!(
+        event.kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
+}
+
+/// Starts watching `dir`.
+pub fn watch(dir: PathBuf) -> FolderWatch {
     use notify::Watcher;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| is_change(&e)) {
             // A full channel already means "changed"; nothing is lost by dropping this one.
             let _ = tx.try_send(());
         }
@@ -389,21 +412,32 @@ pub async fn watch(dir: PathBuf, mut on_change: impl FnMut()) {
         w.watch(&dir, notify::RecursiveMode::NonRecursive)
             .map(|()| w)
     });
-    let _watcher = match watcher {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the routes folder; re-reading it every second");
-            let mut tick = tokio::time::interval(POLL_FALLBACK);
-            loop {
-                tick.tick().await;
-                on_change();
+    FolderWatch {
+        events: watcher.map(|w| (w, rx)),
+        dir,
+    }
+}
+
+impl FolderWatch {
+    /// Calls `on_change` after every change, coalescing bursts of events. Falls back to
+    /// re-reading every second when the folder cannot be watched (e.g. inotify limits).
+    pub async fn run(self, mut on_change: impl FnMut()) {
+        let (_watcher, mut rx) = match self.events {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the routes folder; re-reading it every second");
+                let mut tick = tokio::time::interval(POLL_FALLBACK);
+                loop {
+                    tick.tick().await;
+                    on_change();
+                }
             }
+        };
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            on_change();
         }
-    };
-    while rx.recv().await.is_some() {
-        tokio::time::sleep(SETTLE).await;
-        while rx.try_recv().is_ok() {}
-        on_change();
     }
 }
 
