@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, Health, Metrics};
+use crate::admin::{self, Health};
+use crate::metrics::Metrics;
 use crate::proxy::{DrainConfig, Proxy, ProxyConfig, ProxyError, ShutdownReport};
 use crate::source::Publisher;
 use crate::source::files::{self, FileSource, Reload};

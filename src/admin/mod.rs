@@ -1,7 +1,7 @@
 //! The admin listener (`/healthz`, `/readyz`, `/metrics`) and tracing setup.
 //!
-//! Depends on nothing else in the crate; the wiring sets [`Health`] as the process moves from
-//! starting to ready to draining.
+//! Depends only on [`crate::metrics`], whose registry it serves; the wiring sets [`Health`] as
+//! the process moves from starting to ready to draining.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,8 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, Registry, TextEncoder};
 
-pub mod metrics;
-pub use metrics::Metrics;
+use crate::metrics::Metrics;
 use tokio::net::TcpListener;
 
 /// Liveness and readiness, shared between the wiring and the admin listener.

@@ -15,7 +15,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::handler::Body;
 use super::relay::RelayStats;
-use crate::admin::metrics::RouteMetrics;
+use crate::metrics::RouteMetrics;
 
 /// Log target of access log lines (filter with `--log-level wsgate::access=off`).
 pub const TARGET: &str = "wsgate::access";

@@ -27,8 +27,8 @@ use super::limits::{ClientLimiter, Refusal};
 use super::relay::relay;
 use super::tracker::Tracker;
 use super::upstream::{SendError, UpstreamBody, Upstreams};
-use crate::admin::Metrics;
-use crate::admin::metrics::{NO_ROUTE, RouteMetrics};
+use crate::metrics::Metrics;
+use crate::metrics::{NO_ROUTE, RouteMetrics};
 use crate::model::{Balance, ClientLimits, HashKey};
 use crate::table::{BackendSet, RouteTable, hash_bytes};
 

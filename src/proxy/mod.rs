@@ -1,7 +1,7 @@
 //! The data plane: listeners, TLS, forwarding and the upgrade relay.
 //!
-//! Depends on [`crate::table`] only: routes arrive as an `ArcSwap<RouteTable>` and the proxy
-//! neither knows nor cares which source built it. Inside, [`decide`] is the pure step that
+//! Depends on [`crate::table`], [`crate::model`] and [`crate::metrics`] only: routes arrive as
+//! an `ArcSwap<RouteTable>` and the proxy neither knows nor cares which source built it. Inside, [`decide`] is the pure step that
 //! turns a request into a decision and `handler` is the thin step that carries it out.
 //!
 //! Connection lifecycle: accept → (PROXY protocol header, when enabled) → (TLS handshake, with
@@ -43,7 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::table::{HealthPolicy, HostBuf, RouteTable, normalize_host};
 use client_ip::TrustedProxies;
 use decide::DecideConfig;

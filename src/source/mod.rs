@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use crate::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::table::{CompileCache, RouteReport, RouteTable, Snapshot, compile_with};
 
 /// Compiles snapshots and publishes the result to the data plane.

@@ -29,8 +29,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::admin::Metrics;
 use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, translate};
+use crate::metrics::Metrics;
 use crate::model::{Translated, meta};
 use crate::source::Publisher;
 use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
