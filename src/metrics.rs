@@ -113,9 +113,13 @@ impl RouteMetrics {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
+)]
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let vec = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+        .expect("metric names, help texts and labels are constants");
     register(registry, vec)
 }
 
@@ -128,10 +132,14 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     c
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
+)]
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    let vec =
-        HistogramVec::new(opts, &["route"]).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    let vec = HistogramVec::new(opts, &["route"])
+        .expect("metric names, help texts and labels are constants");
     register(registry, vec)
 }
 
@@ -143,6 +151,10 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh registry with every metric and, on Linux, the process collector.
+    #[expect(
+        clippy::expect_used,
+        reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
+    )]
     pub fn new() -> Self {
         let r = Registry::new();
         // The prometheus crate's process collector (fds, RSS, CPU) under its standard names.
@@ -154,7 +166,7 @@ impl Metrics {
         }
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let v = IntGaugeVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+                .expect("metric names, help texts and labels are constants");
             register(&r, v)
         };
         Metrics {
@@ -223,7 +235,7 @@ impl Metrics {
                     "wsgate_backend_ejections_total",
                     "Endpoints skipped for a back-off after consecutive connect failures.",
                 )
-                .unwrap_or_else(|e| unreachable!("metric: {e}")),
+                .expect("metric names, help texts and labels are constants"),
             ),
             tls_handshakes: counter(
                 &r,
@@ -240,7 +252,7 @@ impl Metrics {
                     ),
                     &["secret"],
                 )
-                .unwrap_or_else(|e| unreachable!("{e}")),
+                .expect("metric names, help texts and labels are constants"),
             ),
             config_reloads: counter(
                 &r,
@@ -259,7 +271,7 @@ impl Metrics {
                     "wsgate_config_last_reload_timestamp_seconds",
                     "When the routing table was last rebuilt.",
                 )
-                .unwrap_or_else(|e| unreachable!("{e}")),
+                .expect("metric names, help texts and labels are constants"),
             ),
             kube_watch_events: counter(
                 &r,
@@ -273,7 +285,7 @@ impl Metrics {
                     "wsgate_leader",
                     "1 while this replica holds the leader lease (controller mode).",
                 )
-                .unwrap_or_else(|e| unreachable!("{e}")),
+                .expect("metric names, help texts and labels are constants"),
             ),
             by_route: ArcSwap::from_pointee(FnvMap::default()),
             insert: Mutex::new(()),
