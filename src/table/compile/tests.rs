@@ -1,0 +1,396 @@
+use super::*;
+use crate::model::build::{address, origins, route, rule, secs, service};
+use crate::model::{Balance, ClientLimits, FieldError, HashKey, Rejected};
+use crate::table::{HostBuf, ProblemKind, normalize_host, self_signed};
+
+fn snapshot(routes: Vec<Route>) -> Snapshot {
+    Snapshot {
+        routes: routes.into_iter().map(Ok).collect(),
+        ..Default::default()
+    }
+}
+
+/// `chat` with a redirect host, TLS and three rules, and a wildcard route beside it.
+fn chat() -> Vec<Route> {
+    vec![
+        route("apps/chat")
+            .host("chat.example.com")
+            .redirect_host("www.chat.example.com")
+            .tls("chat-tls")
+            .rule(rule("/").http(address("127.0.0.1:8080")))
+            .rule(rule("/ws/").websocket_with(address("127.0.0.1:5000"), |w| {
+                w.idle_timeout = Some(secs(86_400))
+            }))
+            .rule(rule("/api").http_with(service("api", 80), |h| h.timeout = secs(5)))
+            .build(),
+        route("apps/wild")
+            .host("*.example.com")
+            .rule(rule("/").http(address("127.0.0.1:9000")))
+            .build(),
+    ]
+}
+
+fn lookup<'t>(table: &'t RouteTable, host: &str) -> Option<&'t HostEntry> {
+    let mut buf = HostBuf::default();
+    table.lookup(normalize_host(host, &mut buf)?)
+}
+
+#[test]
+fn compiles_hosts_rules_and_reports() {
+    let mut snap = snapshot(chat());
+    let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+    snap.secrets.push(TlsSecret {
+        namespace: "apps".into(),
+        name: "chat-tls".into(),
+        cert_pem: cert.into_bytes(),
+        key_pem: key.into_bytes(),
+        ca_pem: None,
+    });
+    let (table, reports) = compile(&snap);
+    assert_eq!(table.host_count(), 3);
+    let chat = lookup(&table, "Chat.Example.com:443").unwrap_or_else(|| panic!("chat"));
+    assert_eq!(chat.role, HostRole::Serve);
+    assert_eq!(&*chat.route.id, "apps/chat");
+    assert!(table.certificate("chat.example.com").is_some());
+    // Redirect hostname uses the same route (and certificate).
+    let www = lookup(&table, "www.chat.example.com").unwrap_or_else(|| panic!("www"));
+    assert_eq!(www.role, HostRole::Redirect);
+    // Exact wins over the wildcard; the wildcard covers one label only.
+    assert_eq!(
+        &*lookup(&table, "foo.example.com")
+            .map(|e| e.route.id.clone())
+            .unwrap_or_default(),
+        "apps/wild"
+    );
+    assert!(lookup(&table, "a.b.example.com").is_none());
+    assert!(lookup(&table, "example.com").is_none());
+
+    let route = &chat.route;
+    let prefix = |p: &str| route.rule_for(p).map(|r| &*r.prefix);
+    assert_eq!(prefix("/ws/room"), Some("/ws"));
+    assert_eq!(prefix("/wsx"), Some("/"));
+    assert_eq!(prefix("/api"), Some("/api"));
+    let ws = route.rule_for("/ws").and_then(|r| r.websocket.as_ref());
+    assert_eq!(
+        ws.and_then(|w| w.idle_timeout),
+        Some(std::time::Duration::from_secs(86400))
+    );
+
+    // The service backend has no endpoints in this snapshot: reported, still programmed.
+    assert!(reports.iter().all(|r| r.programmed));
+    let chat_report = &reports[0];
+    assert_eq!(chat_report.problems.len(), 1);
+    assert_eq!(chat_report.problems[0].kind, ProblemKind::ServiceNotFound);
+    assert!(
+        route
+            .rule_for("/api")
+            .and_then(|r| r.http.as_ref())
+            .is_some_and(|h| h.backend.pick(None, 0, None).is_none())
+    );
+}
+
+#[test]
+fn service_endpoints_are_resolved() {
+    let mut snap = snapshot(chat());
+    let ep: SocketAddr = "10.0.0.7:8080".parse().unwrap_or_else(|_| unreachable!());
+    let key = ServiceKey {
+        namespace: "apps".into(),
+        name: "api".into(),
+        port: 80,
+    };
+    snap.endpoints.insert(key, vec![ep]);
+    let (table, reports) = compile(&snap);
+    let api = lookup(&table, "chat.example.com")
+        .and_then(|e| e.route.rule_for("/api/x"))
+        .and_then(|r| r.http.as_ref())
+        .unwrap_or_else(|| panic!("api rule"));
+    assert_eq!(api.backend.pick(None, 0, None).map(|e| e.addr), Some(ep));
+    assert_eq!(api.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(reports[0].problems[0].kind, ProblemKind::SecretNotFound);
+}
+
+#[test]
+fn older_route_wins_a_hostname_conflict() {
+    let routes = || {
+        vec![
+            route("a/newer")
+                .host("x.example.com")
+                .created(1_780_000_000)
+                .rule(rule("/").http(address("127.0.0.1:1")))
+                .build(),
+            route("b/older")
+                .host("x.example.com")
+                .created(1_770_000_000)
+                .rule(rule("/").http(address("127.0.0.1:2")))
+                .build(),
+        ]
+    };
+    let (table, reports) = compile(&snapshot(routes()));
+    assert_eq!(
+        lookup(&table, "x.example.com").map(|e| &*e.route.id),
+        Some("b/older")
+    );
+    let newer = reports
+        .iter()
+        .find(|r| r.name == "newer")
+        .unwrap_or_else(|| panic!("report"));
+    assert!(!newer.programmed);
+    assert_eq!(newer.problems[0].kind, ProblemKind::HostnameConflict);
+    assert!(newer.problems[0].message.contains("b/older"));
+    // Same result whatever the input order.
+    let mut swapped = snapshot(routes());
+    swapped.routes.reverse();
+    let (table2, _) = compile(&swapped);
+    assert_eq!(
+        lookup(&table2, "x.example.com").map(|e| &*e.route.id),
+        Some("b/older")
+    );
+}
+
+#[test]
+fn invalid_route_is_left_out_and_others_keep_serving() {
+    let mut snap = snapshot(chat());
+    let problem = |path: &str| FieldError {
+        path: path.into(),
+        message: "wrong".into(),
+    };
+    let meta = route("default/bad").build().meta;
+    snap.routes.push(Err(Box::new(Rejected {
+        meta,
+        problems: vec![problem("spec.hostnames[0]"), problem("spec.rules")],
+    })));
+    let (table, reports) = compile(&snap);
+    assert!(lookup(&table, "chat.example.com").is_some());
+    let bad = reports
+        .iter()
+        .find(|r| r.name == "bad")
+        .unwrap_or_else(|| panic!("report"));
+    assert!(!bad.programmed);
+    assert_eq!(bad.namespace, "default");
+    let messages: Vec<_> = bad.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec!["spec.hostnames[0]: wrong", "spec.rules: wrong"]
+    );
+    assert!(
+        bad.problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::InvalidSpec)
+    );
+}
+
+/// The model can say more than the data plane serves; such a route is refused, never
+/// served as if the unsupported part were not there.
+#[test]
+fn unsupported_model_values_refuse_the_route() {
+    use crate::model::{HeaderMatch, PathMatch, WeightedBackend};
+    type Edit = fn(&mut Route);
+    let edits: [Edit; 4] = [
+        |r| r.rules[0].matches.path = PathMatch::Exact("/".into()),
+        |r| r.rules[0].matches.method = Some(http::Method::POST),
+        |r| {
+            r.rules[0].matches.headers.push(HeaderMatch {
+                name: http::header::ACCEPT,
+                value: HeaderValue::from_static("x"),
+            })
+        },
+        |r| {
+            if let Some(h) = r.rules[0].http.as_mut() {
+                h.backends.push(WeightedBackend {
+                    backend: address("127.0.0.1:2"),
+                    weight: 1,
+                });
+            }
+        },
+    ];
+    for edit in edits {
+        let mut routes = chat();
+        edit(&mut routes[0]);
+        let (table, reports) = compile(&snapshot(routes));
+        assert!(table.routes().iter().all(|r| &*r.id != "apps/chat"));
+        assert!(!reports[0].programmed);
+        assert_eq!(reports[0].problems[0].kind, ProblemKind::Unsupported);
+    }
+}
+
+#[test]
+fn broken_certificate_is_reported_not_loaded() {
+    let mut snap = snapshot(chat());
+    snap.secrets.push(TlsSecret {
+        namespace: "apps".into(),
+        name: "chat-tls".into(),
+        cert_pem: b"garbage".to_vec(),
+        key_pem: b"garbage".to_vec(),
+        ca_pem: None,
+    });
+    let (table, reports) = compile(&snap);
+    assert!(table.certificate("chat.example.com").is_none());
+    assert_eq!(reports[0].problems[0].kind, ProblemKind::InvalidCertificate);
+    assert!(reports[0].programmed);
+}
+
+#[test]
+fn maintenance_body_is_served() {
+    let mut routes = chat();
+    routes[0].maintenance = Some(bytes::Bytes::from_static(b"<h1>Back soon</h1>"));
+    let (table, _) = compile(&snapshot(routes));
+    let body = lookup(&table, "chat.example.com").and_then(|e| e.route.maintenance.clone());
+    assert_eq!(body.as_deref(), Some(&b"<h1>Back soon</h1>"[..]));
+}
+
+fn balanced() -> Route {
+    let tls = |ca: Option<&str>| {
+        Some(crate::model::BackendTls {
+            server_name: rustls_pki_types::ServerName::try_from("api.apps.svc").unwrap(),
+            ca_secret: ca.map(Into::into),
+        })
+    };
+    let api_ca = crate::model::Backend {
+        tls: tls(Some("api-ca")),
+        ..service("api", 80)
+    };
+    let api_tls = crate::model::Backend {
+        tls: tls(None),
+        ..service("api", 80)
+    };
+    let grpc = crate::model::Backend {
+        protocol: crate::model::BackendProtocol::H2c,
+        ..address("10.0.0.9:8080")
+    };
+    route("apps/lb")
+        .host("lb.example.com")
+        .tls("lb-tls")
+        .hsts(Hsts {
+            max_age: 600,
+            include_sub_domains: true,
+            preload: false,
+        })
+        .rule(rule("/").http(api_ca).websocket_with(api_tls, |w| {
+            w.balance = Balance::ConsistentHash(HashKey::Cookie("room".into()));
+            w.allowed_origins = origins(&["https://lb.example.com"]);
+            w.limits = Some(ClientLimits {
+                max_connections: None,
+                rate: Some(4),
+                burst: 4,
+            });
+        }))
+        .rule(rule("/grpc").http_with(grpc, |h| h.balance = Balance::LeastConnections))
+        .build()
+}
+
+fn balanced_snapshot() -> Snapshot {
+    let mut snap = snapshot(vec![balanced()]);
+    let key = ServiceKey {
+        namespace: "apps".into(),
+        name: "api".into(),
+        port: 80,
+    };
+    let ep: SocketAddr = "10.0.0.7:8443".parse().unwrap_or_else(|_| unreachable!());
+    snap.endpoints.insert(key, vec![ep]);
+    snap
+}
+
+#[test]
+fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
+    let (table, reports) = compile(&balanced_snapshot());
+    let route = &lookup(&table, "lb.example.com")
+        .unwrap_or_else(|| panic!("route"))
+        .route;
+    assert_eq!(
+        route.hsts.as_ref().map(|v| v.as_bytes()),
+        Some(&b"max-age=600; includeSubDomains"[..])
+    );
+    let root = route.rule_for("/").unwrap_or_else(|| panic!("rule"));
+    let http = root.http.as_ref().unwrap_or_else(|| panic!("http"));
+    let ws = root.websocket.as_ref().unwrap_or_else(|| panic!("ws"));
+    assert_eq!(http.backend.balance, Balance::RoundRobin);
+    assert_eq!(
+        ws.backend.balance,
+        Balance::ConsistentHash(HashKey::Cookie("room".into()))
+    );
+    assert_eq!(ws.allowed_origins.len(), 1);
+    assert_eq!(
+        ws.limits,
+        Some(ClientLimits {
+            max_connections: None,
+            rate: Some(4),
+            burst: 4
+        })
+    );
+    // TLS towards a Service: SNI defaults to its cluster name; no CA given means no
+    // verification, a named CA that is missing means no connections (and a problem).
+    let ws_tls = ws.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+    assert_eq!(ws_tls.server_name.to_str(), "api.apps.svc");
+    assert!(ws_tls.config.is_some());
+    let http_tls = http.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+    assert!(http_tls.config.is_none());
+    assert!(
+        reports[0]
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::CaSecretNotFound
+                && p.message.contains("backend CA Secret apps/api-ca"))
+    );
+    let grpc = route.rule_for("/grpc/x").and_then(|r| r.http.as_ref());
+    let grpc = grpc.unwrap_or_else(|| panic!("grpc"));
+    assert!(grpc.backend.h2c);
+    assert_eq!(grpc.backend.balance, Balance::LeastConnections);
+}
+
+#[test]
+fn a_ca_secret_gives_a_verifying_config_and_bad_pem_a_problem() {
+    let mut snap = balanced_snapshot();
+    let (cert, key) = self_signed(&["x.test".into()]).unwrap_or_else(|e| panic!("{e}"));
+    snap.secrets.push(TlsSecret {
+        namespace: "apps".into(),
+        name: "api-ca".into(),
+        cert_pem: cert.clone().into_bytes(),
+        key_pem: key.into_bytes(),
+        ca_pem: Some(cert.into_bytes()),
+    });
+    let (table, _) = compile(&snap);
+    let tls_of = |table: &RouteTable| {
+        lookup(table, "lb.example.com")
+            .and_then(|e| e.route.rule_for("/"))
+            .and_then(|r| r.http.as_ref())
+            .and_then(|h| h.backend.tls.clone())
+            .unwrap_or_else(|| panic!("tls"))
+    };
+    assert!(tls_of(&table).config.is_some());
+    if let Some(s) = snap.secrets.last_mut() {
+        s.ca_pem = Some(b"garbage".to_vec());
+    }
+    let (table, reports) = compile(&snap);
+    assert!(tls_of(&table).config.is_none());
+    assert!(
+        reports[0]
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::InvalidCertificate)
+    );
+}
+
+#[test]
+fn endpoint_state_and_client_configs_survive_rebuilds() {
+    let snap = balanced_snapshot();
+    let mut cache = CompileCache::default();
+    let state = |table: &RouteTable| {
+        let rule = lookup(table, "lb.example.com").and_then(|e| e.route.rule_for("/"));
+        let ws = rule.and_then(|r| r.websocket.as_ref());
+        let ws = ws.unwrap_or_else(|| panic!("ws"));
+        let config = ws.backend.tls.as_ref().and_then(|t| t.config.clone());
+        (ws.backend.endpoints()[0].state.clone(), config)
+    };
+    let (first, _) = compile_with(&snap, &mut cache);
+    let (state1, config1) = state(&first);
+    let _guard = state1.begin();
+    let (second, _) = compile_with(&snap, &mut cache);
+    let (state2, config2) = state(&second);
+    assert!(Arc::ptr_eq(&state1, &state2));
+    assert_eq!(state2.active(), 1);
+    assert!(matches!((config1, config2), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b)));
+    // An endpoint that leaves every table is forgotten.
+    drop((first, second, _guard, state1, state2));
+    let (_, _) = compile_with(&Snapshot::default(), &mut cache);
+    assert!(cache.services.is_empty() && cache.addresses.is_empty());
+}
