@@ -56,11 +56,6 @@ pub fn translate(route: &WebSocketRoute) -> model::Translated {
     }
 }
 
-/// Checks a route spec on its own; an empty result means it translates.
-pub fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
-    translate_spec("default", spec).err().unwrap_or_default()
-}
-
 /// A translated spec, before it is joined with its object's metadata.
 struct Parts {
     hostnames: Vec<Hostname>,
@@ -234,17 +229,7 @@ fn http_action(
     let balance = load_balancing(p, rule, "http", http.load_balancing.as_ref());
     let timeout = match &http.timeout {
         None => Some(DEFAULT_HTTP_TIMEOUT),
-        Some(t) => match parse_duration(t) {
-            Err(e) => {
-                p.add(at("timeout"), e.to_string());
-                None
-            }
-            Ok(d) if d.is_zero() => {
-                p.add(at("timeout"), "must be greater than 0");
-                None
-            }
-            Ok(d) => Some(d),
-        },
+        Some(t) => positive_duration(p, at("timeout"), t, "must be greater than 0"),
     };
     Some(model::HttpAction {
         backends: vec![WeightedBackend {
@@ -279,20 +264,13 @@ fn websocket_action(
     };
     let idle_timeout = match &ws.idle_timeout {
         None => Some(None),
-        Some(t) => match parse_duration(t) {
-            Err(e) => {
-                p.add(at("idleTimeout"), e.to_string());
-                None
-            }
-            Ok(d) if d.is_zero() => {
-                p.add(
-                    at("idleTimeout"),
-                    "must be greater than 0 (leave it out to never time out)",
-                );
-                None
-            }
-            Ok(d) => Some(Some(d)),
-        },
+        Some(t) => positive_duration(
+            p,
+            at("idleTimeout"),
+            t,
+            "must be greater than 0 (leave it out to never time out)",
+        )
+        .map(Some),
     };
     Some(model::WebSocketAction {
         backends: vec![WeightedBackend {
@@ -305,6 +283,26 @@ fn websocket_action(
         limits: limits?,
         filters: Filters::default(),
     })
+}
+
+/// A duration above zero; `zero` says what to do instead of 0.
+fn positive_duration(
+    p: &mut Problems,
+    path: String,
+    text: &str,
+    zero: &str,
+) -> Option<std::time::Duration> {
+    match parse_duration(text) {
+        Err(e) => {
+            p.add(path, e.to_string());
+            None
+        }
+        Ok(d) if d.is_zero() => {
+            p.add(path, zero);
+            None
+        }
+        Ok(d) => Some(d),
+    }
 }
 
 fn backend(

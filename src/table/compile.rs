@@ -252,11 +252,11 @@ fn compile_route<'s>(
         let http = rule
             .http
             .as_ref()
-            .zip(rule.http.as_ref().and_then(|h| h.backends.first()));
+            .and_then(|h| Some((h, h.backends.first()?)));
         let websocket = rule
             .websocket
             .as_ref()
-            .zip(rule.websocket.as_ref().and_then(|w| w.backends.first()));
+            .and_then(|w| Some((w, w.backends.first()?)));
         rules.push(CompiledRule {
             prefix: rule.matches.path.as_str().into(),
             index: rule.index,

@@ -1,4 +1,9 @@
 use super::*;
+
+/// Every problem of a spec on its own; empty when it translates.
+fn validate(spec: &WebSocketRouteSpec) -> Vec<FieldError> {
+    translate_spec("default", spec).err().unwrap_or_default()
+}
 use crate::api::{HttpTarget, RouteTls, Rule, WebSocketTarget};
 
 fn addr(a: &str) -> Backend {
