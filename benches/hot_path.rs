@@ -67,7 +67,6 @@ fn main() {
                 query: Some("page=2"),
                 method: &Method::GET,
                 upgrade: false,
-                origin: None,
                 listener: Listener::Https { sni: None },
             };
             black_box(decide(&table, black_box(&facts), &cfg))

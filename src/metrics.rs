@@ -50,6 +50,8 @@ pub struct Metrics {
     pub backend_ejections: prometheus::IntCounter,
     /// `wsgate_tls_handshakes_total{result}`: `ok`, `error`, `timeout`.
     pub tls_handshakes: IntCounterVec,
+    /// `wsgate_local_responses_total{source,reason}`: answers wsgate made itself.
+    local_responses: IntCounterVec,
     /// `wsgate_tls_certificate_expiry_timestamp_seconds{secret}`.
     pub cert_expiry: GaugeVec,
     /// `wsgate_config_reloads_total{source,result}`.
@@ -196,7 +198,7 @@ impl Metrics {
             ws_upgrades: counter(
                 &r,
                 "wsgate_websocket_upgrades_total",
-                "WebSocket upgrade requests by result: upgraded, backend_refused, backend_error, rejected, redirected.",
+                "WebSocket upgrade requests by result: upgraded, backend_refused, backend_error, rejected, forbidden, limited, redirected.",
                 &["route", "result"],
             ),
             ws_duration: histogram(
@@ -236,6 +238,12 @@ impl Metrics {
                     "Endpoints skipped for a back-off after consecutive connect failures.",
                 )
                 .expect("metric names, help texts and labels are constants"),
+            ),
+            local_responses: counter(
+                &r,
+                "wsgate_local_responses_total",
+                "Responses wsgate made itself instead of a backend, by whose fault (source: client, backend, internal) and reason.",
+                &["source", "reason"],
             ),
             tls_handshakes: counter(
                 &r,
@@ -326,6 +334,13 @@ impl Metrics {
         next.insert(route.clone(), m.clone());
         self.by_route.store(Arc::new(next));
         m
+    }
+
+    /// Counts one answer wsgate made itself; both labels come from a fixed catalogue.
+    pub fn local_response(&self, source: &str, reason: &str) {
+        self.local_responses
+            .with_label_values(&[source, reason])
+            .inc();
     }
 
     /// Counts one answered request of a route, or of no route.

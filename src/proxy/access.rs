@@ -13,7 +13,7 @@ use http::header::HeaderValue;
 use http::{Method, StatusCode, Uri};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-use super::handler::Body;
+use super::answer::Body;
 use super::relay::RelayStats;
 use crate::metrics::RouteMetrics;
 
@@ -44,6 +44,20 @@ impl AccessRecord {
     fn backend(&self) -> String {
         self.backend
             .map_or_else(|| "-".to_string(), |b| b.to_string())
+    }
+
+    /// The record of the WebSocket connection this upgrade request opened to `backend`; it
+    /// gets its own line when the connection ends.
+    pub fn for_websocket(&self, backend: SocketAddr) -> AccessRecord {
+        AccessRecord {
+            route: self.route.clone(),
+            peer: self.peer,
+            method: self.method.clone(),
+            host: self.host.clone(),
+            uri: self.uri.clone(),
+            bytes_in: None,
+            backend: Some(backend),
+        }
     }
 
     /// One line for a finished HTTP request. The query string is left out: it often carries

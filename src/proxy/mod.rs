@@ -14,9 +14,13 @@
 //! spread over the drain window; the drain timeout cuts whatever is left.
 
 mod access;
+mod admit;
+pub mod answer;
 pub mod client_ip;
+mod connect;
 pub mod decide;
 pub mod drain;
+mod forward;
 pub mod frames;
 mod handler;
 pub mod headers;
@@ -25,6 +29,7 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod tls;
 mod tracker;
+mod upgrade;
 mod upstream;
 
 use std::future::Future;

@@ -135,7 +135,7 @@ pub struct WebSocketBackend {
     /// Close a relayed connection idle this long; `None` = never.
     pub idle_timeout: Option<Duration>,
     /// Origins allowed to open a socket; empty allows any.
-    pub allowed_origins: Box<[OriginPattern]>,
+    pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.
     pub limits: Option<ClientLimits>,
 }

@@ -1,0 +1,327 @@
+use super::*;
+use crate::model::build::{address, origins, route, rule, secs, service};
+use crate::model::{ClientLimits as Limits, Route};
+use crate::table::{Snapshot, TlsSecret, compile, self_signed};
+
+fn routes() -> Vec<Route> {
+    vec![
+        route("apps/chat")
+            .host("chat.example.com")
+            .redirect_host("www.chat.example.com")
+            .tls("chat-tls")
+            .rule(
+                rule("/")
+                    .http(address("127.0.0.1:8080"))
+                    .websocket_with(address("127.0.0.1:5000"), |w| {
+                        w.idle_timeout = Some(secs(3600))
+                    }),
+            )
+            .rule(
+                rule("/live").websocket_with(address("127.0.0.1:5001"), |w| {
+                    w.allowed_origins = origins(&["https://chat.example.com"]);
+                    w.limits = Some(Limits {
+                        max_connections: Some(5),
+                        rate: None,
+                        burst: 1,
+                    });
+                }),
+            )
+            .rule(rule("/legacy").http(address("127.0.0.1:8081")))
+            .rule(rule("/api").http(service("api", 80)))
+            .build(),
+        route("apps/plain")
+            .host("plain.example.com")
+            .redirect_host("www.plain.example.com")
+            .rule(rule("/app").http(address("127.0.0.1:9000")))
+            .build(),
+        route("apps/optout")
+            .host("optout.example.com")
+            .tls("chat-tls")
+            .no_http_redirect()
+            .maintenance("<h1>Back soon</h1>")
+            .rule(rule("/").http(address("127.0.0.1:9001")))
+            .build(),
+    ]
+}
+
+fn table() -> RouteTable {
+    let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+    let secrets = vec![TlsSecret {
+        namespace: "apps".into(),
+        name: "chat-tls".into(),
+        cert_pem: cert.into_bytes(),
+        key_pem: key.into_bytes(),
+        ca_pem: None,
+    }];
+    compile(&Snapshot {
+        routes: routes().into_iter().map(Ok).collect(),
+        secrets,
+        ..Default::default()
+    })
+    .0
+}
+
+struct Req {
+    host: Option<&'static str>,
+    path: &'static str,
+    query: Option<&'static str>,
+    method: Method,
+    upgrade: bool,
+    listener: Listener<'static>,
+}
+
+fn get(host: &'static str, path: &'static str) -> Req {
+    Req {
+        host: Some(host),
+        path,
+        query: None,
+        method: Method::GET,
+        upgrade: false,
+        listener: Listener::Http,
+    }
+}
+
+impl Req {
+    fn tls(mut self, sni: Option<&'static str>) -> Self {
+        self.listener = Listener::Https { sni };
+        self
+    }
+    fn upgrade(mut self) -> Self {
+        self.upgrade = true;
+        self
+    }
+    fn method(mut self, m: Method) -> Self {
+        self.method = m;
+        self
+    }
+    fn query(mut self, q: &'static str) -> Self {
+        self.query = Some(q);
+        self
+    }
+}
+
+fn run(req: Req, port: u16) -> Decision {
+    let facts = RequestFacts {
+        host: req.host,
+        path: req.path,
+        query: req.query,
+        method: &req.method,
+        upgrade: req.upgrade,
+        listener: req.listener,
+    };
+    decide(
+        &table(),
+        &facts,
+        &DecideConfig {
+            https_redirect_port: port,
+        },
+    )
+}
+
+fn redirect_of(d: Decision) -> (u16, String) {
+    match d {
+        Decision::Redirect {
+            status, location, ..
+        } => (status.as_u16(), location),
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
+
+fn reject_of(d: Decision) -> ClientFault {
+    match d {
+        Decision::Reject(r, _) => r,
+        other => panic!("expected a reject, got {other:?}"),
+    }
+}
+
+fn backend_of(d: Decision) -> (&'static str, String, Option<Duration>) {
+    match d {
+        Decision::Forward { backend, .. } => ("forward", backend.name.to_string(), None),
+        Decision::Upgrade {
+            backend,
+            idle_timeout,
+            ..
+        } => ("upgrade", backend.name.to_string(), idle_timeout),
+        other => panic!("expected a backend, got {other:?}"),
+    }
+}
+
+#[test]
+fn redirect_matrix() {
+    let https = |p: &str| format!("https://chat.example.com{p}");
+    let cases: Vec<(Req, u16, (u16, String))> = vec![
+        // HTTP listener, tls route: to https, 301 for GET/HEAD, 308 for the rest.
+        (
+            get("chat.example.com", "/a").query("x=1&y=2"),
+            443,
+            (301, https("/a?x=1&y=2")),
+        ),
+        (
+            get("chat.example.com:8080", "/a").method(Method::HEAD),
+            443,
+            (301, https("/a")),
+        ),
+        (
+            get("chat.example.com", "/a").method(Method::POST),
+            443,
+            (308, https("/a")),
+        ),
+        (
+            get("chat.example.com", "/a").method(Method::DELETE),
+            443,
+            (308, https("/a")),
+        ),
+        (
+            get("CHAT.example.com", "/"),
+            8443,
+            (301, "https://chat.example.com:8443/".into()),
+        ),
+        // Upgrades over plain HTTP are redirected too (browsers will then use wss://).
+        (
+            get("chat.example.com", "/ws").upgrade(),
+            443,
+            (301, https("/ws")),
+        ),
+        // www → bare host over https in one hop, from either listener.
+        (
+            get("www.chat.example.com", "/p").query("q"),
+            443,
+            (301, https("/p?q")),
+        ),
+        (
+            get("www.chat.example.com:8080", "/p"),
+            8443,
+            (301, "https://chat.example.com:8443/p".into()),
+        ),
+        (
+            get("www.chat.example.com", "/p").tls(Some("www.chat.example.com")),
+            443,
+            (301, https("/p")),
+        ),
+        (
+            get("www.chat.example.com:8443", "/p").tls(None),
+            443,
+            (301, "https://chat.example.com:8443/p".into()),
+        ),
+        // Plain route: www → bare over http, keeping the client's port.
+        (
+            get("www.plain.example.com:8080", "/app"),
+            443,
+            (301, "http://plain.example.com:8080/app".into()),
+        ),
+    ];
+    for (req, port, want) in cases {
+        let label = format!("{:?} {} {:?}", req.host, req.path, req.listener);
+        assert_eq!(redirect_of(run(req, port)), want, "{label}");
+    }
+}
+
+#[test]
+fn routing_by_path_and_upgrade() {
+    let t = |host| get(host, "/").tls(Some("chat.example.com"));
+    let mut r = t("chat.example.com");
+    assert_eq!(backend_of(run(r, 443)).1, "127.0.0.1:8080");
+    r = t("chat.example.com").upgrade();
+    assert_eq!(
+        backend_of(run(r, 443)),
+        (
+            "upgrade",
+            "127.0.0.1:5000".into(),
+            Some(Duration::from_secs(3600))
+        )
+    );
+    // Longest prefix wins; websocket-only rule answers 426 to normal requests.
+    let mut live = get("chat.example.com", "/live/room1").tls(None);
+    assert_eq!(reject_of(run(live, 443)), ClientFault::UpgradeRequired);
+    // The rule's origins and limits travel with the decision, for the admit phase.
+    live = get("chat.example.com", "/live").tls(None).upgrade();
+    match run(live, 443) {
+        Decision::Upgrade {
+            backend,
+            allowed_origins,
+            limits,
+            ..
+        } => {
+            assert_eq!(&*backend.name, "127.0.0.1:5001");
+            assert_eq!(allowed_origins.len(), 1);
+            let (limits, rule) = limits.unwrap_or_else(|| panic!("limits"));
+            assert_eq!((limits.max_connections, rule), (Some(5), 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A backend without endpoints is still chosen: the connect phase answers 503.
+    let api = get("chat.example.com", "/api/users").tls(None);
+    assert_eq!(backend_of(run(api, 443)).1, "service apps/api:80");
+    // http-only rule takes upgrades to its http backend, without an idle timeout.
+    let legacy = get("chat.example.com", "/legacy/socket")
+        .tls(None)
+        .upgrade();
+    assert_eq!(
+        backend_of(run(legacy, 443)),
+        ("upgrade", "127.0.0.1:8081".into(), None)
+    );
+    // Segment matching: /livex is not /live.
+    let livex = get("chat.example.com", "/livex").tls(None);
+    assert_eq!(backend_of(run(livex, 443)).1, "127.0.0.1:8080");
+    // Plain route served on HTTP; a path outside its rules is 404.
+    assert_eq!(
+        backend_of(run(get("plain.example.com", "/app/x"), 443)).1,
+        "127.0.0.1:9000"
+    );
+    assert_eq!(
+        reject_of(run(get("plain.example.com", "/other"), 443)),
+        ClientFault::NotFound
+    );
+    // httpRedirect: false serves plain HTTP (here: in maintenance).
+    assert!(matches!(
+        run(get("optout.example.com", "/"), 443),
+        Decision::Maintenance { .. }
+    ));
+}
+
+#[test]
+fn rejects() {
+    let cases: Vec<(Req, ClientFault)> = vec![
+        (
+            Req {
+                host: None,
+                ..get("x", "/")
+            },
+            ClientFault::BadRequest,
+        ),
+        (get("bad host", "/"), ClientFault::BadRequest),
+        (
+            get("chat.example.com", "/").method(Method::CONNECT),
+            ClientFault::MethodNotAllowed,
+        ),
+        (get("unknown.example.org", "/"), ClientFault::NotFound),
+        (
+            get("chat.example.com", "/").tls(Some("optout.example.com")),
+            ClientFault::Misdirected,
+        ),
+        (
+            get("plain.example.com", "/app").tls(None),
+            ClientFault::Misdirected,
+        ),
+    ];
+    for (req, want) in cases {
+        let label = format!("{:?} {}", req.host, req.path);
+        assert_eq!(reject_of(run(req, 443)), want, "{label}");
+    }
+}
+
+#[test]
+fn maintenance_answers_normal_requests_and_upgrades() {
+    for req in [
+        get("optout.example.com", "/").tls(None),
+        get("optout.example.com", "/").tls(None).upgrade(),
+    ] {
+        match run(req, 443) {
+            Decision::Maintenance { body, route } => {
+                assert_eq!(&body[..], b"<h1>Back soon</h1>");
+                assert_eq!(&*route.id, "apps/optout");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The upgrade phase: a WebSocket handshake (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT) is
+//! sent to the backend over a fresh connection; on 101 the client gets its answer and both
+//! sockets go to the [`relay`](super::relay) in a task of their own, which outlives the
+//! request. What the handshakes look like is decided in [`handshake`], without I/O.
+
+mod handshake;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::access::AccessRecord;
+use super::answer::{Answer, BackendFault, ClientFault};
+use super::connect::{ConnectFailed, Target, connect_with_retry};
+use super::handler::{Failure, Served, Shared};
+use super::headers::{Forwarded, prepare_response};
+use super::limits::Admission;
+use super::relay::relay;
+use super::tracker::Token;
+use super::upstream::{BackendIo, UpstreamBody};
+use crate::metrics::RouteMetrics;
+use crate::table::ActiveGuard;
+
+/// How long a backend may take to answer a WebSocket handshake.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How an upgrade request ended: the `result` label of `wsgate_websocket_upgrades_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeOutcome {
+    /// The backend switched protocols; the socket is relayed.
+    Upgraded,
+    /// The backend answered the handshake with something other than 101.
+    BackendRefused,
+    /// No backend answer: unreachable, broken off, or too slow.
+    BackendError,
+    /// Refused by wsgate: no route, misdirected, maintenance, no endpoint.
+    Rejected,
+    /// The rule does not allow the page's origin.
+    Forbidden,
+    /// Over a per-client limit.
+    Limited,
+    /// Redirected (to https, or to the route's main host).
+    Redirected,
+}
+
+impl UpgradeOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeOutcome::Upgraded => "upgraded",
+            UpgradeOutcome::BackendRefused => "backend_refused",
+            UpgradeOutcome::BackendError => "backend_error",
+            UpgradeOutcome::Rejected => "rejected",
+            UpgradeOutcome::Forbidden => "forbidden",
+            UpgradeOutcome::Limited => "limited",
+            UpgradeOutcome::Redirected => "redirected",
+        }
+    }
+
+    /// The outcome of an upgrade that got `answer` instead of a backend's.
+    pub fn of(answer: Answer) -> Self {
+        match answer {
+            Answer::Client(ClientFault::ForbiddenOrigin) => UpgradeOutcome::Forbidden,
+            Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,
+            Answer::Backend(BackendFault::NoEndpoints) => UpgradeOutcome::Rejected,
+            Answer::Backend(_) => UpgradeOutcome::BackendError,
+            Answer::Client(_) | Answer::Internal(_) => UpgradeOutcome::Rejected,
+        }
+    }
+}
+
+/// A WebSocket handshake to relay, admitted by the admit phase.
+pub(crate) struct UpgradeRequest {
+    pub req: Request<Incoming>,
+    /// HTTP/2 extended CONNECT (RFC 8441) rather than an HTTP/1.1 Upgrade.
+    pub extended_connect: bool,
+    pub idle_timeout: Option<Duration>,
+    /// Consistent-hashing key.
+    pub key: Option<u64>,
+    /// The client's connection slot, when the rule has limits.
+    pub admission: Option<Admission>,
+    /// Keeps an HTTP/2 connection from counting as idle while the socket is relayed.
+    pub stream: Option<Token>,
+}
+
+/// Forwards a WebSocket handshake and, on 101, relays the connection in its own task.
+pub(crate) async fn upgrade(
+    shared: &Shared,
+    upgrade: UpgradeRequest,
+    target: Target<'_>,
+    fwd: &Forwarded<'_>,
+    access: Option<&AccessRecord>,
+) -> Result<Served, Failure> {
+    let UpgradeRequest {
+        mut req,
+        extended_connect,
+        key,
+        ..
+    } = upgrade;
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let backend_req = handshake::backend_request(parts, extended_connect, fwd, handshake::new_key);
+    let now_ms = || shared.upstreams.now_ms();
+    let tls = target.backend.tls.as_deref();
+    let (io, endpoint) = connect_with_retry(&target, now_ms, key, true, (), |endpoint, ()| {
+        let connecting = shared.upstreams.connect(endpoint, tls);
+        async move {
+            connecting
+                .await
+                .map_err(|error| ConnectFailed { error, back: () })
+        }
+    })
+    .await?;
+    let addr = endpoint.addr;
+    let active = endpoint.state.begin();
+    let mut resp = match exchange(io, backend_req).await {
+        Ok(resp) => resp,
+        Err(Exchange::TimedOut) => return Err(target.timed_out(Some(addr))),
+        Err(Exchange::Failed(e)) => return Err(target.unreachable(addr, &e)),
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The backend refused the upgrade: its answer goes back as a normal response.
+        let mut response = resp.map(|inner| Either::Left(UpstreamBody::unpooled(inner)));
+        prepare_response(response.headers_mut(), false);
+        return Ok(Served {
+            response,
+            backend: Some(addr),
+            upgrade: Some(UpgradeOutcome::BackendRefused),
+        });
+    }
+    let backend_upgrade = hyper::upgrade::on(&mut resp);
+    let response = handshake::client_response(std::mem::take(resp.headers_mut()), extended_connect);
+    let sockets = Sockets {
+        client: client_upgrade,
+        backend: backend_upgrade,
+        idle_timeout: upgrade.idle_timeout,
+        held: Held {
+            _relay: shared.relays.token(),
+            _active: active,
+            _admission: upgrade.admission,
+            _stream: upgrade.stream,
+        },
+    };
+    let metrics = match target.metrics {
+        Some(m) => m.clone(),
+        None => shared.metrics.route(target.route),
+    };
+    // The connection gets its own log line when it ends; the 101 keeps the request's.
+    let log = access.map(|a| a.for_websocket(addr));
+    spawn_relay(shared, sockets, metrics, log);
+    Ok(Served {
+        response,
+        backend: Some(addr),
+        upgrade: Some(UpgradeOutcome::Upgraded),
+    })
+}
+
+/// Why the handshake with the backend gave no response.
+enum Exchange {
+    TimedOut,
+    Failed(hyper::Error),
+}
+
+/// Sends the handshake over a new HTTP/1.1 connection and waits for the backend's answer.
+async fn exchange(
+    io: BackendIo,
+    req: Request<Empty<Bytes>>,
+) -> Result<Response<Incoming>, Exchange> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(Exchange::Failed)?;
+    // Drives the backend connection until the upgrade hands its socket over.
+    tokio::spawn(conn.with_upgrades());
+    match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(req)).await {
+        Err(_) => Err(Exchange::TimedOut),
+        Ok(result) => result.map_err(Exchange::Failed),
+    }
+}
+
+/// What a relayed connection holds for its life: drain bookkeeping, the endpoint's
+/// least-connections count, the client's connection slot, the HTTP/2 stream. Only dropped.
+struct Held {
+    _relay: Token,
+    _active: ActiveGuard,
+    _admission: Option<Admission>,
+    _stream: Option<Token>,
+}
+
+/// Both halves of an upgrade, once the handshakes are done.
+struct Sockets {
+    client: OnUpgrade,
+    backend: OnUpgrade,
+    idle_timeout: Option<Duration>,
+    held: Held,
+}
+
+/// Relays the two sockets in a task of their own and records the connection when it ends.
+fn spawn_relay(
+    shared: &Shared,
+    sockets: Sockets,
+    metrics: Arc<RouteMetrics>,
+    log: Option<AccessRecord>,
+) {
+    let closes = shared.metrics.ws_closes.clone();
+    let (registration, drain) = shared.drain.register();
+    tokio::spawn(async move {
+        let _held = (sockets.held, registration);
+        let (client_io, backend_io) = match tokio::try_join!(sockets.client, sockets.backend) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(route = &*metrics.route, error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let opened = Instant::now();
+        metrics.ws_active.inc();
+        let stats = relay(
+            TokioIo::new(client_io),
+            TokioIo::new(backend_io),
+            sockets.idle_timeout,
+            |up, down| {
+                metrics.ws_to_backend.inc_by(up);
+                metrics.ws_to_client.inc_by(down);
+            },
+            drain,
+        )
+        .await;
+        metrics.ws_active.dec();
+        let lifetime = opened.elapsed();
+        metrics.ws_duration.observe(lifetime.as_secs_f64());
+        let reason = stats.reason();
+        closes.with_label_values(&[&*metrics.route, reason]).inc();
+        if let Some(a) = log {
+            a.log_websocket(lifetime, &stats, reason);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::limits::Refusal;
+
+    #[test]
+    fn answers_map_to_upgrade_outcomes() {
+        let cases = [
+            (ClientFault::ForbiddenOrigin.into(), "forbidden"),
+            (ClientFault::TooMany(Refusal::Full).into(), "limited"),
+            (ClientFault::NotFound.into(), "rejected"),
+            (ClientFault::Misdirected.into(), "rejected"),
+            (BackendFault::NoEndpoints.into(), "rejected"),
+            (BackendFault::Unreachable.into(), "backend_error"),
+            (BackendFault::Timeout.into(), "backend_error"),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(UpgradeOutcome::of(answer).as_str(), want, "{answer:?}");
+        }
+    }
+}
