@@ -115,64 +115,9 @@ impl Gateway {
         let mut background = Background::default();
         // The admin listener comes up first: probes get "not ready" rather than a refused
         // connection while routes load.
-        let admin_listener =
-            admin::bind(opts.admin_listen)
-                .await
-                .map_err(|source| GatewayError::Admin {
-                    addr: opts.admin_listen,
-                    source,
-                })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| GatewayError::Admin {
-                addr: opts.admin_listen,
-                source,
-            })?;
         let health = Arc::new(Health::default());
-        background.0.push(tokio::spawn(admin::serve(
-            admin_listener,
-            health.clone(),
-            metrics.clone(),
-        )));
-
-        match opts.routes {
-            Routes::Fixed(snapshot) => {
-                let publisher = Publisher::new(table.clone(), metrics.clone(), "fixed");
-                publisher.publish(&snapshot);
-                publisher.record_reload(true);
-            }
-            Routes::Kube(kube) => {
-                let publisher = Publisher::new(table.clone(), metrics.clone(), "kube");
-                tracing::info!(
-                    "waiting for the first sync of routes, Secrets, Services and EndpointSlices"
-                );
-                let tasks = crate::source::kube::start(*kube, publisher, metrics.clone()).await;
-                background.0.extend(tasks);
-            }
-            Routes::Dir(dir) => {
-                let publisher = Publisher::new(table.clone(), metrics.clone(), "files");
-                let mut source = FileSource::new(dir.clone());
-                // Watching starts before the first read, so no edit falls between the two.
-                let watch = files::watch(dir.clone());
-                let first = source.reload();
-                if let Some(fatal) = first.errors.iter().find(|e| e.file == dir) {
-                    return Err(GatewayError::Routes(fatal.clone()));
-                }
-                log_reload(&source, &first);
-                publisher.publish(&first.snapshot);
-                publisher.record_reload(first.errors.is_empty());
-                let mut last = first.snapshot;
-                background.0.push(tokio::spawn(watch.run(move || {
-                    let reload = source.reload();
-                    log_reload(&source, &reload);
-                    if reload.snapshot != last {
-                        publisher.publish(&reload.snapshot);
-                        last = reload.snapshot;
-                    }
-                    publisher.record_reload(reload.errors.is_empty());
-                })));
-            }
-        }
+        let admin_addr = start_admin(opts.admin_listen, &health, &metrics, &mut background).await?;
+        start_routes(opts.routes, &table, &metrics, &mut background).await?;
 
         let (cert, key) = self_signed(&["wsgate-default.invalid".to_string()])?;
         let default_cert = certified_key_from_pem(cert.as_bytes(), key.as_bytes())?;
@@ -215,6 +160,72 @@ impl Gateway {
         // A proxy task that panicked has nothing left open to report.
         (&mut self.proxy).await.unwrap_or(ShutdownReport { cut: 0 })
     }
+}
+
+/// Binds and serves the admin listener; returns its bound address.
+async fn start_admin(
+    addr: SocketAddr,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    background: &mut Background,
+) -> Result<SocketAddr, GatewayError> {
+    let admin_error = |source| GatewayError::Admin { addr, source };
+    let listener = admin::bind(addr).await.map_err(admin_error)?;
+    let bound = listener.local_addr().map_err(admin_error)?;
+    background.0.push(tokio::spawn(admin::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+    )));
+    Ok(bound)
+}
+
+/// Publishes the first table from `routes` and starts whatever keeps it current.
+async fn start_routes(
+    routes: Routes,
+    table: &Arc<ArcSwap<RouteTable>>,
+    metrics: &Arc<Metrics>,
+    background: &mut Background,
+) -> Result<(), GatewayError> {
+    match routes {
+        Routes::Fixed(snapshot) => {
+            let publisher = Publisher::new(table.clone(), metrics.clone(), "fixed");
+            publisher.publish(&snapshot);
+            publisher.record_reload(true);
+        }
+        Routes::Kube(kube) => {
+            let publisher = Publisher::new(table.clone(), metrics.clone(), "kube");
+            tracing::info!(
+                "waiting for the first sync of routes, Secrets, Services and EndpointSlices"
+            );
+            let tasks = crate::source::kube::start(*kube, publisher, metrics.clone()).await;
+            background.0.extend(tasks);
+        }
+        Routes::Dir(dir) => {
+            let publisher = Publisher::new(table.clone(), metrics.clone(), "files");
+            let mut source = FileSource::new(dir.clone());
+            // Watching starts before the first read, so no edit falls between the two.
+            let watch = files::watch(dir.clone());
+            let first = source.reload();
+            if let Some(fatal) = first.errors.iter().find(|e| e.file == dir) {
+                return Err(GatewayError::Routes(fatal.clone()));
+            }
+            log_reload(&source, &first);
+            publisher.publish(&first.snapshot);
+            publisher.record_reload(first.errors.is_empty());
+            let mut last = first.snapshot;
+            background.0.push(tokio::spawn(watch.run(move || {
+                let reload = source.reload();
+                log_reload(&source, &reload);
+                if reload.snapshot != last {
+                    publisher.publish(&reload.snapshot);
+                    last = reload.snapshot;
+                }
+                publisher.record_reload(reload.errors.is_empty());
+            })));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Gateway {

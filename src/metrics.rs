@@ -47,7 +47,7 @@ pub struct Metrics {
     backend_connect_errors: IntCounterVec,
     backend_retries: IntCounterVec,
     /// `wsgate_backend_ejections_total`: endpoints ejected by passive health checks.
-    pub backend_ejections: prometheus::IntCounter,
+    pub backend_ejections: IntCounter,
     /// `wsgate_tls_handshakes_total{result}`: `ok`, `error`, `timeout`.
     pub tls_handshakes: IntCounterVec,
     /// `wsgate_local_responses_total{source,reason}`: answers wsgate made itself.
@@ -115,34 +115,160 @@ impl RouteMetrics {
     }
 }
 
+/// A metric's name, help text and label names.
+struct Def {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+}
+
+const ROUTE: &[&str] = &["route"];
+
+const HTTP_REQUESTS: Def = Def {
+    name: "wsgate_http_requests_total",
+    help: "HTTP requests answered, by route and status code.",
+    labels: &["route", "code"],
+};
+const HTTP_DURATION: Def = Def {
+    name: "wsgate_http_request_duration_seconds",
+    help: "Time from request headers received to the last response byte sent.",
+    labels: ROUTE,
+};
+const HTTP_REDIRECTS: Def = Def {
+    name: "wsgate_http_redirects_total",
+    help: "Redirects sent: kind=https (plain HTTP to https) or host (redirectHostnames).",
+    labels: &["kind"],
+};
+const WS_ACTIVE: Def = Def {
+    name: "wsgate_websocket_connections_active",
+    help: "WebSocket connections being relayed now.",
+    labels: ROUTE,
+};
+const WS_UPGRADES: Def = Def {
+    name: "wsgate_websocket_upgrades_total",
+    help: "WebSocket upgrade requests by result: upgraded, backend_refused, backend_error, rejected, forbidden, limited, redirected.",
+    labels: &["route", "result"],
+};
+const WS_DURATION: Def = Def {
+    name: "wsgate_websocket_connection_duration_seconds",
+    help: "Lifetime of relayed WebSocket connections.",
+    labels: ROUTE,
+};
+const WS_BYTES: Def = Def {
+    name: "wsgate_websocket_bytes_total",
+    help: "Bytes relayed on WebSocket connections, direction=to_backend or to_client.",
+    labels: &["route", "direction"],
+};
+const WS_CLOSES: Def = Def {
+    name: "wsgate_websocket_closes_total",
+    help: "Ended WebSocket connections by reason: client, backend, idle_timeout, drain, error.",
+    labels: &["route", "reason"],
+};
+const CONNECT_ERRORS: Def = Def {
+    name: "wsgate_backend_connect_errors_total",
+    help: "Failed or timed-out connections to backends.",
+    labels: ROUTE,
+};
+const RETRIES: Def = Def {
+    name: "wsgate_backend_retries_total",
+    help: "Idempotent requests retried on another endpoint after a failed connect.",
+    labels: ROUTE,
+};
+const EJECTIONS: Def = Def {
+    name: "wsgate_backend_ejections_total",
+    help: "Endpoints skipped for a back-off after consecutive connect failures.",
+    labels: &[],
+};
+const LOCAL_RESPONSES: Def = Def {
+    name: "wsgate_local_responses_total",
+    help: "Responses wsgate made itself instead of a backend, by whose fault (source: client, backend, internal) and reason.",
+    labels: &["source", "reason"],
+};
+const TLS_HANDSHAKES: Def = Def {
+    name: "wsgate_tls_handshakes_total",
+    help: "TLS handshakes by result: ok, error, timeout.",
+    labels: &["result"],
+};
+const CERT_EXPIRY: Def = Def {
+    name: "wsgate_tls_certificate_expiry_timestamp_seconds",
+    help: "notAfter of each served certificate, as a Unix timestamp.",
+    labels: &["secret"],
+};
+const CONFIG_RELOADS: Def = Def {
+    name: "wsgate_config_reloads_total",
+    help: "Routing table rebuilds by source and result (error: some input was rejected and its last good version kept).",
+    labels: &["source", "result"],
+};
+const ROUTES: Def = Def {
+    name: "wsgate_routes",
+    help: "Routes in the table, state=programmed or rejected.",
+    labels: &["state"],
+};
+const LAST_RELOAD: Def = Def {
+    name: "wsgate_config_last_reload_timestamp_seconds",
+    help: "When the routing table was last rebuilt.",
+    labels: &[],
+};
+const KUBE_EVENTS: Def = Def {
+    name: "wsgate_kube_watch_events_total",
+    help: "Kubernetes watch events received, by object kind (controller mode).",
+    labels: &["kind"],
+};
+const LEADER: Def = Def {
+    name: "wsgate_leader",
+    help: "1 while this replica holds the leader lease (controller mode).",
+    labels: &[],
+};
+
+/// Makes metrics from their [`Def`]s and registers them.
+struct Registrar<'a>(&'a Registry);
+
 #[expect(
     clippy::expect_used,
     reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
 )]
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("metric names, help texts and labels are constants");
-    register(registry, vec)
-}
-
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
-    // Names are fixed and unique, so registration cannot fail; a failure would only lose the
-    // metric from /metrics, which is not worth crashing for.
-    if let Err(e) = registry.register(Box::new(c.clone())) {
-        tracing::error!(error = %e, "registering a metric failed");
+impl Registrar<'_> {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        made: prometheus::Result<C>,
+    ) -> C {
+        let c = made.expect("metric names, help texts and labels are constants");
+        // Names are fixed and unique, so registration cannot fail; a failure would only lose
+        // the metric from /metrics, which is not worth crashing for.
+        if let Err(e) = self.0.register(Box::new(c.clone())) {
+            tracing::error!(error = %e, "registering a metric failed");
+        }
+        c
     }
-    c
-}
 
-#[expect(
-    clippy::expect_used,
-    reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
-)]
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    let vec = HistogramVec::new(opts, &["route"])
-        .expect("metric names, help texts and labels are constants");
-    register(registry, vec)
+    fn counters(&self, d: &Def) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(d.name, d.help), d.labels))
+    }
+
+    fn counter(&self, d: &Def) -> IntCounter {
+        self.add(IntCounter::new(d.name, d.help))
+    }
+
+    fn int_gauges(&self, d: &Def) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(d.name, d.help), d.labels))
+    }
+
+    fn int_gauge(&self, d: &Def) -> IntGauge {
+        self.add(IntGauge::new(d.name, d.help))
+    }
+
+    fn gauges(&self, d: &Def) -> GaugeVec {
+        self.add(GaugeVec::new(Opts::new(d.name, d.help), d.labels))
+    }
+
+    fn gauge(&self, d: &Def) -> Gauge {
+        self.add(Gauge::new(d.name, d.help))
+    }
+
+    fn histograms(&self, d: &Def, buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(d.name, d.help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, d.labels))
+    }
 }
 
 impl Default for Metrics {
@@ -153,152 +279,40 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh registry with every metric and, on Linux, the process collector.
-    #[expect(
-        clippy::expect_used,
-        reason = "metric definitions are constants: a bad one is a bug caught by every test, not input"
-    )]
     pub fn new() -> Self {
-        let r = Registry::new();
+        let registry = Registry::new();
         // The prometheus crate's process collector (fds, RSS, CPU) under its standard names.
         #[cfg(target_os = "linux")]
-        if let Err(e) = r.register(Box::new(
+        if let Err(e) = registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         )) {
             tracing::warn!(error = %e, "process metrics unavailable");
         }
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let v = IntGaugeVec::new(Opts::new(name, help), labels)
-                .expect("metric names, help texts and labels are constants");
-            register(&r, v)
-        };
+        let r = Registrar(&registry);
         Metrics {
-            http_requests: counter(
-                &r,
-                "wsgate_http_requests_total",
-                "HTTP requests answered, by route and status code.",
-                &["route", "code"],
-            ),
-            http_duration: histogram(
-                &r,
-                "wsgate_http_request_duration_seconds",
-                "Time from request headers received to the last response byte sent.",
-                HTTP_BUCKETS,
-            ),
-            http_redirects: counter(
-                &r,
-                "wsgate_http_redirects_total",
-                "Redirects sent: kind=https (plain HTTP to https) or host (redirectHostnames).",
-                &["kind"],
-            ),
-            ws_active: gauge_vec(
-                "wsgate_websocket_connections_active",
-                "WebSocket connections being relayed now.",
-                &["route"],
-            ),
-            ws_upgrades: counter(
-                &r,
-                "wsgate_websocket_upgrades_total",
-                "WebSocket upgrade requests by result: upgraded, backend_refused, backend_error, rejected, forbidden, limited, redirected.",
-                &["route", "result"],
-            ),
-            ws_duration: histogram(
-                &r,
-                "wsgate_websocket_connection_duration_seconds",
-                "Lifetime of relayed WebSocket connections.",
-                WS_BUCKETS,
-            ),
-            ws_bytes: counter(
-                &r,
-                "wsgate_websocket_bytes_total",
-                "Bytes relayed on WebSocket connections, direction=to_backend or to_client.",
-                &["route", "direction"],
-            ),
-            ws_closes: counter(
-                &r,
-                "wsgate_websocket_closes_total",
-                "Ended WebSocket connections by reason: client, backend, idle_timeout, drain, error.",
-                &["route", "reason"],
-            ),
-            backend_connect_errors: counter(
-                &r,
-                "wsgate_backend_connect_errors_total",
-                "Failed or timed-out connections to backends.",
-                &["route"],
-            ),
-            backend_retries: counter(
-                &r,
-                "wsgate_backend_retries_total",
-                "Idempotent requests retried on another endpoint after a failed connect.",
-                &["route"],
-            ),
-            backend_ejections: register(
-                &r,
-                prometheus::IntCounter::new(
-                    "wsgate_backend_ejections_total",
-                    "Endpoints skipped for a back-off after consecutive connect failures.",
-                )
-                .expect("metric names, help texts and labels are constants"),
-            ),
-            local_responses: counter(
-                &r,
-                "wsgate_local_responses_total",
-                "Responses wsgate made itself instead of a backend, by whose fault (source: client, backend, internal) and reason.",
-                &["source", "reason"],
-            ),
-            tls_handshakes: counter(
-                &r,
-                "wsgate_tls_handshakes_total",
-                "TLS handshakes by result: ok, error, timeout.",
-                &["result"],
-            ),
-            cert_expiry: register(
-                &r,
-                GaugeVec::new(
-                    Opts::new(
-                        "wsgate_tls_certificate_expiry_timestamp_seconds",
-                        "notAfter of each served certificate, as a Unix timestamp.",
-                    ),
-                    &["secret"],
-                )
-                .expect("metric names, help texts and labels are constants"),
-            ),
-            config_reloads: counter(
-                &r,
-                "wsgate_config_reloads_total",
-                "Routing table rebuilds by source and result (error: some input was rejected and its last good version kept).",
-                &["source", "result"],
-            ),
-            routes: gauge_vec(
-                "wsgate_routes",
-                "Routes in the table, state=programmed or rejected.",
-                &["state"],
-            ),
-            last_reload: register(
-                &r,
-                Gauge::new(
-                    "wsgate_config_last_reload_timestamp_seconds",
-                    "When the routing table was last rebuilt.",
-                )
-                .expect("metric names, help texts and labels are constants"),
-            ),
-            kube_watch_events: counter(
-                &r,
-                "wsgate_kube_watch_events_total",
-                "Kubernetes watch events received, by object kind (controller mode).",
-                &["kind"],
-            ),
-            leader: register(
-                &r,
-                IntGauge::new(
-                    "wsgate_leader",
-                    "1 while this replica holds the leader lease (controller mode).",
-                )
-                .expect("metric names, help texts and labels are constants"),
-            ),
+            http_requests: r.counters(&HTTP_REQUESTS),
+            http_duration: r.histograms(&HTTP_DURATION, HTTP_BUCKETS),
+            http_redirects: r.counters(&HTTP_REDIRECTS),
+            ws_active: r.int_gauges(&WS_ACTIVE),
+            ws_upgrades: r.counters(&WS_UPGRADES),
+            ws_duration: r.histograms(&WS_DURATION, WS_BUCKETS),
+            ws_bytes: r.counters(&WS_BYTES),
+            ws_closes: r.counters(&WS_CLOSES),
+            backend_connect_errors: r.counters(&CONNECT_ERRORS),
+            backend_retries: r.counters(&RETRIES),
+            backend_ejections: r.counter(&EJECTIONS),
+            local_responses: r.counters(&LOCAL_RESPONSES),
+            tls_handshakes: r.counters(&TLS_HANDSHAKES),
+            cert_expiry: r.gauges(&CERT_EXPIRY),
+            config_reloads: r.counters(&CONFIG_RELOADS),
+            routes: r.int_gauges(&ROUTES),
+            last_reload: r.gauge(&LAST_RELOAD),
+            kube_watch_events: r.counters(&KUBE_EVENTS),
+            leader: r.int_gauge(&LEADER),
             by_route: ArcSwap::from_pointee(FnvMap::default()),
             insert: Mutex::new(()),
             no_route: Arc::from(NO_ROUTE),
-            registry: r,
+            registry,
         }
     }
 

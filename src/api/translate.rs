@@ -12,8 +12,8 @@ use kube::ResourceExt;
 use rustls_pki_types::ServerName;
 
 use super::{
-    Backend, BackendProtocol, ClientLimits, HttpTarget, LoadBalancing, LoadBalancingPolicy,
-    WebSocketRoute, WebSocketRouteSpec, WebSocketTarget, parse_duration,
+    self as api, Backend, BackendProtocol, ClientLimits, HttpTarget, LoadBalancing,
+    LoadBalancingPolicy, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget, parse_duration,
 };
 use crate::model::{
     self, Balance, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAINTENANCE_BODY, FieldError, Filters, HashKey,
@@ -98,80 +98,8 @@ fn translate_spec(namespace: &str, spec: &WebSocketRouteSpec) -> Result<Parts, V
             "must be an exact name when redirectHostnames is set (it is the redirect target)",
         );
     }
-    let tls = spec.tls.as_ref().map(|tls| {
-        if let Err(why) = check_object_name(&tls.secret_name) {
-            p.add("spec.tls.secretName", why);
-        }
-        model::RouteTls {
-            secret: tls.secret_name.clone(),
-            http_redirect: tls.redirects_http(),
-            hsts: tls.hsts.as_ref().and_then(|hsts| {
-                if hsts.max_age < 0 {
-                    p.add("spec.tls.hsts.maxAge", "must be 0 or more seconds");
-                }
-                let include_sub_domains = hsts.include_sub_domains == Some(true);
-                let preload = hsts.preload == Some(true);
-                if preload && (hsts.max_age < 31_536_000 || !include_sub_domains) {
-                    p.add(
-                        "spec.tls.hsts.preload",
-                        "needs maxAge of at least 31536000 and includeSubDomains: true",
-                    );
-                }
-                Some(model::Hsts {
-                    max_age: u64::try_from(hsts.max_age).ok()?,
-                    include_sub_domains,
-                    preload,
-                })
-            }),
-        }
-    });
-    if spec.rules.is_empty() {
-        p.add("spec.rules", "at least one rule is required");
-    }
-    let mut prefixes: Vec<&str> = Vec::new();
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    for (i, rule) in spec.rules.iter().enumerate() {
-        let at = |field: &str| format!("spec.rules[{i}].{field}");
-        let prefix = rule.prefix();
-        match check_path(prefix) {
-            Err(why) => p.add(at("pathPrefix"), why),
-            Ok(()) => {
-                let norm = normalize_path_prefix(prefix);
-                if prefixes.contains(&norm) {
-                    p.add(
-                        at("pathPrefix"),
-                        format!("{norm:?} is used by an earlier rule"),
-                    );
-                } else {
-                    prefixes.push(norm);
-                }
-            }
-        }
-        if rule.http.is_none() && rule.websocket.is_none() {
-            p.add(
-                format!("spec.rules[{i}]"),
-                "needs an http or a websocket backend (or both)",
-            );
-        }
-        let http = rule
-            .http
-            .as_ref()
-            .map(|http| http_action(&mut p, namespace, i, http));
-        let websocket = rule
-            .websocket
-            .as_ref()
-            .map(|ws| websocket_action(&mut p, namespace, i, ws));
-        rules.push(model::Rule {
-            index: i,
-            matches: RuleMatch {
-                path: PathMatch::Prefix(normalize_path_prefix(prefix).into()),
-                headers: Vec::new(),
-                method: None,
-            },
-            http: http.flatten(),
-            websocket: websocket.flatten(),
-        });
-    }
+    let tls = spec.tls.as_ref().map(|tls| route_tls(&mut p, tls));
+    let rules = rules(&mut p, namespace, &spec.rules);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -188,6 +116,82 @@ fn translate_spec(namespace: &str, spec: &WebSocketRouteSpec) -> Result<Parts, V
         }),
         rules,
     })
+}
+
+fn route_tls(p: &mut Problems, tls: &api::RouteTls) -> model::RouteTls {
+    if let Err(why) = check_object_name(&tls.secret_name) {
+        p.add("spec.tls.secretName", why);
+    }
+    model::RouteTls {
+        secret: tls.secret_name.clone(),
+        http_redirect: tls.redirects_http(),
+        hsts: tls.hsts.as_ref().and_then(|hsts| {
+            if hsts.max_age < 0 {
+                p.add("spec.tls.hsts.maxAge", "must be 0 or more seconds");
+            }
+            let include_sub_domains = hsts.include_sub_domains == Some(true);
+            let preload = hsts.preload == Some(true);
+            if preload && (hsts.max_age < 31_536_000 || !include_sub_domains) {
+                p.add(
+                    "spec.tls.hsts.preload",
+                    "needs maxAge of at least 31536000 and includeSubDomains: true",
+                );
+            }
+            Some(model::Hsts {
+                max_age: u64::try_from(hsts.max_age).ok()?,
+                include_sub_domains,
+                preload,
+            })
+        }),
+    }
+}
+
+/// The rules in order; a path prefix used by an earlier rule is a problem.
+fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::Rule> {
+    if rules.is_empty() {
+        p.add("spec.rules", "at least one rule is required");
+    }
+    let mut prefixes: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.iter().enumerate() {
+        let prefix = rule.prefix();
+        match check_path(prefix) {
+            Err(why) => p.add(format!("spec.rules[{i}].pathPrefix"), why),
+            Ok(()) => {
+                let norm = normalize_path_prefix(prefix);
+                if prefixes.contains(&norm) {
+                    p.add(
+                        format!("spec.rules[{i}].pathPrefix"),
+                        format!("{norm:?} is used by an earlier rule"),
+                    );
+                } else {
+                    prefixes.push(norm);
+                }
+            }
+        }
+        if rule.http.is_none() && rule.websocket.is_none() {
+            p.add(
+                format!("spec.rules[{i}]"),
+                "needs an http or a websocket backend (or both)",
+            );
+        }
+        let http = rule.http.as_ref().map(|h| http_action(p, namespace, i, h));
+        let websocket = rule
+            .websocket
+            .as_ref()
+            .map(|ws| websocket_action(p, namespace, i, ws));
+        out.push(model::Rule {
+            index: i,
+            matches: RuleMatch {
+                path: PathMatch::Prefix(normalize_path_prefix(prefix).into()),
+                headers: Vec::new(),
+                method: None,
+            },
+            http: http.flatten(),
+            websocket: websocket.flatten(),
+        });
+    }
+    out
 }
 
 /// Parses one list of hostnames; a name listed twice in the route (in this list or in
@@ -318,31 +322,78 @@ fn backend(
         Some(BackendProtocol::H2c) => model::BackendProtocol::H2c,
         Some(BackendProtocol::Http) | None => model::BackendProtocol::Http,
     };
-    let mut sni = None;
-    if let Some(tls) = &b.tls {
+    let sni = b.tls.as_ref().and_then(|tls| {
         if protocol == model::BackendProtocol::H2c {
             p.add(
                 at(".tls"),
                 "h2c is cleartext HTTP/2; drop tls or protocol: h2c",
             );
         }
-        if let Some(name) = &tls.sni {
-            match Hostname::parse(name) {
-                Err(why) => p.add(at(".tls.sni"), why),
-                Ok(h) if h.is_wildcard() => p.add(
+        backend_sni(p, &at, tls)
+    });
+    let target = backend_target(p, &at, b);
+    if p.0.len() != before {
+        return None;
+    }
+    let target = target?;
+    let tls = b.tls.as_ref().map(|tls| model::BackendTls {
+        // The default names what the backend is: its Service's cluster name, or its IP.
+        server_name: sni.unwrap_or_else(|| match &target {
+            model::BackendTarget::Service { name, .. } => {
+                ServerName::try_from(format!("{name}.{namespace}.svc")).unwrap_or_else(|_| {
+                    ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
+                })
+            }
+            model::BackendTarget::Address(a) => ServerName::IpAddress(a.ip().into()),
+        }),
+        ca_secret: tls.ca_secret_name.clone(),
+    });
+    Some(model::Backend {
+        target,
+        protocol,
+        tls,
+        field: at("").into(),
+    })
+}
+
+/// The SNI a backend's TLS names, if set and valid; also checks the CA Secret's name.
+fn backend_sni(
+    p: &mut Problems,
+    at: &impl Fn(&str) -> String,
+    tls: &api::BackendTls,
+) -> Option<ServerName<'static>> {
+    let sni = tls
+        .sni
+        .as_ref()
+        .and_then(|name| match Hostname::parse(name) {
+            Err(why) => {
+                p.add(at(".tls.sni"), why);
+                None
+            }
+            Ok(h) if h.is_wildcard() => {
+                p.add(
                     at(".tls.sni"),
                     format!("{name:?}: SNI must be an exact name"),
-                ),
-                Ok(_) => sni = ServerName::try_from(name.clone()).ok(),
+                );
+                None
             }
-        }
-        if let Some(ca) = &tls.ca_secret_name {
-            if let Err(why) = check_object_name(ca) {
-                p.add(at(".tls.caSecretName"), why);
-            }
+            Ok(_) => ServerName::try_from(name.clone()).ok(),
+        });
+    if let Some(ca) = &tls.ca_secret_name {
+        if let Err(why) = check_object_name(ca) {
+            p.add(at(".tls.caSecretName"), why);
         }
     }
-    let target = match (&b.service, &b.address) {
+    sni
+}
+
+/// Where a backend is: a Service and port, or a literal address.
+fn backend_target(
+    p: &mut Problems,
+    at: &impl Fn(&str) -> String,
+    b: &Backend,
+) -> Option<model::BackendTarget> {
+    match (&b.service, &b.address) {
         (Some(_), Some(_)) => {
             p.add(at(""), "set either service+port or address, not both");
             None
@@ -355,20 +406,18 @@ fn backend(
             if let Err(why) = check_dns_label(svc) {
                 p.add(at(".service"), why);
             }
-            let port = match b.port {
+            let port = match b.port.map(u16::try_from) {
                 None => {
                     p.add(at(".port"), "required with service");
-                    None
+                    return None;
                 }
-                Some(port) => match u16::try_from(port) {
-                    Ok(port) if port != 0 => Some(port),
-                    _ => {
-                        p.add(at(".port"), "must be 1..65535");
-                        None
-                    }
-                },
+                Some(Ok(port)) if port != 0 => port,
+                Some(_) => {
+                    p.add(at(".port"), "must be 1..65535");
+                    return None;
+                }
             };
-            port.map(|port| model::BackendTarget::Service {
+            Some(model::BackendTarget::Service {
                 name: svc.clone(),
                 port,
             })
@@ -392,29 +441,7 @@ fn backend(
                 Ok(sa) => Some(model::BackendTarget::Address(sa)),
             }
         }
-    };
-    if p.0.len() != before {
-        return None;
     }
-    let target = target?;
-    let tls = b.tls.as_ref().map(|tls| model::BackendTls {
-        // The default names what the backend is: its Service's cluster name, or its IP.
-        server_name: sni.unwrap_or_else(|| match &target {
-            model::BackendTarget::Service { name, .. } => {
-                ServerName::try_from(format!("{name}.{namespace}.svc")).unwrap_or_else(|_| {
-                    ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
-                })
-            }
-            model::BackendTarget::Address(a) => ServerName::IpAddress(a.ip().into()),
-        }),
-        ca_secret: tls.ca_secret_name.clone(),
-    });
-    Some(model::Backend {
-        target,
-        protocol,
-        tls,
-        field: at("").into(),
-    })
 }
 
 /// The balancing policy; `Some(None)` when the rule keeps its default.

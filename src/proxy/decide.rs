@@ -1,6 +1,6 @@
 //! The pure half of request handling: (host, path, method, upgrade?, listener) plus the table
-//! give a [`Decision`]. No I/O happens here, so every branch is unit-tested; `handler` carries
-//! decisions out.
+//! give a [`Decision`]. No I/O happens here, so every branch is unit-tested; the later phases
+//! (`admit`, `connect`, `forward`, `upgrade`) carry decisions out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,10 @@ use http::{Method, StatusCode};
 
 use super::answer::ClientFault;
 use crate::model::{ClientLimits, OriginPattern};
-use crate::table::{BackendSet, CompiledRoute, HostBuf, HostRole, RouteTable, normalize_host};
+use crate::table::{
+    BackendSet, CompiledRoute, CompiledRule, HostBuf, HostEntry, HostRole, RouteTable,
+    normalize_host,
+};
 
 /// Which listener a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,19 +76,23 @@ pub enum Decision {
         /// Route, for logs, metrics and HSTS.
         route: Arc<CompiledRoute>,
     },
-    /// Relay a WebSocket upgrade.
-    Upgrade {
-        /// Where to.
-        backend: Arc<BackendSet>,
-        /// Close the relay after this long without traffic.
-        idle_timeout: Option<Duration>,
-        /// Origins allowed to open a socket (empty allows any), checked by `admit`.
-        allowed_origins: Arc<[OriginPattern]>,
-        /// Per-client limits, with the rule they count under, counted by `admit`.
-        limits: Option<(ClientLimits, usize)>,
-        /// Route, for logs, metrics and HSTS.
-        route: Arc<CompiledRoute>,
-    },
+    /// Admit and relay a WebSocket upgrade.
+    Upgrade(UpgradePlan),
+}
+
+/// How to admit and relay one WebSocket upgrade.
+#[derive(Debug, Clone)]
+pub struct UpgradePlan {
+    /// Where to.
+    pub backend: Arc<BackendSet>,
+    /// Close the relay after this long without traffic.
+    pub idle_timeout: Option<Duration>,
+    /// Origins allowed to open a socket (empty allows any), checked by `admit`.
+    pub allowed_origins: Arc<[OriginPattern]>,
+    /// Per-client limits, with the rule they count under, counted by `admit`.
+    pub limits: Option<(ClientLimits, usize)>,
+    /// Route, for logs, metrics and HSTS.
+    pub route: Arc<CompiledRoute>,
 }
 
 impl Decision {
@@ -96,7 +103,7 @@ impl Decision {
             Decision::Redirect { route, .. }
             | Decision::Maintenance { route, .. }
             | Decision::Forward { route, .. }
-            | Decision::Upgrade { route, .. } => Some(route),
+            | Decision::Upgrade(UpgradePlan { route, .. }) => Some(route),
         }
     }
 }
@@ -140,15 +147,38 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
     let Some(entry) = table.lookup(host) else {
         return Decision::Reject(ClientFault::NotFound, None);
     };
+    if let Some(decision) = by_listener(table, entry, host, req, cfg) {
+        return decision;
+    }
     let route = &entry.route;
-    let id = || Some(route.clone());
-    let redirect_status = if req.method == Method::GET || req.method == Method::HEAD {
-        StatusCode::MOVED_PERMANENTLY
-    } else {
-        StatusCode::PERMANENT_REDIRECT
-    };
+    if let Some(body) = &route.maintenance {
+        return Decision::Maintenance {
+            body: body.clone(),
+            route: route.clone(),
+        };
+    }
+    match route.rule_for(req.path) {
+        Some(rule) => by_rule(rule, route, req.upgrade),
+        None => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
+    }
+}
+
+/// What the listener alone settles: redirects to https or to the route's main host, and
+/// requests that reached the TLS listener for a route they may not use there.
+fn by_listener(
+    table: &RouteTable,
+    entry: &HostEntry,
+    host: &str,
+    req: &RequestFacts<'_>,
+    cfg: &DecideConfig,
+) -> Option<Decision> {
+    let route = &entry.route;
     let redirect = |scheme: &str, host: &str, port: Option<&str>| Decision::Redirect {
-        status: redirect_status,
+        status: if req.method == Method::GET || req.method == Method::HEAD {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::PERMANENT_REDIRECT
+        },
         location: location(scheme, host, port, req.path, req.query),
         kind: if entry.role == HostRole::Redirect {
             RedirectKind::Host
@@ -158,35 +188,41 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
         route: route.clone(),
     };
     // The port the client used, kept on same-scheme redirects.
-    let client_port = raw_host
-        .rsplit_once(':')
+    let client_port = req
+        .host
+        .and_then(|h| h.rsplit_once(':'))
         .filter(|(h, _)| !h.contains(':') || h.ends_with(']'))
         .map(|(_, p)| p);
-    let https_port_text;
-    let https_port = if cfg.https_redirect_port == 443 {
-        None
-    } else {
-        https_port_text = cfg.https_redirect_port.to_string();
-        Some(https_port_text.as_str())
-    };
-
     match req.listener {
         Listener::Http => {
+            let https_port_text;
+            let https_port = if cfg.https_redirect_port == 443 {
+                None
+            } else {
+                https_port_text = cfg.https_redirect_port.to_string();
+                Some(https_port_text.as_str())
+            };
             let tls_redirect = route.tls.as_ref().is_some_and(|t| t.http_redirect);
             match (entry.role, tls_redirect) {
                 (HostRole::Redirect, true) => {
-                    return redirect("https", &route.canonical_host, https_port);
+                    Some(redirect("https", &route.canonical_host, https_port))
                 }
                 (HostRole::Redirect, false) => {
-                    return redirect("http", &route.canonical_host, client_port);
+                    Some(redirect("http", &route.canonical_host, client_port))
                 }
-                (HostRole::Serve, true) => return redirect("https", host, https_port),
-                (HostRole::Serve, false) => {}
+                (HostRole::Serve, true) => Some(redirect("https", host, https_port)),
+                (HostRole::Serve, false) => None,
             }
         }
         Listener::Https { sni } => {
+            let misdirected = || {
+                Some(Decision::Reject(
+                    ClientFault::Misdirected,
+                    Some(route.clone()),
+                ))
+            };
             if route.tls.is_none() {
-                return Decision::Reject(ClientFault::Misdirected, id());
+                return misdirected();
             }
             // A connection whose certificate was chosen for one route must not be used to
             // reach another (RFC 9110 §15.5.20).
@@ -195,42 +231,35 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
                     .lookup(sni)
                     .is_some_and(|e| Arc::ptr_eq(&e.route, route));
                 if !same {
-                    return Decision::Reject(ClientFault::Misdirected, id());
+                    return misdirected();
                 }
             }
-            if entry.role == HostRole::Redirect {
-                return redirect("https", &route.canonical_host, client_port);
-            }
+            (entry.role == HostRole::Redirect)
+                .then(|| redirect("https", &route.canonical_host, client_port))
         }
     }
+}
 
-    if let Some(body) = &route.maintenance {
-        return Decision::Maintenance {
-            body: body.clone(),
-            route: route.clone(),
-        };
-    }
-    let Some(rule) = route.rule_for(req.path) else {
-        return Decision::Reject(ClientFault::NotFound, id());
-    };
-    if req.upgrade {
+/// The matched rule's answer: its websocket or http backend, by whether this is an upgrade.
+fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, upgrade: bool) -> Decision {
+    if upgrade {
         match (&rule.websocket, &rule.http) {
-            (Some(ws), _) => Decision::Upgrade {
+            (Some(ws), _) => Decision::Upgrade(UpgradePlan {
                 backend: ws.backend.clone(),
                 idle_timeout: ws.idle_timeout,
                 allowed_origins: ws.allowed_origins.clone(),
                 limits: ws.limits.map(|l| (l, rule.index)),
                 route: route.clone(),
-            },
+            }),
             // A rule with only `http` passes upgrades through to the http backend.
-            (None, Some(http)) => Decision::Upgrade {
+            (None, Some(http)) => Decision::Upgrade(UpgradePlan {
                 backend: http.backend.clone(),
                 idle_timeout: None,
                 allowed_origins: Arc::default(),
                 limits: None,
                 route: route.clone(),
-            },
-            (None, None) => Decision::Reject(ClientFault::NotFound, id()),
+            }),
+            (None, None) => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
         }
     } else {
         match &rule.http {
@@ -239,7 +268,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
                 timeout: http.timeout,
                 route: route.clone(),
             },
-            None => Decision::Reject(ClientFault::UpgradeRequired, id()),
+            None => Decision::Reject(ClientFault::UpgradeRequired, Some(route.clone())),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::admit::{Checks, admit};
 use super::answer::{Answer, Body, ClientFault, maintenance, redirect};
 use super::client_ip::TrustedProxies;
 use super::connect::{Target, hash_key};
-use super::decide::{DecideConfig, Decision, Listener, RequestFacts, decide};
+use super::decide::{DecideConfig, Decision, Listener, RequestFacts, UpgradePlan, decide};
 use super::drain::DrainRegistry;
 use super::forward::forward;
 use super::headers::{Forwarded, ip_value, is_websocket_upgrade};
@@ -297,40 +297,59 @@ async fn carry_out(
             let fwd = inbound.forwarded(conn);
             forward(shared, req, target, timeout, &fwd, key).await
         }
-        Decision::Upgrade {
-            backend,
-            idle_timeout,
-            allowed_origins,
-            limits,
-            route,
-        } => {
-            let checks = Checks {
-                allowed_origins: &allowed_origins,
-                origin: req
-                    .headers()
-                    .get(header::ORIGIN)
-                    .and_then(|v| v.to_str().ok()),
-                limits,
-            };
-            let now = Instant::now();
-            let admission = admit(checks, &route.id, inbound.client, &shared.limiter, now)?;
-            let request = UpgradeRequest {
-                key: hash_key(&backend.balance, req.headers(), inbound.client),
-                req,
-                extended_connect: inbound.extended_connect,
-                idle_timeout,
-                admission,
-                stream: conn.activity.as_ref().map(|a| a.streams.token()),
-            };
-            let target = Target {
-                backend: &backend,
-                route: &route.id,
-                metrics,
-            };
-            let fwd = inbound.forwarded(conn);
-            upgrade(shared, request, target, &fwd, access).await
-        }
+        Decision::Upgrade(plan) => admit_and_upgrade(ctx, req, plan, access).await,
     }
+}
+
+/// The admit phase (origin, per-client limits), then the upgrade.
+async fn admit_and_upgrade(
+    ctx: Context<'_>,
+    req: Request<Incoming>,
+    plan: UpgradePlan,
+    access: Option<&AccessRecord>,
+) -> Result<Served, Failure> {
+    let Context {
+        shared,
+        conn,
+        inbound,
+        metrics,
+    } = ctx;
+    let UpgradePlan {
+        backend,
+        idle_timeout,
+        allowed_origins,
+        limits,
+        route,
+    } = plan;
+    let checks = Checks {
+        allowed_origins: &allowed_origins,
+        origin: req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+        limits,
+    };
+    let admission = admit(
+        checks,
+        &route.id,
+        inbound.client,
+        &shared.limiter,
+        Instant::now(),
+    )?;
+    let request = UpgradeRequest {
+        key: hash_key(&backend.balance, req.headers(), inbound.client),
+        req,
+        extended_connect: inbound.extended_connect,
+        idle_timeout,
+        admission,
+        stream: conn.activity.as_ref().map(|a| a.streams.token()),
+    };
+    let target = Target {
+        backend: &backend,
+        route: &route.id,
+        metrics,
+    };
+    upgrade(shared, request, target, &inbound.forwarded(conn), access).await
 }
 
 /// The log phase: HSTS on TLS answers, request and upgrade metrics. The access log line and

@@ -153,38 +153,21 @@ impl Half {
         W: AsyncWrite + ?Sized,
     {
         loop {
-            if let Some(buf) = &self.pending {
-                while self.written < buf.len() {
-                    let n = ready!(writer.as_mut().poll_write(cx, &buf[self.written..]))
-                        .map_err(|_| Failure::Writer)?;
-                    if n == 0 {
-                        return Poll::Ready(Err(Failure::Writer));
-                    }
-                    self.written += n;
-                }
-                self.pending = None;
-                self.needs_flush = true;
-            }
+            ready!(self.poll_pending(cx, writer.as_mut()))?;
             if self.inject.is_some() && self.frames.at_boundary() {
-                self.pending = self.inject.take().map(Vec::into_boxed_slice);
-                self.written = 0;
+                let close = self.inject.take().unwrap_or_default();
+                self.queue(close);
                 self.discard = true;
                 continue;
             }
             if self.eof {
-                if self.needs_flush {
-                    ready!(writer.as_mut().poll_flush(cx)).map_err(|_| Failure::Writer)?;
-                    self.needs_flush = false;
-                }
-                // A peer that already went away makes shutdown fail; the half is done anyway.
-                let _ = ready!(writer.as_mut().poll_shutdown(cx));
-                self.done = true;
-                return Poll::Ready(Ok(()));
+                return self.poll_finish(cx, writer);
             }
             let mut stack = [0u8; CHUNK];
             let mut rb = ReadBuf::new(&mut stack);
             match reader.as_mut().poll_read(cx, &mut rb) {
                 Poll::Pending => {
+                    // Nothing more to read now: push out what was written before parking.
                     if self.needs_flush {
                         if let Poll::Ready(r) = writer.as_mut().poll_flush(cx) {
                             r.map_err(|_| Failure::Writer)?;
@@ -196,47 +179,119 @@ impl Half {
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(Failure::Reader)),
                 Poll::Ready(Ok(())) => {}
             }
-            let filled = rb.filled().len();
-            if filled == 0 {
+            let data = rb.filled();
+            if data.is_empty() {
                 self.eof = true;
                 continue;
             }
             *active = true;
-            self.bytes += filled as u64;
-            let data = &stack[..filled];
-            if self.discard {
-                self.frames.feed(data);
+            self.bytes += data.len() as u64;
+            if self.splice_close(data) {
                 continue;
             }
-            if self.inject.is_some() {
-                if let Some(cut) = self.frames.next_boundary(data) {
-                    // Pass the current frame's end, then our Close; drop what follows.
-                    self.frames.feed(data);
-                    let mut out = data[..cut].to_vec();
-                    out.extend(self.inject.take().unwrap_or_default());
-                    self.pending = Some(out.into_boxed_slice());
-                    self.written = 0;
-                    self.discard = true;
-                    continue;
-                }
-            }
             self.frames.feed(data);
-            let mut off = 0;
-            while off < filled {
-                match writer.as_mut().poll_write(cx, &stack[off..filled]) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(Err(Failure::Writer));
-                    }
-                    Poll::Ready(Ok(n)) => off += n,
-                    Poll::Pending => {
-                        self.pending = Some(stack[off..filled].into());
-                        self.written = 0;
-                        return Poll::Pending;
-                    }
+            ready!(self.poll_write_through(cx, writer.as_mut(), data))?;
+        }
+    }
+
+    /// Writes what an earlier poll could not; Ready(Ok) once nothing is pending.
+    fn poll_pending<W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<Result<(), Failure>>
+    where
+        W: AsyncWrite + ?Sized,
+    {
+        if let Some(buf) = &self.pending {
+            while self.written < buf.len() {
+                let n = ready!(writer.as_mut().poll_write(cx, &buf[self.written..]))
+                    .map_err(|_| Failure::Writer)?;
+                if n == 0 {
+                    return Poll::Ready(Err(Failure::Writer));
                 }
+                self.written += n;
             }
+            self.pending = None;
             self.needs_flush = true;
         }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes and shuts the writer down after the reader's EOF; the half is then done.
+    fn poll_finish<W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<Result<(), Failure>>
+    where
+        W: AsyncWrite + ?Sized,
+    {
+        if self.needs_flush {
+            ready!(writer.as_mut().poll_flush(cx)).map_err(|_| Failure::Writer)?;
+            self.needs_flush = false;
+        }
+        // A peer that already went away makes shutdown fail; the half is done anyway.
+        let _ = ready!(writer.as_mut().poll_shutdown(cx));
+        self.done = true;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Handles `data` while draining: after our Close went out, the reader's frames are only
+    /// followed; while our Close waits, it goes out right after the frame `data` ends. True
+    /// when `data` was dealt with.
+    fn splice_close(&mut self, data: &[u8]) -> bool {
+        if self.discard {
+            self.frames.feed(data);
+            return true;
+        }
+        if self.inject.is_none() {
+            return false;
+        }
+        let Some(cut) = self.frames.next_boundary(data) else {
+            return false;
+        };
+        // Pass the current frame's end, then our Close; drop what follows.
+        self.frames.feed(data);
+        let mut out = data[..cut].to_vec();
+        out.extend(self.inject.take().unwrap_or_default());
+        self.queue(out);
+        self.discard = true;
+        true
+    }
+
+    /// Sets `bytes` to be written before anything else.
+    fn queue(&mut self, bytes: Vec<u8>) {
+        self.pending = Some(bytes.into_boxed_slice());
+        self.written = 0;
+    }
+
+    /// Writes `data` straight from the stack buffer; what the writer cannot take now moves to
+    /// the heap (Pending).
+    fn poll_write_through<W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut writer: Pin<&mut W>,
+        data: &[u8],
+    ) -> Poll<Result<(), Failure>>
+    where
+        W: AsyncWrite + ?Sized,
+    {
+        let mut off = 0;
+        while off < data.len() {
+            match writer.as_mut().poll_write(cx, &data[off..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Err(Failure::Writer));
+                }
+                Poll::Ready(Ok(n)) => off += n,
+                Poll::Pending => {
+                    self.queue(data[off..].to_vec());
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.needs_flush = true;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -259,73 +314,143 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut up = Half::default();
-    let mut down = Half::default();
-    let mut first_closed: Option<RelayEnd> = None;
-    let mut idle: Option<Pin<Box<Sleep>>> = idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
-    let mut last_activity = Instant::now();
-    let mut reported = (0u64, 0u64);
-    let mut first_close: Option<Side> = None;
-    let mut linger: Option<Pin<Box<Sleep>>> = None;
+    let mut state = Relay {
+        up: Half::default(),
+        down: Half::default(),
+        first_closed: None,
+        first_close: None,
+        idle: idle_timeout.map(|limit| Idle {
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            last_activity: Instant::now(),
+        }),
+        linger: None,
+        draining: false,
+        reported: (0, 0),
+    };
     let mut drain = std::pin::pin!(drain);
-    let mut draining = false;
-
     let end = poll_fn(|cx| {
+        if !state.draining && drain.as_mut().poll(cx).is_ready() {
+            state.start_drain();
+        }
+        let polled = state.poll_halves(cx, &mut client, &mut backend);
+        state.report(&mut on_bytes);
+        match polled {
+            Err(end) => Poll::Ready(end),
+            Ok(active) => state.poll_end(cx, active),
+        }
+    })
+    .await;
+    state.report(&mut on_bytes);
+    state.note_first_close();
+    RelayStats {
+        client_to_backend: state.up.bytes,
+        backend_to_client: state.down.bytes,
+        end,
+        first_close: state.first_close,
+    }
+}
+
+/// The state of one relay between polls.
+struct Relay {
+    /// Client to backend.
+    up: Half,
+    /// Backend to client.
+    down: Half,
+    /// Which stream reached EOF first.
+    first_closed: Option<RelayEnd>,
+    /// Which side sent the first Close frame.
+    first_close: Option<Side>,
+    idle: Option<Idle>,
+    /// Started once one side closed; bounds how long the other may stay open.
+    linger: Option<Pin<Box<Sleep>>>,
+    draining: bool,
+    /// Bytes already passed to `on_bytes`.
+    reported: (u64, u64),
+}
+
+/// The idle timer, re-armed only when it fires, not on every byte.
+struct Idle {
+    sleep: Pin<Box<Sleep>>,
+    limit: Duration,
+    last_activity: Instant,
+}
+
+impl Relay {
+    fn start_drain(&mut self) {
+        self.draining = true;
+        // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
+        self.up.inject = Some(close_frame_masked());
+        self.up.closes_before = self.up.frames.closes;
+        self.down.inject = Some(CLOSE_GOING_AWAY.to_vec());
+        self.down.closes_before = self.down.frames.closes;
+    }
+
+    /// Polls both directions; Ok(whether bytes moved), or Err with how the relay failed.
+    fn poll_halves<C, B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut C,
+        backend: &mut B,
+    ) -> Result<bool, RelayEnd>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut active = false;
-        if !draining && drain.as_mut().poll(cx).is_ready() {
-            draining = true;
-            // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
-            up.inject = Some(close_frame_masked());
-            up.closes_before = up.frames.closes;
-            down.inject = Some(CLOSE_GOING_AWAY.to_vec());
-            down.closes_before = down.frames.closes;
-        }
-        let mut report = |up: &Half, down: &Half| {
-            let now = (up.bytes, down.bytes);
-            if now != reported {
-                on_bytes(now.0 - reported.0, now.1 - reported.1);
-                reported = now;
-            }
-        };
-        if !up.done {
-            match up.poll_copy(
-                cx,
-                Pin::new(&mut client),
-                Pin::new(&mut backend),
-                &mut active,
-            ) {
+        if !self.up.done {
+            let polled = self
+                .up
+                .poll_copy(cx, Pin::new(client), Pin::new(backend), &mut active);
+            match polled {
                 Poll::Ready(Ok(())) => {
-                    first_closed.get_or_insert(RelayEnd::ClientClosed);
+                    self.first_closed.get_or_insert(RelayEnd::ClientClosed);
                 }
-                Poll::Ready(Err(Failure::Reader)) => return Poll::Ready(RelayEnd::ClientError),
-                Poll::Ready(Err(Failure::Writer)) => return Poll::Ready(RelayEnd::BackendError),
+                Poll::Ready(Err(Failure::Reader)) => return Err(RelayEnd::ClientError),
+                Poll::Ready(Err(Failure::Writer)) => return Err(RelayEnd::BackendError),
                 Poll::Pending => {}
             }
         }
-        if !down.done {
-            match down.poll_copy(
-                cx,
-                Pin::new(&mut backend),
-                Pin::new(&mut client),
-                &mut active,
-            ) {
+        if !self.down.done {
+            let polled = self
+                .down
+                .poll_copy(cx, Pin::new(backend), Pin::new(client), &mut active);
+            match polled {
                 Poll::Ready(Ok(())) => {
-                    first_closed.get_or_insert(RelayEnd::BackendClosed);
+                    self.first_closed.get_or_insert(RelayEnd::BackendClosed);
                 }
-                Poll::Ready(Err(Failure::Reader)) => return Poll::Ready(RelayEnd::BackendError),
-                Poll::Ready(Err(Failure::Writer)) => return Poll::Ready(RelayEnd::ClientError),
+                Poll::Ready(Err(Failure::Reader)) => return Err(RelayEnd::BackendError),
+                Poll::Ready(Err(Failure::Writer)) => return Err(RelayEnd::ClientError),
                 Poll::Pending => {}
             }
         }
-        report(&up, &down);
-        if first_close.is_none() {
-            if up.frames.saw_close {
-                first_close = Some(Side::Client);
-            } else if down.frames.saw_close {
-                first_close = Some(Side::Backend);
+        Ok(active)
+    }
+
+    /// Tells `on_bytes` what moved since it was last told.
+    fn report(&mut self, on_bytes: &mut impl FnMut(u64, u64)) {
+        let now = (self.up.bytes, self.down.bytes);
+        if now != self.reported {
+            on_bytes(now.0 - self.reported.0, now.1 - self.reported.1);
+            self.reported = now;
+        }
+    }
+
+    fn note_first_close(&mut self) {
+        if self.first_close.is_none() {
+            if self.up.frames.saw_close {
+                self.first_close = Some(Side::Client);
+            } else if self.down.frames.saw_close {
+                self.first_close = Some(Side::Backend);
             }
         }
-        if draining && !(up.eof && down.eof) {
+    }
+
+    /// After both directions were polled: whether the relay is over, and why.
+    fn poll_end(&mut self, cx: &mut Context<'_>, active: bool) -> Poll<RelayEnd> {
+        self.note_first_close();
+        let (up, down) = (&mut self.up, &mut self.down);
+        if self.draining && !(up.eof && down.eof) {
             let sent = up.inject.is_none() && down.inject.is_none();
             let flushed = up.pending.is_none() && down.pending.is_none();
             let answered =
@@ -338,239 +463,34 @@ where
             }
         }
         if up.done && down.done {
-            if draining {
+            if self.draining {
                 return Poll::Ready(RelayEnd::Drained);
             }
-            return Poll::Ready(first_closed.unwrap_or(RelayEnd::ClientClosed));
+            return Poll::Ready(self.first_closed.unwrap_or(RelayEnd::ClientClosed));
         }
-        if let Some(end) = first_closed {
-            let timer = linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+        if let Some(end) = self.first_closed {
+            let timer = self
+                .linger
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(end);
             }
         }
-        if let (Some(sleep), Some(limit)) = (idle.as_mut(), idle_timeout) {
+        if let Some(idle) = &mut self.idle {
             if active {
-                last_activity = Instant::now();
+                idle.last_activity = Instant::now();
             }
-            // The timer is only re-armed when it fires, not on every byte.
-            while sleep.as_mut().poll(cx).is_ready() {
-                let deadline = last_activity + limit;
+            while idle.sleep.as_mut().poll(cx).is_ready() {
+                let deadline = idle.last_activity + idle.limit;
                 if deadline <= Instant::now() {
                     return Poll::Ready(RelayEnd::IdleTimeout);
                 }
-                sleep.as_mut().reset(deadline);
+                idle.sleep.as_mut().reset(deadline);
             }
         }
         Poll::Pending
-    })
-    .await;
-    if (up.bytes, down.bytes) != reported {
-        on_bytes(up.bytes - reported.0, down.bytes - reported.1);
-    }
-    RelayStats {
-        client_to_backend: up.bytes,
-        backend_to_client: down.bytes,
-        end,
-        first_close: first_close.or(if up.frames.saw_close {
-            Some(Side::Client)
-        } else if down.frames.saw_close {
-            Some(Side::Backend)
-        } else {
-            None
-        }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-
-    #[tokio::test]
-    async fn copies_both_ways_and_handles_half_close() {
-        let (mut client, client_side) = duplex(64);
-        let (backend_side, mut backend) = duplex(64);
-        let counted = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
-        let tally = counted.clone();
-        let task = tokio::spawn(relay(
-            client_side,
-            backend_side,
-            None,
-            move |a, b| {
-                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                t.0 += a;
-                t.1 += b;
-            },
-            std::future::pending(),
-        ));
-        // More than the duplex capacity, so the pending-buffer path runs.
-        let big = vec![7u8; 100_000];
-        let writer = {
-            let big = big.clone();
-            tokio::spawn(async move {
-                client.write_all(&big).await?;
-                client.shutdown().await?;
-                let mut back = Vec::new();
-                client.read_to_end(&mut back).await?;
-                io::Result::Ok(back)
-            })
-        };
-        let mut got = Vec::new();
-        backend
-            .read_to_end(&mut got)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(got, big);
-        // The client half-closed; the backend can still answer.
-        backend
-            .write_all(b"bye")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        backend.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
-        let back = writer
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, b"bye");
-        let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            stats,
-            RelayStats {
-                client_to_backend: 100_000,
-                backend_to_client: 3,
-                end: RelayEnd::ClientClosed,
-                first_close: None,
-            }
-        );
-        assert_eq!(
-            *counted.lock().unwrap_or_else(|p| p.into_inner()),
-            (100_000, 3)
-        );
-    }
-
-    #[tokio::test]
-    async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers() {
-        let (mut client, client_side) = duplex(1 << 16);
-        let (backend_side, mut backend) = duplex(1 << 16);
-        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
-            let _ = drain_rx.await;
-        }));
-        // The backend is halfway through a 10-byte binary frame when the drain starts.
-        let frame: Vec<u8> = [vec![0x82, 10], vec![9u8; 10]].concat();
-        backend
-            .write_all(&frame[..6])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut got = vec![0u8; 6];
-        client
-            .read_exact(&mut got)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        drain_tx.send(()).unwrap_or_else(|_| panic!("relay gone"));
-        // The backend finishes its frame and starts another one, which must not reach the client.
-        backend
-            .write_all(&frame[6..])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        backend
-            .write_all(&[0x81, 2, b'n', b'o'])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut rest = vec![0u8; 6 + 4];
-        client
-            .read_exact(&mut rest)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&rest[..6], &frame[6..], "the frame in flight completes");
-        assert_eq!(&rest[6..], &CLOSE_GOING_AWAY, "then Close 1001");
-        // The backend got a masked Close 1001.
-        let mut to_backend = vec![0u8; 8];
-        backend
-            .read_exact(&mut to_backend)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&to_backend[..2], &[0x88, 0x82]);
-        let key = &to_backend[2..6];
-        assert_eq!(
-            [to_backend[6] ^ key[0], to_backend[7] ^ key[1]],
-            [0x03, 0xe9]
-        );
-        // Both answer; the relay ends with a clean shutdown on both sides.
-        client
-            .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        backend
-            .write_all(&CLOSE_GOING_AWAY)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stats.end, RelayEnd::Drained);
-        assert_eq!(stats.reason(), "drain");
-        let mut tail = Vec::new();
-        client
-            .read_to_end(&mut tail)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(tail.is_empty(), "nothing after our Close: {tail:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_peer_that_never_closes_its_half_is_cut_after_the_linger() {
-        let (mut client, client_side) = duplex(64);
-        let (backend_side, backend) = duplex(64);
-        let task = tokio::spawn(relay(
-            client_side,
-            backend_side,
-            None,
-            |_, _| {},
-            std::future::pending(),
-        ));
-        // The backend closes; the client keeps its socket open and silent.
-        drop(backend);
-        let mut buf = [0u8; 1];
-        let n = client
-            .read(&mut buf)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(n, 0, "the client sees the backend's FIN");
-        tokio::time::sleep(LINGER - Duration::from_secs(1)).await;
-        assert!(!task.is_finished());
-        let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stats.end, RelayEnd::BackendClosed);
-        assert_eq!(stats.reason(), "backend");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_timeout_fires_only_without_traffic() {
-        let (mut client, client_side) = duplex(64);
-        let (backend_side, mut backend) = duplex(64);
-        let task = tokio::spawn(relay(
-            client_side,
-            backend_side,
-            Some(Duration::from_secs(10)),
-            |_, _| {},
-            std::future::pending(),
-        ));
-        // Traffic every 6 s keeps it alive past the 10 s limit.
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            client
-                .write_all(b"x")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let mut b = [0u8; 1];
-            backend
-                .read_exact(&mut b)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        assert!(!task.is_finished());
-        let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stats.end, RelayEnd::IdleTimeout);
-        assert_eq!(stats.client_to_backend, 3);
-    }
-}
+mod tests;

@@ -75,39 +75,8 @@ pub fn resolve_services(services: &[Service], slices: &[EndpointSlice]) -> Resol
                 out.endpoints.insert(key, Vec::new());
                 continue;
             }
-            let port_name = port.name.as_deref().unwrap_or("");
-            let mut addrs = Vec::new();
-            for slice in by_service.get(&(ns, name)).into_iter().flatten() {
-                if slice.address_type == "FQDN" {
-                    continue;
-                }
-                let target = slice
-                    .ports
-                    .iter()
-                    .flatten()
-                    .find(|p| p.name.as_deref().unwrap_or("") == port_name);
-                let Some(target) = target
-                    .and_then(|p| p.port)
-                    .and_then(|p| u16::try_from(p).ok())
-                else {
-                    continue;
-                };
-                for endpoint in slice.endpoints.iter().flatten() {
-                    let cond = endpoint.conditions.as_ref();
-                    let ready = cond.and_then(|c| c.ready).unwrap_or(true);
-                    let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
-                    if !ready || terminating {
-                        continue;
-                    }
-                    addrs.extend(
-                        endpoint
-                            .addresses
-                            .iter()
-                            .filter_map(|a| a.parse::<IpAddr>().ok())
-                            .map(|ip| SocketAddr::new(ip, target)),
-                    );
-                }
-            }
+            let slices = by_service.get(&(ns, name)).map_or(&[][..], Vec::as_slice);
+            let mut addrs = ready_addresses(slices, port.name.as_deref().unwrap_or(""));
             addrs.sort();
             addrs.dedup();
             out.endpoints.insert(key, addrs);
@@ -121,6 +90,44 @@ pub fn resolve_services(services: &[Service], slices: &[EndpointSlice]) -> Resol
         ))
     });
     out
+}
+
+/// Ready, not terminating endpoint addresses of `slices`, at the target port of the slice
+/// port named `port_name` (unsorted, possibly repeated).
+fn ready_addresses(slices: &[&EndpointSlice], port_name: &str) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for slice in slices {
+        if slice.address_type == "FQDN" {
+            continue;
+        }
+        let target = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name);
+        let Some(target) = target
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().flatten() {
+            let cond = endpoint.conditions.as_ref();
+            let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+            let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+            if !ready || terminating {
+                continue;
+            }
+            addrs.extend(
+                endpoint
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok())
+                    .map(|ip| SocketAddr::new(ip, target)),
+            );
+        }
+    }
+    addrs
 }
 
 #[cfg(test)]

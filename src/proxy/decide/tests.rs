@@ -137,11 +137,11 @@ fn reject_of(d: Decision) -> ClientFault {
 fn backend_of(d: Decision) -> (&'static str, String, Option<Duration>) {
     match d {
         Decision::Forward { backend, .. } => ("forward", backend.name.to_string(), None),
-        Decision::Upgrade {
+        Decision::Upgrade(UpgradePlan {
             backend,
             idle_timeout,
             ..
-        } => ("upgrade", backend.name.to_string(), idle_timeout),
+        }) => ("upgrade", backend.name.to_string(), idle_timeout),
         other => panic!("expected a backend, got {other:?}"),
     }
 }
@@ -236,12 +236,12 @@ fn routing_by_path_and_upgrade() {
     // The rule's origins and limits travel with the decision, for the admit phase.
     live = get("chat.example.com", "/live").tls(None).upgrade();
     match run(live, 443) {
-        Decision::Upgrade {
+        Decision::Upgrade(UpgradePlan {
             backend,
             allowed_origins,
             limits,
             ..
-        } => {
+        }) => {
             assert_eq!(&*backend.name, "127.0.0.1:5001");
             assert_eq!(allowed_origins.len(), 1);
             let (limits, rule) = limits.unwrap_or_else(|| panic!("limits"));

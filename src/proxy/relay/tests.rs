@@ -1,0 +1,189 @@
+use super::*;
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+#[tokio::test]
+async fn copies_both_ways_and_handles_half_close() {
+    let (mut client, client_side) = duplex(64);
+    let (backend_side, mut backend) = duplex(64);
+    let counted = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let tally = counted.clone();
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        None,
+        move |a, b| {
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.0 += a;
+            t.1 += b;
+        },
+        std::future::pending(),
+    ));
+    // More than the duplex capacity, so the pending-buffer path runs.
+    let big = vec![7u8; 100_000];
+    let writer = {
+        let big = big.clone();
+        tokio::spawn(async move {
+            client.write_all(&big).await?;
+            client.shutdown().await?;
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await?;
+            io::Result::Ok(back)
+        })
+    };
+    let mut got = Vec::new();
+    backend
+        .read_to_end(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, big);
+    // The client half-closed; the backend can still answer.
+    backend
+        .write_all(b"bye")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    backend.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    let back = writer
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, b"bye");
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        stats,
+        RelayStats {
+            client_to_backend: 100_000,
+            backend_to_client: 3,
+            end: RelayEnd::ClientClosed,
+            first_close: None,
+        }
+    );
+    assert_eq!(
+        *counted.lock().unwrap_or_else(|p| p.into_inner()),
+        (100_000, 3)
+    );
+}
+
+#[tokio::test]
+async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers() {
+    let (mut client, client_side) = duplex(1 << 16);
+    let (backend_side, mut backend) = duplex(1 << 16);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
+        let _ = drain_rx.await;
+    }));
+    // The backend is halfway through a 10-byte binary frame when the drain starts.
+    let frame: Vec<u8> = [vec![0x82, 10], vec![9u8; 10]].concat();
+    backend
+        .write_all(&frame[..6])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = vec![0u8; 6];
+    client
+        .read_exact(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drain_tx.send(()).unwrap_or_else(|_| panic!("relay gone"));
+    // The backend finishes its frame and starts another one, which must not reach the client.
+    backend
+        .write_all(&frame[6..])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write_all(&[0x81, 2, b'n', b'o'])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut rest = vec![0u8; 6 + 4];
+    client
+        .read_exact(&mut rest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&rest[..6], &frame[6..], "the frame in flight completes");
+    assert_eq!(&rest[6..], &CLOSE_GOING_AWAY, "then Close 1001");
+    // The backend got a masked Close 1001.
+    let mut to_backend = vec![0u8; 8];
+    backend
+        .read_exact(&mut to_backend)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&to_backend[..2], &[0x88, 0x82]);
+    let key = &to_backend[2..6];
+    assert_eq!(
+        [to_backend[6] ^ key[0], to_backend[7] ^ key[1]],
+        [0x03, 0xe9]
+    );
+    // Both answer; the relay ends with a clean shutdown on both sides.
+    client
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write_all(&CLOSE_GOING_AWAY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.end, RelayEnd::Drained);
+    assert_eq!(stats.reason(), "drain");
+    let mut tail = Vec::new();
+    client
+        .read_to_end(&mut tail)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(tail.is_empty(), "nothing after our Close: {tail:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_closes_its_half_is_cut_after_the_linger() {
+    let (mut client, client_side) = duplex(64);
+    let (backend_side, backend) = duplex(64);
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        None,
+        |_, _| {},
+        std::future::pending(),
+    ));
+    // The backend closes; the client keeps its socket open and silent.
+    drop(backend);
+    let mut buf = [0u8; 1];
+    let n = client
+        .read(&mut buf)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 0, "the client sees the backend's FIN");
+    tokio::time::sleep(LINGER - Duration::from_secs(1)).await;
+    assert!(!task.is_finished());
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.end, RelayEnd::BackendClosed);
+    assert_eq!(stats.reason(), "backend");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_fires_only_without_traffic() {
+    let (mut client, client_side) = duplex(64);
+    let (backend_side, mut backend) = duplex(64);
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        Some(Duration::from_secs(10)),
+        |_, _| {},
+        std::future::pending(),
+    ));
+    // Traffic every 6 s keeps it alive past the 10 s limit.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        client
+            .write_all(b"x")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut b = [0u8; 1];
+        backend
+            .read_exact(&mut b)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(!task.is_finished());
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.end, RelayEnd::IdleTimeout);
+    assert_eq!(stats.client_to_backend, 3);
+}
