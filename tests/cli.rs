@@ -1,12 +1,10 @@
 //! The `wsgate` binary itself: `crd`, `check`, and `run` with a clean SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use http::StatusCode;
+use wsgate_test_support::*;
 
 fn wsgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsgate"))
@@ -153,7 +151,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
 fn spawn_run(routes: &RoutesDir, extra: &[&str]) -> Binary {
     let mut flags = vec!["--drain-delay", "100ms", "--drain-window", "1s"];
     flags.extend_from_slice(extra);
-    spawn_wsgate_run(routes.path(), &flags)
+    spawn_wsgate_run(env!("CARGO_BIN_EXE_wsgate"), routes.path(), &flags)
 }
 
 /// Sends SIGTERM, expects exit 0, and returns every JSON log line.

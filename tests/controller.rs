@@ -3,21 +3,17 @@
 //! leader election, outages and 410 re-lists.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use apiserver::{ApiServer, Res};
-use common::*;
 use http::StatusCode;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use wsgate::gateway::{Gateway, Routes};
 use wsgate::source::kube::KubeOptions;
+use wsgate_test_support::apiserver::{ApiServer, Res};
+use wsgate_test_support::*;
 
 fn kube_options(server: &ApiServer, identity: &str) -> KubeOptions {
     let mut k = KubeOptions::new(server.client());

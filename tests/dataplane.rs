@@ -3,12 +3,9 @@
 //! protocol v1/v2, trusted proxies and HSTS.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::*;
 use futures_util::StreamExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -19,6 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use wsgate::gateway::Gateway;
+use wsgate_test_support::*;
 
 /// A gateway over `dir` with ProxyConfig tweaks.
 async fn start_with(

@@ -2,15 +2,12 @@
 //! drains WebSockets with Close 1001 spread over the drain window.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use tokio::time::Instant;
@@ -18,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsgate::api::WebSocketRoute;
 use wsgate::table::{RouteTable, Snapshot, TlsSecret, compile};
+use wsgate_test_support::*;
 
 #[tokio::test]
 async fn rebuilds_and_certificate_rotations_never_touch_open_websockets() {
@@ -122,6 +120,7 @@ async fn sigterm_closes_websockets_with_1001_spread_over_the_window() {
     routes.write("r.yaml", &ws_http_route(ws.addr, web.addr));
     let window = Duration::from_secs(3);
     let bin = spawn_wsgate_run(
+        env!("CARGO_BIN_EXE_wsgate"),
         routes.path(),
         &[
             "--drain-delay",
@@ -247,6 +246,7 @@ async fn a_client_that_never_answers_the_close_is_cut_at_the_timeout() {
     let routes = RoutesDir::new();
     routes.write("r.yaml", &ws_http_route(ws.addr, web.addr));
     let bin = spawn_wsgate_run(
+        env!("CARGO_BIN_EXE_wsgate"),
         routes.path(),
         &[
             "--drain-delay",

@@ -2,13 +2,11 @@
 //! real loopback sockets with real TLS.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use bytes::Bytes;
-use common::*;
 use http::StatusCode;
 use http_body_util::Full;
 use tokio::io::AsyncWriteExt;
+use wsgate_test_support::*;
 
 struct Fixture {
     gw: wsgate::gateway::Gateway,

@@ -2,14 +2,12 @@
 //! through a gateway, scrape `/metrics`, parse the exposition format and check the values.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
 use futures_util::StreamExt;
 use http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
+use wsgate_test_support::*;
 
 fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)

@@ -2,14 +2,12 @@
 //! gateway on loopback.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
+use wsgate_test_support::*;
 
 fn ws_route(name: &str, host: &str, tls: bool, rules: &str) -> String {
     let tls = if tls {

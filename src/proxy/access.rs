@@ -18,7 +18,7 @@ use super::relay::RelayStats;
 use crate::metrics::RouteMetrics;
 
 /// Log target of access log lines (filter with `--log-level wsgate::access=off`).
-pub const TARGET: &str = "wsgate::access";
+pub(crate) const TARGET: &str = "wsgate::access";
 
 /// What an access log line says about a request.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl AccessRecord {
 
     /// The record of the WebSocket connection this upgrade request opened to `backend`; it
     /// gets its own line when the connection ends.
-    pub fn for_websocket(&self, backend: SocketAddr) -> AccessRecord {
+    pub(crate) fn for_websocket(&self, backend: SocketAddr) -> AccessRecord {
         AccessRecord {
             route: self.route.clone(),
             peer: self.peer,
@@ -62,7 +62,7 @@ impl AccessRecord {
 
     /// One line for a finished HTTP request. The query string is left out: it often carries
     /// tokens.
-    pub fn log_http(&self, status: StatusCode, duration: Duration, bytes_out: u64) {
+    pub(crate) fn log_http(&self, status: StatusCode, duration: Duration, bytes_out: u64) {
         tracing::info!(
             target: TARGET,
             kind = "http",
@@ -80,7 +80,7 @@ impl AccessRecord {
     }
 
     /// One line for a WebSocket connection that ended.
-    pub fn log_websocket(&self, duration: Duration, stats: &RelayStats, reason: &str) {
+    pub(crate) fn log_websocket(&self, duration: Duration, stats: &RelayStats, reason: &str) {
         tracing::info!(
             target: TARGET,
             kind = "websocket",
@@ -108,7 +108,7 @@ pub(crate) struct Finish {
 }
 
 /// A response body that records its request when it is dropped.
-pub struct Metered {
+pub(crate) struct Metered {
     inner: Body,
     bytes: u64,
     finish: Option<Finish>,

@@ -10,7 +10,10 @@ pub struct Tracker {
 
 /// Held by one live connection or relay.
 #[derive(Debug)]
-pub struct Token(#[allow(dead_code)] watch::Receiver<()>);
+pub struct Token {
+    /// Held for its `Drop`: the tracker counts live receivers.
+    _held: watch::Receiver<()>,
+}
 
 impl Default for Tracker {
     fn default() -> Self {
@@ -22,7 +25,9 @@ impl Default for Tracker {
 impl Tracker {
     /// A token for one unit of work.
     pub fn token(&self) -> Token {
-        Token(self.tx.subscribe())
+        Token {
+            _held: self.tx.subscribe(),
+        }
     }
 
     /// How many tokens are live.

@@ -127,7 +127,7 @@ impl std::hash::Hasher for FnvHasher {
 pub type FnvMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
 
 /// A map keyed by endpoint address.
-pub type AddrMap<V> = FnvMap<SocketAddr, V>;
+pub(crate) type AddrMap<V> = FnvMap<SocketAddr, V>;
 
 /// The hash of an endpoint address, computed once at compile time.
 pub(super) fn hash_addr(addr: SocketAddr) -> u64 {

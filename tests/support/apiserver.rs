@@ -9,7 +9,6 @@
 //! Why in-repo: no kube-apiserver, k3s or envtest binary can be installed here, and the mock
 //! servers on package registries set no resourceVersion, never send BOOKMARK or 410, or treat
 //! apply patches as merges, so kube-runtime's watcher cannot be exercised faithfully.
-#![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -32,11 +31,17 @@ use tokio::task::JoinHandle;
 /// The resources this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Res {
+    /// WebSocketRoutes.
     Routes,
+    /// Secrets.
     Secrets,
+    /// Services.
     Services,
+    /// EndpointSlices.
     Slices,
+    /// Leases.
     Leases,
+    /// Events.
     Events,
 }
 
@@ -107,6 +112,7 @@ struct Inner {
 /// A running test API server.
 pub struct ApiServer {
     inner: Arc<Inner>,
+    /// Where it listens.
     pub addr: SocketAddr,
     task: Mutex<Option<JoinHandle<()>>>,
 }

@@ -32,7 +32,7 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How an upgrade request ended: the `result` label of `wsgate_websocket_upgrades_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpgradeOutcome {
+pub(crate) enum UpgradeOutcome {
     /// The backend switched protocols; the socket is relayed.
     Upgraded,
     /// The backend answered the handshake with something other than 101.
@@ -51,7 +51,7 @@ pub enum UpgradeOutcome {
 
 impl UpgradeOutcome {
     /// The metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UpgradeOutcome::Upgraded => "upgraded",
             UpgradeOutcome::BackendRefused => "backend_refused",
@@ -64,7 +64,7 @@ impl UpgradeOutcome {
     }
 
     /// The outcome of an upgrade that got `answer` instead of a backend's.
-    pub fn of(answer: Answer) -> Self {
+    pub(crate) fn of(answer: Answer) -> Self {
         match answer {
             Answer::Client(ClientFault::ForbiddenOrigin) => UpgradeOutcome::Forbidden,
             Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,

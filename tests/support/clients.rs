@@ -1,0 +1,157 @@
+//! Clients speaking real HTTP/1.1, HTTP/2, TLS and WebSocket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::*;
+
+/// A response with its body read.
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value, or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends one request on `io` with HTTP/1.1.
+pub async fn send<I>(io: I, req: Request<Full<Bytes>>) -> Reply
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = within("response", sender.send_request(req)).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = within("body", body.collect()).await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// A request without body for `host` (as Host) and `path`.
+pub fn request(method: &str, host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// A plain-HTTP request.
+pub async fn http(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    send(TcpStream::connect(addr).await.unwrap(), req).await
+}
+
+/// A TLS connection with SNI `sni`.
+pub async fn tls(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    within(
+        "TLS handshake",
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .unwrap()
+}
+
+/// An HTTPS request over a fresh connection, SNI = Host.
+pub async fn https(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    req: Request<Full<Bytes>>,
+) -> Reply {
+    let host = req.headers()["host"]
+        .to_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    send(tls(addr, &host, config).await, req).await
+}
+
+/// Opens a WebSocket over `io` to `path` on `host`, with extra handshake headers.
+pub async fn ws_over<I>(io: I, host: &str, path: &str, extra: &[(&str, &str)]) -> WebSocketStream<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut req = http::Request::builder()
+        .uri(format!("ws://{host}{path}"))
+        .header("host", host)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        );
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let (ws, resp) = within(
+        "websocket handshake",
+        tokio_tungstenite::client_async(req.body(()).unwrap(), io),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws
+}
+
+/// Sends `msg` and expects the same message back.
+pub async fn echo_roundtrip<S>(ws: &mut WebSocketStream<S>, msg: Message)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    within("send", ws.send(msg.clone())).await.unwrap();
+    let back = within("echo", ws.next()).await.unwrap().unwrap();
+    assert_eq!(back, msg);
+}
+
+/// Writes raw bytes and reads whatever comes back until the server closes (bounded).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = within("raw response", tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
