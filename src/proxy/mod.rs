@@ -1,8 +1,14 @@
 //! The data plane: listeners, TLS, forwarding and the upgrade relay.
 //!
 //! Depends on [`crate::table`], [`crate::model`] and [`crate::metrics`] only: routes arrive as
-//! an `ArcSwap<RouteTable>` and the proxy neither knows nor cares which source built it. Inside, [`decide`] is the pure step that
-//! turns a request into a decision and `handler` is the thin step that carries it out.
+//! an `ArcSwap<RouteTable>` and the proxy neither knows nor cares which source built it.
+//!
+//! Each request goes through the same phases (Pingora's `ProxyHttp` is the model): request
+//! facts → [`decide`] (pure: route, redirect, reject) → `admit` (origin, per-client limits) →
+//! `connect` (pick an endpoint, connect, retry once elsewhere; shared by both paths) →
+//! `forward` or `upgrade` (pure handshake builders, then the [`relay`]) → the log phase in
+//! `handler` (HSTS, metrics). Every answer wsgate makes itself comes from [`answer`], whose
+//! type says whose fault it was (client, backend, internal).
 //!
 //! Connection lifecycle: accept → (PROXY protocol header, when enabled) → (TLS handshake, with
 //! ALPN `h2` or `http/1.1`, bounded by a timeout) → HTTP/1.1 with keep-alive, header read
