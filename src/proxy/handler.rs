@@ -28,7 +28,7 @@ use super::tracker::Tracker;
 use super::upgrade::{UpgradeOutcome, UpgradeRequest, upgrade};
 use super::upstream::Upstreams;
 use crate::metrics::{Metrics, NO_ROUTE, RouteMetrics};
-use crate::table::{CompiledRoute, RouteTable};
+use crate::table::{BackendSet, CompiledRoute, RouteTable};
 
 /// State shared by every connection of a proxy.
 pub(crate) struct Shared {
@@ -152,6 +152,22 @@ struct Context<'a> {
     metrics: Option<&'a Arc<RouteMetrics>>,
 }
 
+impl<'a> Context<'a> {
+    /// The connect phase's target: `backend`, counted under the decided route.
+    fn target(self, backend: &'a BackendSet, route: &'a Arc<str>) -> Target<'a> {
+        Target {
+            backend,
+            route,
+            metrics: self.metrics,
+        }
+    }
+
+    /// The balancing key of `backend` for this request (`None` unless it hashes).
+    fn hash_key(self, backend: &BackendSet, headers: &http::HeaderMap) -> Option<u64> {
+        hash_key(&backend.balance, headers, self.inbound.client)
+    }
+}
+
 /// What the request says about itself, read once.
 struct Inbound {
     /// A WebSocket handshake: HTTP/1.1 Upgrade or HTTP/2 extended CONNECT.
@@ -256,12 +272,6 @@ async fn carry_out(
     decision: Decision,
     access: Option<&AccessRecord>,
 ) -> Result<Served, Failure> {
-    let Context {
-        shared,
-        conn,
-        inbound,
-        metrics,
-    } = ctx;
     let ours = |response, upgrade| Served {
         response,
         backend: None,
@@ -276,7 +286,11 @@ async fn carry_out(
             ..
         } => {
             let kind = [kind.as_str()];
-            shared.metrics.http_redirects.with_label_values(&kind).inc();
+            ctx.shared
+                .metrics
+                .http_redirects
+                .with_label_values(&kind)
+                .inc();
             Ok(ours(
                 redirect(status, &location),
                 UpgradeOutcome::Redirected,
@@ -288,14 +302,10 @@ async fn carry_out(
             timeout,
             route,
         } => {
-            let key = hash_key(&backend.balance, req.headers(), inbound.client);
-            let target = Target {
-                backend: &backend,
-                route: &route.id,
-                metrics,
-            };
-            let fwd = inbound.forwarded(conn);
-            forward(shared, req, target, timeout, &fwd, key).await
+            let key = ctx.hash_key(&backend, req.headers());
+            let fwd = ctx.inbound.forwarded(ctx.conn);
+            let target = ctx.target(&backend, &route.id);
+            forward(ctx.shared, req, target, timeout, &fwd, key).await
         }
         Decision::Upgrade(plan) => admit_and_upgrade(ctx, req, plan, access).await,
     }
@@ -312,7 +322,7 @@ async fn admit_and_upgrade(
         shared,
         conn,
         inbound,
-        metrics,
+        ..
     } = ctx;
     let UpgradePlan {
         backend,
@@ -337,18 +347,14 @@ async fn admit_and_upgrade(
         Instant::now(),
     )?;
     let request = UpgradeRequest {
-        key: hash_key(&backend.balance, req.headers(), inbound.client),
+        key: ctx.hash_key(&backend, req.headers()),
         req,
         extended_connect: inbound.extended_connect,
         idle_timeout,
         admission,
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };
-    let target = Target {
-        backend: &backend,
-        route: &route.id,
-        metrics,
-    };
+    let target = ctx.target(&backend, &route.id);
     upgrade(shared, request, target, &inbound.forwarded(conn), access).await
 }
 
