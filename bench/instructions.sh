@@ -5,6 +5,7 @@
 #
 #   bench/instructions.sh                                  # wsgate, nginx, HAProxy
 #   PROXIES=wsgate WSGATE=/tmp/old-wsgate bench/instructions.sh   # another wsgate build
+#   KEEP=/tmp/cg-new PROXIES=wsgate bench/instructions.sh    # keep the dumps for callgrind_annotate
 #
 # Same job and configuration as bench/run.sh (bench/lib.sh). Each proxy runs alone under
 # callgrind on CPU 0, wrk and the backend on CPU 1. After a warm-up (pools, caches), two loads of
@@ -53,6 +54,7 @@ for proxy in $PROXIES; do
     for _ in $(seq 100); do [ -s "$dump" ] && break; sleep 0.1; done
     counts+=("$(echo "$out" | awk '/requests in/{print $1}')" "$(awk '/^(summary|totals):/{print $2; exit}' "$dump")")
   done
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work/cg.$proxy.$vg".* "$KEEP/"; fi
   requests=$((counts[2] - counts[0]))
   per_request[$proxy]=$(((counts[3] - counts[1]) / requests))
   echo "$proxy: ${counts[0]} and ${counts[2]} requests, ${per_request[$proxy]} user instructions per request"

@@ -26,10 +26,11 @@ pub(crate) struct Target<'a> {
 }
 
 /// An attempt that could not connect, with what it needs back to try again (the request, for
-/// forwarding).
+/// forwarding), boxed: the request is large and the error path rare, so the attempt's result
+/// stays small where it is moved on every request.
 pub(crate) struct ConnectFailed<R> {
     pub error: ConnectError,
-    pub back: R,
+    pub back: Box<R>,
 }
 
 impl<'a> Target<'a> {
@@ -106,7 +107,7 @@ where
             Err(ConnectFailed { error, back }) => {
                 let failed = target.connect_failed(endpoint.addr, &error);
                 if retry && target.retry_elsewhere(endpoint.addr, &mut exclude) {
-                    state = back;
+                    state = *back;
                     continue;
                 }
                 return Err(failed);
@@ -168,7 +169,7 @@ mod tests {
                         true => Ok(endpoint.addr),
                         false => Err(ConnectFailed {
                             error: ConnectError::Timeout,
-                            back: n + 1,
+                            back: Box::new(n + 1),
                         }),
                     }
                 }

@@ -40,7 +40,7 @@ pub(crate) async fn forward(
             {
                 Ok(resp) => Ok(Ok(resp)),
                 // The request never left, so its body is still unread: it can go elsewhere.
-                Err(SendError::Connect(error, back)) => Err(ConnectFailed { error, back: *back }),
+                Err(SendError::Connect(error, back)) => Err(ConnectFailed { error, back }),
                 Err(SendError::Http(e)) => Ok(Err(e)),
             }
         }
