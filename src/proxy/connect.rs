@@ -33,6 +33,16 @@ pub(crate) struct ConnectFailed<R> {
     pub back: Box<R>,
 }
 
+impl<R> ConnectFailed<R> {
+    /// The failure `error`, handing `back` for the next attempt.
+    pub(crate) fn new(error: ConnectError, back: R) -> Self {
+        Self {
+            error,
+            back: Box::new(back),
+        }
+    }
+}
+
 impl<'a> Target<'a> {
     /// A connection was not made: counted per route, logged, answered with 502.
     fn connect_failed(&self, addr: SocketAddr, error: &ConnectError) -> Failure {
@@ -167,10 +177,7 @@ mod tests {
                 async move {
                     match up {
                         true => Ok(endpoint.addr),
-                        false => Err(ConnectFailed {
-                            error: ConnectError::Timeout,
-                            back: Box::new(n + 1),
-                        }),
+                        false => Err(ConnectFailed::new(ConnectError::Timeout, n + 1)),
                     }
                 }
             },

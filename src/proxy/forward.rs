@@ -11,10 +11,9 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::answer::ClientFault;
-use super::connect::{ConnectFailed, Target, connect_with_retry};
+use super::connect::{Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, prepare_request, prepare_response};
-use super::upstream::SendError;
 
 /// Forwards `req` to the target backend and returns its response.
 pub(crate) async fn forward(
@@ -30,20 +29,11 @@ pub(crate) async fn forward(
     }
     let retry = idempotent(req.method());
     let now_ms = || shared.upstreams.now_ms();
+    // A request that could not connect never left, so its body is still unread: `send` hands
+    // it back and it can go elsewhere.
     let attempts = connect_with_retry(&target, now_ms, key, retry, req, |endpoint, req| {
         let active = endpoint.state.begin();
-        async move {
-            match shared
-                .upstreams
-                .send(target.backend, endpoint, req, active)
-                .await
-            {
-                Ok(resp) => Ok(Ok(resp)),
-                // The request never left, so its body is still unread: it can go elsewhere.
-                Err(SendError::Connect(error, back)) => Err(ConnectFailed { error, back }),
-                Err(SendError::Http(e)) => Ok(Err(e)),
-            }
-        }
+        shared.upstreams.send(target.backend, endpoint, req, active)
     });
     match tokio::time::timeout(timeout, attempts).await {
         Err(_) => Err(target.timed_out(None)),

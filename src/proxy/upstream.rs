@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::connect::ConnectFailed;
 use crate::table::{ActiveGuard, BackendSet, BackendTlsEntry, Endpoint, FnvMap, HealthPolicy};
 
 /// How long to wait for a backend TCP connection (and its TLS handshake).
@@ -53,14 +54,12 @@ pub(crate) enum ConnectError {
     Handshake(hyper::Error),
 }
 
-/// Why a request to a backend failed.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    /// No connection: the request was not sent and comes back for a retry.
-    Connect(ConnectError, Box<Request<Incoming>>),
-    /// The exchange failed after the request was (maybe) sent.
-    Http(hyper::Error),
-}
+/// What sending a request to a backend gives: once the request (maybe) left, the response or
+/// the exchange's error; without a connection, the request back, unread, for a retry. Shaped
+/// for [`connect_with_retry`](super::connect::connect_with_retry), so forwarding hands it the
+/// send future itself.
+pub(crate) type Sent =
+    Result<Result<Response<UpstreamBody>, hyper::Error>, ConnectFailed<Request<Incoming>>>;
 
 /// A backend byte stream: plain TCP or TLS.
 pub(crate) enum BackendIo {
@@ -246,7 +245,7 @@ impl Upstreams {
         endpoint: &Endpoint,
         mut req: Request<Incoming>,
         active: ActiveGuard,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Sent {
         let key = PoolKey::new(backend, endpoint);
         if key.h2 {
             return self.send_h2(backend, endpoint, key, req, active).await;
@@ -256,7 +255,7 @@ impl Upstreams {
                 Some(sender) => (sender, true),
                 None => match self.handshake_h1(backend, endpoint).await {
                     Ok(sender) => (sender, false),
-                    Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+                    Err(e) => return Err(ConnectFailed::new(e, req)),
                 },
             };
             match sender.try_send_request(req).await {
@@ -266,17 +265,17 @@ impl Upstreams {
                         pool: self.clone(),
                         key,
                     };
-                    return Ok(resp.map(|inner| UpstreamBody {
+                    return Ok(Ok(resp.map(|inner| UpstreamBody {
                         inner,
                         give_back: Some(give_back),
                         _active: Some(active),
-                    }));
+                    })));
                 }
                 Err(mut e) => match e.take_message() {
                     // A pooled connection closed under us before the request left: the request
                     // is whole, so try a fresh connection.
                     Some(back) if reused => req = back,
-                    _ => return Err(SendError::Http(e.into_error())),
+                    _ => return Ok(Err(e.into_error())),
                 },
             }
         }
@@ -289,7 +288,7 @@ impl Upstreams {
         key: PoolKey,
         req: Request<Incoming>,
         active: ActiveGuard,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Sent {
         let shared = {
             let map = self.h2.lock().unwrap_or_else(|p| p.into_inner());
             map.get(&key).filter(|s| !s.is_closed()).cloned()
@@ -299,16 +298,13 @@ impl Upstreams {
             None => {
                 let io = match self.connect(endpoint, backend.tls.as_deref()).await {
                     Ok(io) => io,
-                    Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+                    Err(e) => return Err(ConnectFailed::new(e, req)),
                 };
                 let (sender, conn) =
                     match http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await {
                         Ok(pair) => pair,
                         Err(e) => {
-                            return Err(SendError::Connect(
-                                ConnectError::Handshake(e),
-                                Box::new(req),
-                            ));
+                            return Err(ConnectFailed::new(ConnectError::Handshake(e), req));
                         }
                     };
                 tokio::spawn(conn);
@@ -318,12 +314,12 @@ impl Upstreams {
             }
         };
         match sender.send_request(req).await {
-            Ok(resp) => Ok(resp.map(|inner| UpstreamBody {
+            Ok(resp) => Ok(Ok(resp.map(|inner| UpstreamBody {
                 inner,
                 give_back: None,
                 _active: Some(active),
-            })),
-            Err(e) => Err(SendError::Http(e)),
+            }))),
+            Err(e) => Ok(Err(e)),
         }
     }
 

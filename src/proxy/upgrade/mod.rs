@@ -111,10 +111,9 @@ pub(crate) async fn upgrade(
     let (io, endpoint) = connect_with_retry(&target, now_ms, key, true, (), |endpoint, ()| {
         let connecting = shared.upstreams.connect(endpoint, tls);
         async move {
-            connecting.await.map_err(|error| ConnectFailed {
-                error,
-                back: Box::new(()),
-            })
+            connecting
+                .await
+                .map_err(|error| ConnectFailed::new(error, ()))
         }
     })
     .await?;
