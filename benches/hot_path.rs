@@ -22,7 +22,7 @@ fn table() -> wsgate::table::RouteTable {
                 "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{ name: r{i} }}\nspec:\n  hostnames: [\"{host}\"]\n  rules:\n    - http: {{ backend: {{ address: \"10.0.0.1:80\" }} }}\n    - pathPrefix: /ws\n      websocket: {{ backend: {{ address: \"10.0.0.1:81\" }} }}\n    - pathPrefix: /api/v1\n      http: {{ backend: {{ address: \"10.0.0.1:82\" }} }}\n"
             );
             let route = WebSocketRoute::deserialize(serde_yaml::Deserializer::from_str(&yaml)).unwrap_or_else(|e| panic!("{e}"));
-            wsgate::api::translate(&route)
+            std::sync::Arc::new(wsgate::api::translate(&route))
         })
         .collect();
     compile(&Snapshot {

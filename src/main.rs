@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -328,9 +329,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Option<String> {
     let route = snapshot
-        .routes
-        .iter()
-        .flatten()
+        .accepted()
         .find(|r| r.meta.name == report.name && r.meta.namespace == report.namespace)?;
     Some(format!(
         "{}/{}",
@@ -369,7 +368,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     file_of.insert(id, file.clone());
-                    snapshot.routes.push(Ok(route));
+                    snapshot.routes.push(Arc::new(Ok(route)));
                 }
                 snapshot.secrets.extend(secrets);
             }

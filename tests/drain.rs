@@ -41,7 +41,7 @@ async fn rebuilds_and_certificate_rotations_never_touch_open_websockets() {
             ca_pem: None,
         };
         Snapshot {
-            routes: vec![wsgate::api::translate(&route)],
+            routes: vec![std::sync::Arc::new(wsgate::api::translate(&route))],
             secrets: vec![secret],
             ..Default::default()
         }

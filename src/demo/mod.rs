@@ -100,7 +100,7 @@ spec:
     ))?;
     let (cert, key) = self_signed(&["localhost".to_string()])?;
     Ok(Snapshot {
-        routes: vec![crate::api::translate(&route)],
+        routes: vec![Arc::new(crate::api::translate(&route))],
         secrets: vec![TlsSecret {
             namespace: "demo".into(),
             name: "chat-tls".into(),

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -296,7 +297,7 @@ impl FileSource {
         for objects in self.last_good.values() {
             snapshot
                 .routes
-                .extend(objects.routes.iter().cloned().map(Ok));
+                .extend(objects.routes.iter().map(|r| Arc::new(Ok(r.clone()))));
             snapshot.secrets.extend(objects.secrets.iter().cloned());
         }
         let generated = self.fill_missing_secrets(&mut snapshot, &mut errors);
@@ -316,7 +317,7 @@ impl FileSource {
     ) -> Vec<String> {
         let mut made = Vec::new();
         let mut wanted: Vec<((String, String), Vec<String>)> = Vec::new();
-        for route in snapshot.routes.iter().flatten() {
+        for route in snapshot.accepted() {
             let Some(tls) = &route.tls else { continue };
             let key = (route.meta.namespace.clone(), tls.secret.clone());
             let provided = snapshot

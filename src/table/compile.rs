@@ -29,7 +29,8 @@ use crate::model::{
 pub struct Snapshot {
     /// Routes as translated by their API, in the order the source saw them (the tie-break
     /// after creation time); a route that did not translate is reported and left out.
-    pub routes: Vec<Translated>,
+    /// Shared: a source keeps the translations of unchanged objects between rebuilds.
+    pub routes: Vec<Arc<Translated>>,
     /// TLS Secrets.
     pub secrets: Vec<TlsSecret>,
     /// Ready endpoints of each Service port.
@@ -39,6 +40,13 @@ pub struct Snapshot {
     pub now: Option<i64>,
     /// Refuse `address` backends (in a cluster they would route to arbitrary IPs).
     pub deny_address_backends: bool,
+}
+
+impl Snapshot {
+    /// The routes that translated.
+    pub fn accepted(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().filter_map(|r| r.as_ref().as_ref().ok())
+    }
 }
 
 /// A Service port, as a route's backend names it.
@@ -101,7 +109,7 @@ pub fn compile_with(
     let mut reports = Vec::with_capacity(order.len());
 
     for i in order {
-        let route = match &snapshot.routes[i] {
+        let route = match &*snapshot.routes[i] {
             Ok(route) => route,
             Err(rejected) => {
                 let mut report = RouteReport::new(&rejected.meta);

@@ -54,7 +54,7 @@ fn table() -> RouteTable {
         ca_pem: None,
     }];
     compile(&Snapshot {
-        routes: routes().into_iter().map(Ok).collect(),
+        routes: routes().into_iter().map(|r| Arc::new(Ok(r))).collect(),
         secrets,
         ..Default::default()
     })

@@ -9,6 +9,7 @@
 
 pub mod leader;
 pub mod status;
+mod translations;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -29,9 +30,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, translate};
+use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute};
 use crate::metrics::Metrics;
-use crate::model::{Translated, meta};
+use crate::model::meta;
 use crate::source::Publisher;
 use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
 use leader::{Leadership, LeaseConfig};
@@ -212,6 +213,7 @@ pub async fn start(
         publisher,
         leadership,
         dns: HashMap::new(),
+        translations: Default::default(),
         last: None,
         reports: Vec::new(),
         recorder: None,
@@ -222,12 +224,21 @@ pub async fn start(
 }
 
 /// Builds and publishes tables, and writes status when leading.
+/// Whether a route is ours: its class is `class`, or it has none and `unclassed` says so.
+fn wanted(route: &WebSocketRoute, class: &str, unclassed: bool) -> bool {
+    match route.spec.ingress_class_name.as_deref() {
+        Some(c) => c == class,
+        None => unclassed,
+    }
+}
+
 struct Builder {
     opts: KubeOptions,
     stores: Stores,
     publisher: Publisher,
     leadership: Arc<Leadership>,
     dns: HashMap<(String, u16), (Vec<SocketAddr>, Instant)>,
+    translations: translations::Translations,
     last: Option<Snapshot>,
     reports: Vec<RouteReport>,
     recorder: Option<Recorder>,
@@ -250,24 +261,13 @@ impl Builder {
         }
     }
 
-    fn wanted(&self, route: &WebSocketRoute) -> bool {
-        match route.spec.ingress_class_name.as_deref() {
-            Some(class) => class == self.opts.ingress_class,
-            None => self.opts.watch_unclassed,
-        }
-    }
-
     async fn snapshot(&mut self) -> Snapshot {
         // Translated from the objects: status and bookkeeping fields are not part of the
         // model, so a status write never changes the snapshot (and never triggers a rebuild).
-        let mut routes: Vec<Translated> = self
-            .stores
-            .routes
-            .state()
-            .iter()
-            .filter(|r| self.wanted(r))
-            .map(|r| translate(r))
-            .collect();
+        let objects = self.stores.routes.state();
+        let (class, unclassed) = (&self.opts.ingress_class, self.opts.watch_unclassed);
+        let wanted = objects.iter().filter(|r| wanted(r, class, unclassed));
+        let mut routes = self.translations.of(wanted.map(|r| &**r));
         routes.sort_by(|a, b| {
             let (a, b) = (meta(a), meta(b));
             (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))

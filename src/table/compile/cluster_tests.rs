@@ -9,7 +9,7 @@ fn address_backends_can_be_refused() {
         .rule(rule("/").websocket(address("10.1.2.3:80")))
         .build();
     let mut snap = Snapshot {
-        routes: vec![Ok(r)],
+        routes: vec![Arc::new(Ok(r))],
         ..Default::default()
     };
     assert!(compile(&snap).1[0].programmed);
@@ -43,7 +43,7 @@ fn expired_certificates_are_reported_not_loaded() {
         ca_pem: None,
     };
     let mut snap = Snapshot {
-        routes: vec![Ok(r)],
+        routes: vec![Arc::new(Ok(r))],
         secrets: vec![secret],
         ..Default::default()
     };

@@ -5,7 +5,7 @@ use crate::table::{HostBuf, ProblemKind, normalize_host, self_signed};
 
 fn snapshot(routes: Vec<Route>) -> Snapshot {
     Snapshot {
-        routes: routes.into_iter().map(Ok).collect(),
+        routes: routes.into_iter().map(|r| Arc::new(Ok(r))).collect(),
         ..Default::default()
     }
 }
@@ -155,10 +155,10 @@ fn invalid_route_is_left_out_and_others_keep_serving() {
         message: "wrong".into(),
     };
     let meta = route("default/bad").build().meta;
-    snap.routes.push(Err(Box::new(Rejected {
+    snap.routes.push(Arc::new(Err(Box::new(Rejected {
         meta,
         problems: vec![problem("spec.hostnames[0]"), problem("spec.rules")],
-    })));
+    }))));
     let (table, reports) = compile(&snap);
     assert!(lookup(&table, "chat.example.com").is_some());
     let bad = reports
