@@ -173,12 +173,28 @@ async fn metrics_follow_http_websocket_tls_and_reload_traffic() {
             2.0,
         ),
         (format!("wsgate_backend_connect_errors_total{{{r}}}"), 1.0),
+        // The answers wsgate made itself, by where the failure came from.
+        (
+            "wsgate_local_responses_total{reason=\"not_found\",source=\"client\"}".into(),
+            1.0,
+        ),
+        (
+            "wsgate_local_responses_total{reason=\"unreachable\",source=\"backend\"}".into(),
+            1.0,
+        ),
         // 3 + 1 (dead) + 2 WebSockets, each on its own connection.
         ("wsgate_tls_handshakes_total{result=\"ok\"}".into(), 6.0),
     ];
     for (key, want) in expect {
         assert_eq!(value(&m, &key), want, "{key}");
     }
+    // Only those two: proxied answers, upgrades and redirects are not local failures.
+    let local: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("wsgate_local_responses_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(local, 2.0);
     // Requests that ended are in the duration histogram (the 101s end when sent).
     assert!(
         value(
