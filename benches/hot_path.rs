@@ -67,6 +67,7 @@ fn main() {
                 query: Some("page=2"),
                 method: &Method::GET,
                 upgrade: false,
+                malformed: false,
                 listener: Listener::Https { sni: None },
             };
             black_box(decide(&table, black_box(&facts), &cfg))

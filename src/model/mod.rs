@@ -19,7 +19,7 @@ mod path;
 
 pub use host::{Hostname, check_dns_label, check_object_name};
 pub use origin::{OriginPattern, origin_allowed};
-pub use path::{check_path, normalize_path_prefix};
+pub use path::{PathError, check_path, normalize_path_prefix, normalize_request_path};
 
 use std::fmt;
 use std::net::SocketAddr;

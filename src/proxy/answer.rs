@@ -53,6 +53,11 @@ pub enum BackendFault {
     Unreachable,
     /// No response (headers) within the route's timeout.
     Timeout,
+    /// The backend switched protocols when it should not have: a 101 to a request that asked
+    /// for none, or to anything but `websocket` with the right `Sec-WebSocket-Accept`, or a 2xx
+    /// to a WebSocket handshake that arrived as an HTTP/2 CONNECT (which would tell the client
+    /// its socket is open).
+    BadSwitch,
 }
 
 /// What went wrong inside wsgate.
@@ -89,6 +94,7 @@ impl Answer {
                 BackendFault::NoEndpoints => "no_endpoints",
                 BackendFault::Unreachable => "unreachable",
                 BackendFault::Timeout => "timeout",
+                BackendFault::BadSwitch => "bad_switch",
             },
             Answer::Internal(InternalFault::BadRedirect) => "bad_redirect",
         }
@@ -108,7 +114,7 @@ impl Answer {
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
-                BackendFault::Unreachable => StatusCode::BAD_GATEWAY,
+                BackendFault::Unreachable | BackendFault::BadSwitch => StatusCode::BAD_GATEWAY,
                 BackendFault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             },
             Answer::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,6 +154,9 @@ impl Answer {
                 BackendFault::Unreachable => "502 bad gateway: the backend is unreachable\n",
                 BackendFault::Timeout => {
                     "504 gateway timeout: the backend did not answer in time\n"
+                }
+                BackendFault::BadSwitch => {
+                    "502 bad gateway: the backend's protocol switch is not a valid WebSocket handshake\n"
                 }
             },
             Answer::Internal(_) => "500 internal server error\n",
@@ -246,6 +255,7 @@ mod tests {
             BackendFault::NoEndpoints,
             BackendFault::Unreachable,
             BackendFault::Timeout,
+            BackendFault::BadSwitch,
         ];
         let mut all: Vec<Answer> = client.into_iter().map(Answer::from).collect();
         all.extend(backend.into_iter().map(Answer::from));

@@ -61,6 +61,20 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// A protocol switch that is not the WebSocket the client asked for: 502.
+    pub(crate) fn bad_switch(&self, addr: SocketAddr, status: http::StatusCode) -> Failure {
+        tracing::warn!(
+            route = &**self.route,
+            backend = %addr,
+            status = status.as_u16(),
+            "backend answered with a protocol switch that is no WebSocket handshake"
+        );
+        Failure {
+            answer: Answer::Backend(BackendFault::BadSwitch),
+            backend: Some(addr),
+        }
+    }
+
     /// No answer in time: 504.
     pub(crate) fn timed_out(&self, addr: Option<SocketAddr>) -> Failure {
         tracing::warn!(

@@ -40,6 +40,9 @@ pub struct RequestFacts<'a> {
     pub method: &'a Method,
     /// Whether this is a WebSocket upgrade (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT).
     pub upgrade: bool,
+    /// The target cannot be trusted (two Hosts, a contradicting `:authority`, a path that
+    /// does not normalise, an upgrade with a body): 400 before anything else.
+    pub malformed: bool,
     /// Where it arrived.
     pub listener: Listener<'a>,
 }
@@ -136,6 +139,9 @@ pub struct DecideConfig {
 
 /// Decides what to do with a request. Pure: reads the table, allocates only for redirects.
 pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) -> Decision {
+    if req.malformed {
+        return Decision::Reject(ClientFault::BadRequest, None);
+    }
     if req.method == Method::CONNECT && !req.upgrade {
         return Decision::Reject(ClientFault::MethodNotAllowed, None);
     }

@@ -39,6 +39,11 @@ pub(crate) async fn forward(
         Err(_) => Err(target.timed_out(None)),
         Ok(Err(failure)) => Err(failure),
         Ok(Ok((Err(e), endpoint))) => Err(target.unreachable(endpoint.addr, &e)),
+        // A 101 to a request that asked for no upgrade (RFC 9110 §15.2.2) would reach the
+        // client as a bare 101 and leave the connection in an unknown protocol.
+        Ok(Ok((Ok(resp), endpoint))) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            Err(target.bad_switch(endpoint.addr, resp.status()))
+        }
         Ok(Ok((Ok(resp), endpoint))) => {
             let mut response = resp.map(Either::Left);
             prepare_response(response.headers_mut(), false);
@@ -53,7 +58,11 @@ pub(crate) async fn forward(
 
 /// Rewrites a client's request for the backend: origin-form target over HTTP/1.1 with the
 /// authority in Host (RFC 9112 §3.2), or over h2c with it in `:authority` (RFC 9113 §8.3.1).
+/// The authority is always the one the request was routed by, whatever Host the client sent
+/// (RFC 9112 §3.2.2), and set after the hop-by-hop headers went, so `Connection: Host` cannot
+/// remove it.
 fn for_backend<B>(req: &mut Request<B>, h2c: bool, fwd: &Forwarded<'_>) -> Result<(), ClientFault> {
+    prepare_request(req.headers_mut(), false, fwd);
     let path = req
         .uri()
         .path_and_query()
@@ -74,15 +83,13 @@ fn for_backend<B>(req: &mut Request<B>, h2c: bool, fwd: &Forwarded<'_>) -> Resul
         req.headers_mut().remove(header::HOST);
         *req.version_mut() = Version::HTTP_2;
     } else {
-        if !req.headers().contains_key(header::HOST) {
-            if let Some(h) = fwd.host {
-                req.headers_mut().insert(header::HOST, h.clone());
-            }
-        }
+        match fwd.host {
+            Some(h) => req.headers_mut().insert(header::HOST, h.clone()),
+            None => req.headers_mut().remove(header::HOST),
+        };
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
     }
-    prepare_request(req.headers_mut(), false, fwd);
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use super::drain::DrainRegistry;
 use super::forward::forward;
 use super::headers::{Forwarded, ip_value, is_websocket_upgrade};
 use super::limits::ClientLimiter;
+use super::request_target::{self, Malformed};
 use super::tracker::Tracker;
 use super::upgrade::{UpgradeOutcome, UpgradeRequest, upgrade};
 use super::upstream::Upstreams;
@@ -92,14 +93,14 @@ impl From<ClientFault> for Failure {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Metered>, Infallible> {
     let start = Instant::now();
     let _stream = conn.activity.as_ref().map(|a| {
         a.requests.fetch_add(1, Ordering::Relaxed);
         a.streams.token()
     });
-    let inbound = Inbound::read(&req, &conn, &shared.trusted);
+    let inbound = Inbound::read(&mut req, &conn, &shared.trusted);
     let decision = decide(
         &shared.table.load(),
         &inbound.facts(&req, &conn),
@@ -173,24 +174,33 @@ struct Inbound {
     /// A WebSocket handshake: HTTP/1.1 Upgrade or HTTP/2 extended CONNECT.
     upgrade: bool,
     extended_connect: bool,
-    /// RFC 9112 §3.2.2: an absolute-form target's authority overrides Host (and HTTP/2 has
-    /// only `:authority`). A `HeaderValue` clone shares the request's buffer, so keeping the
-    /// host costs no allocation.
+    /// The authority the request is routed and forwarded by ([`request_target::authority`]).
+    /// A `HeaderValue` clone shares the request's buffer, so keeping it costs no allocation.
     host: Option<HeaderValue>,
+    /// Why the target cannot be trusted (a 400), if it cannot.
+    malformed: Option<Malformed>,
     /// The client: the peer, or what a trusted proxy in front says it is.
     client: IpAddr,
     client_value: HeaderValue,
 }
 
 impl Inbound {
-    fn read(req: &Request<Incoming>, conn: &ConnInfo, trusted: &TrustedProxies) -> Self {
+    /// Reads the request, putting its path in normal form first so that every phase after
+    /// this one sees the same target.
+    fn read(req: &mut Request<Incoming>, conn: &ConnInfo, trusted: &TrustedProxies) -> Self {
         let extended_connect = is_extended_connect(req);
         let upgrade = extended_connect
             || (req.version() < Version::HTTP_2 && is_websocket_upgrade(req.headers()));
-        let host = match req.uri().authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers().get(header::HOST).cloned(),
-        };
+        let path = request_target::normalize_path(req.uri_mut());
+        let (host, malformed) =
+            match request_target::authority(req.version(), req.uri(), req.headers()) {
+                Ok(host) => (host, path.err()),
+                Err(why) => (None, Some(why)),
+            };
+        let malformed = malformed.or_else(|| match upgrade && !extended_connect {
+            true => request_target::check_handshake(req.headers()).err(),
+            false => None,
+        });
         let client = trusted.client_ip(conn.peer.ip(), req.headers());
         let client_value = if client == conn.peer.ip() {
             conn.peer_value.clone()
@@ -201,6 +211,7 @@ impl Inbound {
             upgrade,
             extended_connect,
             host,
+            malformed,
             client,
             client_value,
         }
@@ -213,6 +224,7 @@ impl Inbound {
             query: req.uri().query(),
             method: req.method(),
             upgrade: self.upgrade,
+            malformed: self.malformed.is_some(),
             listener: match conn.tls {
                 true => Listener::Https {
                     sni: conn.sni.as_deref(),

@@ -77,16 +77,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrites request headers for the backend: hop-by-hop headers removed, `Upgrade` and
-/// `Connection: upgrade` restored for a WebSocket upgrade, forwarding headers set. `Host` is
-/// kept as the client sent it.
+/// Rewrites request headers for the backend: hop-by-hop headers removed, `Upgrade: websocket`
+/// and `Connection: upgrade` set for a WebSocket upgrade, forwarding headers set. `Host` is the
+/// caller's to set afterwards (to the authority the request was routed by), so a `Connection`
+/// header naming it cannot take it away.
 pub fn prepare_request(headers: &mut HeaderMap, upgrade: bool, fwd: &Forwarded<'_>) {
-    let upgrade_value = upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten();
     remove_hop_by_hop(headers);
-    if let Some(value) = upgrade_value {
-        headers.insert(header::UPGRADE, value);
+    if upgrade {
+        // The one protocol wsgate relays (RFC 6455 §4.1), never what else the client asked.
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     // Up to five headers follow: one growth of the map instead of several.

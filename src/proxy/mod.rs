@@ -33,6 +33,7 @@ pub mod headers;
 pub mod limits;
 pub mod proxy_protocol;
 pub mod relay;
+mod request_target;
 pub mod tls;
 mod tracker;
 mod upgrade;

@@ -67,6 +67,7 @@ struct Req {
     query: Option<&'static str>,
     method: Method,
     upgrade: bool,
+    malformed: bool,
     listener: Listener<'static>,
 }
 
@@ -77,6 +78,7 @@ fn get(host: &'static str, path: &'static str) -> Req {
         query: None,
         method: Method::GET,
         upgrade: false,
+        malformed: false,
         listener: Listener::Http,
     }
 }
@@ -94,6 +96,10 @@ impl Req {
         self.method = m;
         self
     }
+    fn malformed(mut self) -> Self {
+        self.malformed = true;
+        self
+    }
     fn query(mut self, q: &'static str) -> Self {
         self.query = Some(q);
         self
@@ -107,6 +113,7 @@ fn run(req: Req, port: u16) -> Decision {
         query: req.query,
         method: &req.method,
         upgrade: req.upgrade,
+        malformed: req.malformed,
         listener: req.listener,
     };
     decide(
@@ -323,5 +330,23 @@ fn maintenance_answers_normal_requests_and_upgrades() {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_malformed_target_is_400_before_any_route_is_looked_at() {
+    // Even for a host that would redirect or serve: nothing about the request is trusted.
+    for req in [
+        get("chat.example.com", "/").malformed(),
+        get("chat.example.com", "/ws").upgrade().malformed(),
+        get("nobody.example.com", "/").tls(None).malformed(),
+    ] {
+        assert!(
+            matches!(
+                run(req, 443),
+                Decision::Reject(ClientFault::BadRequest, None)
+            ),
+            "malformed"
+        );
     }
 }

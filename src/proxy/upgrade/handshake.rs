@@ -9,6 +9,8 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Full};
 
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
 use crate::proxy::answer::Body;
 use crate::proxy::headers::{Forwarded, prepare_request, prepare_response};
 
@@ -30,20 +32,63 @@ pub(crate) fn backend_request(
         None => Uri::from_static("/"),
     };
     parts.version = Version::HTTP_11;
+    // Only `websocket` goes upstream, whatever else the client listed (`websocket, h2c` would
+    // let a backend that speaks h2c open a raw tunnel past routing).
+    prepare_request(&mut parts.headers, true, fwd);
+    let h = &mut parts.headers;
     if extended_connect {
         parts.method = Method::GET;
-        prepare_request(&mut parts.headers, false, fwd);
-        let h = &mut parts.headers;
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(SEC_WEBSOCKET_KEY.clone(), new_key());
-        if let Some(host) = fwd.host {
-            h.insert(header::HOST, host.clone());
-        }
-    } else {
-        prepare_request(&mut parts.headers, true, fwd);
     }
+    // The authority the request was routed by (RFC 9112 §3.2.2), set after the hop-by-hop
+    // headers went.
+    match fwd.host {
+        Some(host) => h.insert(header::HOST, host.clone()),
+        None => h.remove(header::HOST),
+    };
     Request::from_parts(parts, Empty::new())
+}
+
+/// What the backend's answer to the handshake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// A 101 to `websocket` with the `Sec-WebSocket-Accept` of the key sent (RFC 6455 §4.1):
+    /// relay.
+    Upgraded,
+    /// No switch: the answer goes back to the client as a normal response.
+    Refused,
+    /// A switch that is no WebSocket handshake, or a 2xx that an HTTP/2 client would take
+    /// for an open socket (RFC 8441 §5): 502.
+    Bad,
+}
+
+/// Classifies the backend's answer to a handshake sent with `sent_key`. Anything but a
+/// WebSocket switch could hand the client a tunnel to another protocol (h2c) past routing.
+pub(crate) fn backend_switch(
+    status: StatusCode,
+    headers: &HeaderMap,
+    sent_key: Option<&HeaderValue>,
+    extended_connect: bool,
+) -> Switch {
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        return match extended_connect && status.is_success() {
+            true => Switch::Bad,
+            false => Switch::Refused,
+        };
+    }
+    let upgrade_is_websocket = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let accept_matches = match (sent_key, headers.get(&SEC_WEBSOCKET_ACCEPT)) {
+        (Some(key), Some(accept)) => {
+            derive_accept_key(key.as_bytes()).as_bytes() == accept.as_bytes()
+        }
+        _ => false,
+    };
+    match upgrade_is_websocket && accept_matches {
+        true => Switch::Upgraded,
+        false => Switch::Bad,
+    }
 }
 
 /// The client's answer once the backend switched protocols, carrying the backend's headers
@@ -217,5 +262,73 @@ mod tests {
             .decode(a.as_bytes())
             .unwrap_or_default();
         assert_eq!(decoded.len(), 16);
+    }
+
+    #[test]
+    fn only_a_websocket_switch_with_the_right_accept_is_relayed() {
+        // RFC 6455 §1.3's example key and accept.
+        let key = HeaderValue::from_static(KEY);
+        let switch = |status: u16, headers: &[(&str, &str)], h2: bool| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("{e}")),
+                    HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            let status = StatusCode::from_u16(status).unwrap_or_else(|e| panic!("{e}"));
+            backend_switch(status, &h, Some(&key), h2)
+        };
+        let good = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        assert_eq!(switch(101, &good, false), Switch::Upgraded);
+        assert_eq!(switch(101, &good, true), Switch::Upgraded);
+        let h2c = [("upgrade", "h2c"), good[1], good[2]];
+        assert_eq!(switch(101, &h2c, false), Switch::Bad);
+        let wrong_accept = [good[0], good[1], ("sec-websocket-accept", "AAAA")];
+        assert_eq!(switch(101, &wrong_accept, false), Switch::Bad);
+        assert_eq!(switch(101, &good[..2], false), Switch::Bad);
+        assert_eq!(switch(101, &[], false), Switch::Bad);
+        // No switch: a normal answer, except a 2xx to an HTTP/2 CONNECT.
+        assert_eq!(switch(403, &[], false), Switch::Refused);
+        assert_eq!(switch(200, &[], false), Switch::Refused);
+        assert_eq!(switch(404, &[], true), Switch::Refused);
+        assert_eq!(switch(200, &[], true), Switch::Bad);
+        // Without a key sent there is nothing to check the accept against.
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(
+            backend_switch(StatusCode::SWITCHING_PROTOCOLS, &h, None, false),
+            Switch::Bad
+        );
+    }
+
+    #[test]
+    fn only_websocket_is_asked_of_the_backend() {
+        let (peer, host) = (
+            HeaderValue::from_static("192.0.2.9"),
+            HeaderValue::from_static("chat.example.com"),
+        );
+        let client = Request::builder()
+            .uri("/ws")
+            .header(header::HOST, "evil.example.com")
+            .header(header::CONNECTION, "Upgrade, HTTP2-Settings, Host")
+            .header(header::UPGRADE, "websocket, h2c")
+            .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+            .header("sec-websocket-key", KEY)
+            .body(())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let req = backend_request(head(client), false, &fwd(&host, &peer), || {
+            panic!("an HTTP/1.1 client's key is kept")
+        });
+        let h = req.headers();
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert!(!h.contains_key("http2-settings"));
+        // The routed authority, whatever Host said and although Connection named it.
+        assert_eq!(h[header::HOST], "chat.example.com");
     }
 }

@@ -5,11 +5,14 @@
 
 mod handshake;
 
+use handshake::Switch;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -106,6 +109,7 @@ pub(crate) async fn upgrade(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     let backend_req = handshake::backend_request(parts, extended_connect, fwd, handshake::new_key);
+    let sent_key = backend_req.headers().get("sec-websocket-key").cloned();
     let now_ms = || shared.upstreams.now_ms();
     let tls = target.backend.tls.as_deref();
     let (io, endpoint) = connect_with_retry(&target, now_ms, key, true, (), |endpoint, ()| {
@@ -124,15 +128,16 @@ pub(crate) async fn upgrade(
         Err(Exchange::TimedOut) => return Err(target.timed_out(Some(addr))),
         Err(Exchange::Failed(e)) => return Err(target.unreachable(addr, &e)),
     };
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+    match handshake::backend_switch(
+        resp.status(),
+        resp.headers(),
+        sent_key.as_ref(),
+        extended_connect,
+    ) {
+        Switch::Upgraded => {}
+        Switch::Bad => return Err(target.bad_switch(addr, resp.status())),
         // The backend refused the upgrade: its answer goes back as a normal response.
-        let mut response = resp.map(|inner| Either::Left(UpstreamBody::unpooled(inner)));
-        prepare_response(response.headers_mut(), false);
-        return Ok(Served {
-            response,
-            backend: Some(addr),
-            upgrade: Some(UpgradeOutcome::BackendRefused),
-        });
+        Switch::Refused => return Ok(refused(resp, addr)),
     }
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let response = handshake::client_response(std::mem::take(resp.headers_mut()), extended_connect);
@@ -159,6 +164,17 @@ pub(crate) async fn upgrade(
         backend: Some(addr),
         upgrade: Some(UpgradeOutcome::Upgraded),
     })
+}
+
+/// The backend's refusal of the upgrade, passed back as a normal response.
+fn refused(resp: Response<Incoming>, addr: SocketAddr) -> Served {
+    let mut response = resp.map(|inner| Either::Left(UpstreamBody::unpooled(inner)));
+    prepare_response(response.headers_mut(), false);
+    Served {
+        response,
+        backend: Some(addr),
+        upgrade: Some(UpgradeOutcome::BackendRefused),
+    }
 }
 
 /// Why the handshake with the backend gave no response.
