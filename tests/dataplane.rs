@@ -86,14 +86,7 @@ async fn h2_connection(
     gw: &Gateway,
     ca: &TestCa,
 ) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let io = tls(gw.https_addr, "chat.test", h2_config(ca.client_config())).await;
-    assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
+    h2_over_tls(gw.https_addr, "chat.test", ca.client_config()).await
 }
 
 /// An RFC 8441 extended CONNECT for a WebSocket on `chat.test`.
@@ -344,23 +337,6 @@ async fn upgrade_status(
         .unwrap_or_else(|| panic!("no status in {head:?}"));
     let open = (status == StatusCode::SWITCHING_PROTOCOLS).then_some(tcp);
     (status, head, open)
-}
-
-/// Reads a response head (up to the blank line).
-async fn read_head(tcp: &mut TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = within("response head", tcp.read(&mut byte)).await.unwrap();
-        assert!(
-            n > 0,
-            "closed before a full head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn plain_limited_route(http: SocketAddr, ws: SocketAddr, limits: &str) -> String {

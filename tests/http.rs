@@ -289,9 +289,10 @@ async fn error_answers() {
     upgrade
         .headers_mut()
         .insert("upgrade", "websocket".parse().unwrap());
-    upgrade
-        .headers_mut()
-        .insert("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+    upgrade.headers_mut().insert(
+        "sec-websocket-key",
+        "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+    );
     assert_eq!(
         http(f.gw.http_addr, upgrade).await.status,
         StatusCode::SERVICE_UNAVAILABLE

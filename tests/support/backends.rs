@@ -212,3 +212,46 @@ pub async fn dead_address() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
 }
+
+/// A backend that answers every request with the same bytes, whatever it asked, and records
+/// each request head it read: for backends that misbehave on purpose (a 101 to the wrong
+/// protocol, a 101 to a plain request). After answering it holds the connection until the
+/// peer closes, as a switched connection would.
+pub struct CannedBackend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every request head, lower-cased, in order.
+    pub heads: Arc<Mutex<Vec<String>>>,
+}
+
+/// A [`CannedBackend`] answering `response`.
+pub async fn canned_backend(response: &'static str) -> CannedBackend {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tcp.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                seen.lock().unwrap().push(text);
+                if tcp.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut sink = [0u8; 1024];
+                while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    CannedBackend { addr, heads }
+}

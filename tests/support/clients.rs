@@ -155,3 +155,43 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = within("raw response", tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Reads a response head (up to the blank line), failing the test if the peer closes first.
+pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = within("response head", io.read(&mut byte)).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before a full head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Writes `bytes` on a new connection to `addr` and reads the response head.
+pub async fn raw_head(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    read_head(&mut tcp).await
+}
+
+/// An HTTP/2 connection over TLS (ALPN `h2`) to `addr` for `host`.
+pub async fn h2_over_tls(
+    addr: SocketAddr,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let io = tls(addr, host, h2_config(config)).await;
+    assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
