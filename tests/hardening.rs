@@ -266,3 +266,47 @@ async fn dot_segments_never_escape_a_path_prefix() {
         assert_eq!(status_of(&head), 400, "{climbing}");
     }
 }
+
+#[tokio::test]
+async fn an_http2_websocket_the_backend_answers_with_a_page_gets_no_tunnel() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["hard.test"]);
+    let page = canned_backend("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").await;
+    let refuse = canned_backend("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno").await;
+    let routes = RoutesDir::new();
+    let route = route_yaml(
+        "hard",
+        &format!(
+            "  hostnames: [hard.test]\n  tls: {{ secretName: hard }}\n  rules:\n    - pathPrefix: /page\n      websocket: {{ backend: {{ address: \"{}\" }} }}\n    - pathPrefix: /refuse\n      websocket: {{ backend: {{ address: \"{}\" }} }}\n",
+            page.addr, refuse.addr
+        ),
+    );
+    routes.write(
+        "hard.yaml",
+        &format!("{route}---\n{}", secret_yaml("default", "hard", &leaf)),
+    );
+    let gw = start(routes.path()).await;
+    let mut h2 = h2_over_tls(gw.https_addr, "hard.test", ca.client_config()).await;
+    let connect = |path: &str| {
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(format!("https://hard.test{path}"))
+            .header("sec-websocket-version", "13")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        req
+    };
+    // A 2xx would tell the client its socket is open (RFC 8441 §5): 502 instead.
+    let resp = within("CONNECT", h2.send_request(connect("/page")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    // A refusal is passed on as it is.
+    let resp = within("CONNECT", h2.send_request(connect("/refuse")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(page.heads.lock().unwrap().len(), 1);
+}
