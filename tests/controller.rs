@@ -861,3 +861,72 @@ async fn consistent_hash_keeps_keys_on_their_pod_and_moves_few_when_pods_change(
     }
     assert!(spread.len() >= 2);
 }
+
+/// A route whose websocket rule carries `extra` (for objects the schema lets through but this
+/// build cannot decode).
+fn route_with_ws(name: &str, host: &str, extra: &str) -> String {
+    route(name, host, "{ service: web, port: 80 }").replace(
+        "websocket: { backend: { service: web, port: 80 } }",
+        &format!("websocket: {{ backend: {{ service: web, port: 80 }}{extra} }}"),
+    )
+}
+
+#[tokio::test]
+async fn a_route_that_does_not_decode_is_reported_and_never_blocks_the_others() {
+    let server = ApiServer::start().await;
+    let pod = http_backend().await;
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], pod.addr.port());
+    server.apply(
+        Res::Routes,
+        &route("good", "good.test", "{ service: web, port: 80 }"),
+    );
+    // uint32 in the schema, which the API server does not enforce.
+    server.apply(
+        Res::Routes,
+        &route_with_ws(
+            "huge",
+            "huge.test",
+            ", limits: { maxConnectionsPerClient: 5000000000 }",
+        ),
+    );
+    // An enum value from a newer CRD than this binary.
+    server.apply(
+        Res::Routes,
+        &route_with_ws("future", "future.test", ", loadBalancing: { policy: Random }"),
+    );
+    // Started while both exist: it becomes ready and serves the good route.
+    let gw = controller(&server, "solo").await;
+    assert_eq!(served_by(&gw, "good.test").await.0, StatusCode::OK);
+    assert_eq!(served_by(&gw, "huge.test").await.0, StatusCode::NOT_FOUND);
+    for name in ["huge", "future"] {
+        wait_condition(&server, name, "Accepted", "False", "InvalidSpec").await;
+    }
+    let message = |name: &str| {
+        let obj = server.get(Res::Routes, "apps", name).unwrap();
+        obj["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"))
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        message("huge").contains("spec.rules[0].websocket.limits.maxConnectionsPerClient"),
+        "{}",
+        message("huge")
+    );
+    assert!(message("future").contains("Random"), "{}", message("future"));
+
+    // A re-list (history compacted, 410) with the bad objects still there goes through, and a
+    // route added meanwhile is served.
+    server.compact();
+    server.apply(
+        Res::Routes,
+        &route("later", "later.test", "{ service: web, port: 80 }"),
+    );
+    eventually("the route added after the re-list serves", || async {
+        served_by(&gw, "later.test").await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(served_by(&gw, "good.test").await.0, StatusCode::OK);
+}

@@ -10,7 +10,7 @@ mod translate;
 
 pub use crate::model::FieldError;
 pub use duration::{DurationError, parse_duration};
-pub use translate::{route_meta, translate};
+pub use translate::{decode, object_meta, route_meta, translate};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::HeaderName;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rustls_pki_types::ServerName;
 
 use super::{
@@ -34,18 +34,30 @@ impl Problems {
 
 /// Who a route object is.
 pub fn route_meta(route: &WebSocketRoute) -> RouteMeta {
+    object_meta(&route.metadata)
+}
+
+/// Who a route object is, from its metadata alone (for an object whose spec did not decode).
+pub fn object_meta(meta: &ObjectMeta) -> RouteMeta {
     RouteMeta {
         kind: ObjectKind::WebSocketRoute,
-        namespace: route.namespace().unwrap_or_else(|| "default".into()),
-        name: route.name_any(),
-        generation: route.metadata.generation,
-        created: route
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_nanosecond()),
+        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: meta.name.clone().unwrap_or_default(),
+        generation: meta.generation,
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_nanosecond()),
     }
 }
+
+/// Decodes one route object from its JSON, or says which field does not fit the type (a
+/// number out of range, an enum value this build does not know): the API server's schema
+/// lets through what serde refuses, and one such object must not fail a whole list.
+pub fn decode(object: serde_json::Value) -> Result<WebSocketRoute, FieldError> {
+    serde_path_to_error::deserialize(object).map_err(|e| FieldError {
+        path: e.path().to_string(),
+        message: format!("{} (the object does not fit this build of wsgate)", e.inner()),
+    })
+}
+
 
 /// Translates a route object into the model, or says everything wrong with it.
 pub fn translate(route: &WebSocketRoute) -> model::Translated {

@@ -21,16 +21,17 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute};
+use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, WebSocketRouteStatus};
 use crate::metrics::Metrics;
 use crate::model::meta;
 use crate::source::Publisher;
@@ -90,6 +91,15 @@ impl KubeOptions {
         }
     }
 
+    /// Routes, untyped.
+    fn routes_api(&self) -> Api<DynamicObject> {
+        let ar = route_resource();
+        match &self.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -101,10 +111,17 @@ impl KubeOptions {
     }
 }
 
+/// What the route watch and status writes address: the WebSocketRoute resource, untyped.
+fn route_resource() -> ApiResource {
+    ApiResource::erase::<WebSocketRoute>(&())
+}
+
 /// The four stores the table is built from.
 #[derive(Clone)]
 struct Stores {
-    routes: Store<WebSocketRoute>,
+    /// Untyped, so one object that does not decode cannot fail the list (see
+    /// [`translations`]).
+    routes: Store<DynamicObject>,
     secrets: Store<Secret>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
@@ -120,7 +137,22 @@ fn spawn_watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
+    spawn_watch_with(api, config, kind, dirty, metrics, Writer::default())
+}
+
+fn spawn_watch_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: &'static str,
+    dirty: Arc<Notify>,
+    metrics: &Metrics,
+    writer: Writer<K>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
+    let reader = writer.as_reader();
     let events = metrics.kube_watch_events.with_label_values(&[kind]);
     let task = tokio::spawn(async move {
         let mut stream = Box::pin(watcher(api, config).default_backoff().reflect(writer));
@@ -151,12 +183,13 @@ pub async fn start(
     let dirty = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     let cfg = watcher::Config::default();
-    let (routes, t) = spawn_watch(
-        opts.api::<WebSocketRoute>(),
+    let (routes, t) = spawn_watch_with(
+        opts.routes_api(),
         cfg.clone(),
         "WebSocketRoute",
         dirty.clone(),
         &metrics,
+        Writer::new(route_resource()),
     );
     tasks.push(t);
     // Only TLS Secrets are ever listed or cached.
@@ -224,9 +257,12 @@ pub async fn start(
 }
 
 /// Builds and publishes tables, and writes status when leading.
-/// Whether a route is ours: its class is `class`, or it has none and `unclassed` says so.
-fn wanted(route: &WebSocketRoute, class: &str, unclassed: bool) -> bool {
-    match route.spec.ingress_class_name.as_deref() {
+/// Whether a route is ours: its class is `class`, or it has none and `unclassed` says so. Read
+/// from the untyped object, so a route that does not decode is still claimed (and reported)
+/// by its own class only.
+fn wanted(route: &DynamicObject, class: &str, unclassed: bool) -> bool {
+    let named = route.data.get("spec").and_then(|s| s.get("ingressClassName"));
+    match named.and_then(serde_json::Value::as_str) {
         Some(c) => c == class,
         None => unclassed,
     }
@@ -364,17 +400,26 @@ impl Builder {
             if !self.leadership.is_leader() {
                 break;
             }
-            let key = ObjectRef::<WebSocketRoute>::new(&report.name).within(&report.namespace);
+            let key = ObjectRef::<DynamicObject>::new_with(&report.name, route_resource())
+                .within(&report.namespace);
             let Some(route) = self.stores.routes.get(&key) else {
                 continue;
             };
-            let current = route.status.as_ref();
+            // A status this build cannot read is replaced, as if there were none.
+            let current: Option<WebSocketRouteStatus> = route
+                .data
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
+            let current = current.as_ref();
             let desired = desired_status(report, current, &now);
             if same_status(current, &desired) {
                 continue;
             }
-            let api: Api<WebSocketRoute> =
-                Api::namespaced(self.opts.client.clone(), &report.namespace);
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                self.opts.client.clone(),
+                &report.namespace,
+                &route_resource(),
+            );
             let patch = serde_json::json!({
                 "apiVersion": "wsgate.dev/v1alpha1",
                 "kind": "WebSocketRoute",
@@ -395,9 +440,9 @@ impl Builder {
 
     async fn warn_events(
         &mut self,
-        route: &WebSocketRoute,
+        route: &DynamicObject,
         report: &RouteReport,
-        previous: Option<&crate::api::WebSocketRouteStatus>,
+        previous: Option<&WebSocketRouteStatus>,
     ) {
         let recorder = self.recorder.get_or_insert_with(|| {
             Recorder::new(
@@ -408,7 +453,7 @@ impl Builder {
                 },
             )
         });
-        let reference: ObjectReference = route.object_ref(&());
+        let reference: ObjectReference = route.object_ref(&route_resource());
         for problem in &report.problems {
             let already = previous.is_some_and(|s| {
                 s.conditions

@@ -2,14 +2,19 @@
 //! event changes one: a route whose object is unchanged (same UID and resourceVersion) reuses
 //! its last translation, shared, so a rebuild costs a compile and not a translation of every
 //! route as well.
+//!
+//! Routes are watched untyped and decoded here one by one: an object that does not decode
+//! (a number the schema let through, an enum value from a newer CRD) becomes a rejected route
+//! with its field path instead of failing the whole list. It is logged once per version.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 
-use crate::api::{WebSocketRoute, translate};
-use crate::model::Translated;
+use crate::api;
+use crate::model::{Rejected, Translated};
 
 /// An object's identity and version: it names one exact content of the object.
 type Version = (Option<String>, Option<String>);
@@ -25,7 +30,7 @@ impl Translations {
     /// no longer listed are forgotten.
     pub(super) fn of<'a>(
         &mut self,
-        routes: impl Iterator<Item = &'a WebSocketRoute>,
+        routes: impl Iterator<Item = &'a DynamicObject>,
     ) -> Vec<Arc<Translated>> {
         let mut last = std::mem::take(&mut self.by_name);
         let mut out = Vec::with_capacity(last.len());
@@ -44,11 +49,32 @@ impl Translations {
     }
 }
 
+/// Decodes and translates one object. One that does not decode is a rejected route with the
+/// field that did not fit, logged here, once per version of the object.
+fn translate(object: &DynamicObject) -> Translated {
+    let json = serde_json::to_value(object).unwrap_or_default();
+    match api::decode(json) {
+        Ok(route) => api::translate(&route),
+        Err(problem) => {
+            let meta = api::object_meta(&object.metadata);
+            tracing::warn!(
+                route = %format!("{}/{}", meta.namespace, meta.name),
+                %problem,
+                "route does not decode: it is reported and skipped; the others serve"
+            );
+            Err(Box::new(Rejected {
+                meta,
+                problems: vec![problem],
+            }))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn route(name: &str, version: &str, host: &str) -> WebSocketRoute {
+    fn route(name: &str, version: &str, host: &str) -> DynamicObject {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "wsgate.dev/v1alpha1",
             "kind": "WebSocketRoute",
