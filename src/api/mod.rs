@@ -80,7 +80,7 @@ pub struct RouteTls {
 #[serde(rename_all = "camelCase")]
 pub struct Hsts {
     /// `max-age` in seconds (31536000 is a year); 0 tells browsers to forget the policy.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2_147_483_647))]
     pub max_age: i64,
     /// Add `includeSubDomains`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,15 +217,15 @@ pub struct HashOn {
 pub struct ClientLimits {
     /// Open WebSocket connections one client may hold on this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
     pub max_connections_per_client: Option<u32>,
     /// Sustained WebSocket upgrades per second one client may make on this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
     pub upgrades_per_second_per_client: Option<u32>,
     /// Upgrades allowed at once above the rate (token bucket size; default the rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
     pub burst: Option<u32>,
 }
 
