@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{DrainConfig, Proxy, ProxyConfig, ProxyError, ShutdownReport};
 use crate::source::Publisher;
 use crate::source::files::{self, FileSource, Reload};
-use crate::source::kube::KubeOptions;
+use crate::source::kube::{Controller, KubeOptions};
 use crate::table::{RouteTable, Snapshot, TlsError, certified_key_from_pem, self_signed};
 
 /// Where the routes come from.
@@ -76,6 +76,8 @@ pub struct Gateway {
     health: Arc<Health>,
     stop: Option<oneshot::Sender<()>>,
     proxy: JoinHandle<ShutdownReport>,
+    /// In controller mode: steps down from the leader election on shutdown.
+    controller: Option<Controller>,
     /// Held for its `Drop`: the admin listener and the source watcher stop with the gateway.
     _background: Background,
 }
@@ -117,7 +119,7 @@ impl Gateway {
         // connection while routes load.
         let health = Arc::new(Health::default());
         let admin_addr = start_admin(opts.admin_listen, &health, &metrics, &mut background).await?;
-        start_routes(opts.routes, &table, &metrics, &mut background).await?;
+        let controller = start_routes(opts.routes, &table, &metrics, &mut background).await?;
 
         let (cert, key) = self_signed(&["wsgate-default.invalid".to_string()])?;
         let default_cert = certified_key_from_pem(cert.as_bytes(), key.as_bytes())?;
@@ -145,6 +147,7 @@ impl Gateway {
             health,
             stop: Some(stop_tx),
             proxy,
+            controller,
             _background: background,
         })
     }
@@ -156,6 +159,10 @@ impl Gateway {
         self.health.set_draining();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // Hand status writing over first: a drain can take minutes, a takeover should not.
+        if let Some(controller) = &mut self.controller {
+            controller.step_down().await;
         }
         // A proxy task that panicked has nothing left open to report.
         (&mut self.proxy).await.unwrap_or(ShutdownReport { cut: 0 })
@@ -180,13 +187,14 @@ async fn start_admin(
     Ok(bound)
 }
 
-/// Publishes the first table from `routes` and starts whatever keeps it current.
+/// Publishes the first table from `routes` and starts whatever keeps it current; in
+/// controller mode, returns the controller.
 async fn start_routes(
     routes: Routes,
     table: &Arc<ArcSwap<RouteTable>>,
     metrics: &Arc<Metrics>,
     background: &mut Background,
-) -> Result<(), GatewayError> {
+) -> Result<Option<Controller>, GatewayError> {
     match routes {
         Routes::Fixed(snapshot) => {
             let publisher = Publisher::new(table.clone(), metrics.clone(), "fixed");
@@ -198,8 +206,10 @@ async fn start_routes(
             tracing::info!(
                 "waiting for the first sync of routes, Secrets, Services and EndpointSlices"
             );
-            let tasks = crate::source::kube::start(*kube, publisher, metrics.clone()).await;
-            background.0.extend(tasks);
+            let mut controller =
+                crate::source::kube::start(*kube, publisher, metrics.clone()).await;
+            background.0.extend(std::mem::take(&mut controller.tasks));
+            return Ok(Some(controller));
         }
         Routes::Dir(dir) => {
             let publisher = Publisher::new(table.clone(), metrics.clone(), "files");
@@ -225,7 +235,7 @@ async fn start_routes(
             })));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 impl Drop for Gateway {

@@ -25,9 +25,19 @@ fn kube_options(server: &ApiServer, identity: &str) -> KubeOptions {
 }
 
 async fn controller(server: &ApiServer, identity: &str) -> Gateway {
+    controller_with(server, identity, |_| {}).await
+}
+
+async fn controller_with(
+    server: &ApiServer,
+    identity: &str,
+    tweak: impl FnOnce(&mut KubeOptions),
+) -> Gateway {
     let dir = RoutesDir::new();
     let mut opts = options(dir.path());
-    opts.routes = Routes::Kube(Box::new(kube_options(server, identity)));
+    let mut kube = kube_options(server, identity);
+    tweak(&mut kube);
+    opts.routes = Routes::Kube(Box::new(kube));
     within("controller start", Gateway::start(opts))
         .await
         .unwrap()
@@ -445,8 +455,11 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
     let other = http_backend().await;
     service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
     service_with_pods(&server, "other", 80, &["127.0.0.1"], other.addr.port());
-    let a = controller(&server, "replica-a").await;
-    let b = controller(&server, "replica-b").await;
+    // A lease far longer than any wait here: a takeover in time proves the lease was
+    // released, not left to expire.
+    let long_lease = |k: &mut KubeOptions| k.lease.duration = Duration::from_secs(120);
+    let a = controller_with(&server, "replica-a", long_lease).await;
+    let b = controller_with(&server, "replica-b", long_lease).await;
     let leaders = || async {
         let mut n = 0.0;
         for gw in [&a, &b] {
@@ -495,13 +508,19 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
         .unwrap()
         .to_string();
 
-    // The leader goes away; the other takes over once the lease expires and writes status.
+    // The leader shuts down and releases its lease; the other takes over at its next check
+    // and writes status.
     let (gone, stays) = if holder == "replica-a" {
         (a, b)
     } else {
         (b, a)
     };
     let _ = gone.shutdown().await;
+    let lease = server.get(Res::Leases, "default", "wsgate-leader").unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].as_str() != Some(holder.as_str()),
+        "the lease is still held by {holder} after its shutdown: {lease}"
+    );
     eventually("the other replica leads", || async {
         scrape(stays.admin_addr).await.get("wsgate_leader") == Some(&1.0)
     })

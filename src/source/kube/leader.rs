@@ -2,6 +2,8 @@
 //! own watches; only the leader writes status and events. Optimistic concurrency (the Lease's
 //! resourceVersion) decides races: a write that loses gets 409 and the replica stays a follower.
 //! A replica that cannot renew stops acting as leader at once, before its lease even expires.
+//! A replica that shuts down releases its lease (as client-go's `ReleaseOnCancel` does), so
+//! another takes over on its next check instead of waiting for the lease to expire.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +36,20 @@ pub struct Leadership {
     leader: AtomicBool,
     /// Woken when this replica becomes leader, so status is written at once.
     pub gained: Notify,
+    /// Woken when this replica shuts down: the election releases the lease and ends.
+    step_down: Notify,
 }
 
 impl Leadership {
     /// Whether this replica may write status now.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
+    }
+
+    /// Stops writing status at once and has the election release the lease.
+    pub fn step_down(&self) {
+        self.leader.store(false, Ordering::Release);
+        self.step_down.notify_one();
     }
 
     fn set(&self, leader: bool) -> bool {
@@ -51,7 +61,8 @@ impl Leadership {
     }
 }
 
-/// Runs the election forever, updating `leadership` and the `wsgate_leader` gauge.
+/// Runs the election until [`Leadership::step_down`], updating `leadership` and the
+/// `wsgate_leader` gauge; then releases the lease if this replica holds it.
 pub async fn run(
     api: Api<Lease>,
     cfg: LeaseConfig,
@@ -74,7 +85,40 @@ pub async fn run(
             }
         }
         gauge.set(i64::from(leader));
-        tokio::time::sleep(cfg.renew_every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.renew_every) => {}
+            _ = leadership.step_down.notified() => {
+                leadership.set(false);
+                gauge.set(0);
+                if leader {
+                    match release(&api, &cfg).await {
+                        Ok(()) => tracing::info!(lease = %cfg.name, "released the lease"),
+                        Err(e) => tracing::warn!(lease = %cfg.name, error = %e, "releasing the lease failed; another replica takes over when it expires"),
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Gives the lease up if this replica still holds it: no holder, one second left, so the
+/// next replica to check acquires it. A 409 means another replica has moved on already.
+async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(());
+    };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now());
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -174,12 +174,8 @@ where
 }
 
 /// Starts the watches, waits for their first full sync, publishes the first table, and keeps
-/// it current. Returns the background tasks once the first table is live.
-pub async fn start(
-    opts: KubeOptions,
-    publisher: Publisher,
-    metrics: Arc<Metrics>,
-) -> Vec<JoinHandle<()>> {
+/// it current. Returns once the first table is live.
+pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics>) -> Controller {
     let dirty = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     let cfg = watcher::Config::default();
@@ -233,18 +229,18 @@ pub async fn start(
 
     let leadership = Arc::new(Leadership::default());
     let leases = Api::namespaced(opts.client.clone(), &opts.lease.namespace);
-    tasks.push(tokio::spawn(leader::run(
+    let election = tokio::spawn(leader::run(
         leases,
         opts.lease.clone(),
         leadership.clone(),
         metrics.leader.clone(),
-    )));
+    ));
 
     let mut builder = Builder {
         opts,
         stores,
         publisher,
-        leadership,
+        leadership: leadership.clone(),
         dns: HashMap::new(),
         translations: Default::default(),
         last: None,
@@ -253,10 +249,41 @@ pub async fn start(
     };
     builder.rebuild(true).await;
     tasks.push(tokio::spawn(builder.run(dirty)));
-    tasks
+    Controller {
+        tasks,
+        election: Some(election),
+        leadership,
+    }
 }
 
-/// Builds and publishes tables, and writes status when leading.
+/// A running controller: its background tasks and its part in the leader election.
+pub struct Controller {
+    /// Watches and the table builder; they end with the process.
+    pub tasks: Vec<JoinHandle<()>>,
+    /// Taken by [`Controller::step_down`]; aborted on drop otherwise.
+    election: Option<JoinHandle<()>>,
+    leadership: Arc<Leadership>,
+}
+
+impl Controller {
+    /// On shutdown: stop writing status and release the lease, so another replica takes over
+    /// at once. Waits (bounded) for the release to reach the API server.
+    pub async fn step_down(&mut self) {
+        self.leadership.step_down();
+        if let Some(election) = self.election.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(election) = &self.election {
+            election.abort();
+        }
+    }
+}
+
 /// Whether a route is ours: its class is `class`, or it has none and `unclassed` says so. Read
 /// from the untyped object, so a route that does not decode is still claimed (and reported)
 /// by its own class only.
@@ -268,6 +295,7 @@ fn wanted(route: &DynamicObject, class: &str, unclassed: bool) -> bool {
     }
 }
 
+/// Builds and publishes tables, and writes status when leading.
 struct Builder {
     opts: KubeOptions,
     stores: Stores,
