@@ -911,7 +911,11 @@ async fn a_route_that_does_not_decode_is_reported_and_never_blocks_the_others() 
     // An enum value from a newer CRD than this binary.
     server.apply(
         Res::Routes,
-        &route_with_ws("future", "future.test", ", loadBalancing: { policy: Random }"),
+        &route_with_ws(
+            "future",
+            "future.test",
+            ", loadBalancing: { policy: Random }",
+        ),
     );
     // Started while both exist: it becomes ready and serves the good route.
     let gw = controller(&server, "solo").await;
@@ -934,7 +938,11 @@ async fn a_route_that_does_not_decode_is_reported_and_never_blocks_the_others() 
         "{}",
         message("huge")
     );
-    assert!(message("future").contains("Random"), "{}", message("future"));
+    assert!(
+        message("future").contains("Random"),
+        "{}",
+        message("future")
+    );
 
     // A re-list (history compacted, 410) with the bad objects still there goes through, and a
     // route added meanwhile is served.

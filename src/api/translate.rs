@@ -44,7 +44,10 @@ pub fn object_meta(meta: &ObjectMeta) -> RouteMeta {
         namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
         name: meta.name.clone().unwrap_or_default(),
         generation: meta.generation,
-        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_nanosecond()),
+        created: meta
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_nanosecond()),
     }
 }
 
@@ -54,10 +57,12 @@ pub fn object_meta(meta: &ObjectMeta) -> RouteMeta {
 pub fn decode(object: serde_json::Value) -> Result<WebSocketRoute, FieldError> {
     serde_path_to_error::deserialize(object).map_err(|e| FieldError {
         path: e.path().to_string(),
-        message: format!("{} (the object does not fit this build of wsgate)", e.inner()),
+        message: format!(
+            "{} (the object does not fit this build of wsgate)",
+            e.inner()
+        ),
     })
 }
-
 
 /// Translates a route object into the model, or says everything wrong with it.
 pub fn translate(route: &WebSocketRoute) -> model::Translated {

@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod kube;
+mod problems;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
 use crate::table::{CompileCache, RouteReport, RouteTable, Snapshot, compile_with};
+use problems::ProblemLog;
 
 /// Compiles snapshots and publishes the result to the data plane.
 #[derive(Clone)]
@@ -19,6 +21,7 @@ pub struct Publisher {
     metrics: Arc<Metrics>,
     source: &'static str,
     cache: Arc<Mutex<CompileCache>>,
+    problems: Arc<Mutex<ProblemLog>>,
 }
 
 impl Publisher {
@@ -33,10 +36,11 @@ impl Publisher {
             metrics,
             source,
             cache: Arc::default(),
+            problems: Arc::default(),
         }
     }
 
-    /// Compiles `snapshot`, swaps the new table in whole, logs every route problem, and returns
+    /// Compiles `snapshot`, swaps the new table in whole, logs route problems that are new, and returns
     /// the reports (for status conditions). Open connections are untouched: they hold what they
     /// already resolved.
     pub fn publish(&self, snapshot: &Snapshot) -> Vec<RouteReport> {
@@ -64,11 +68,10 @@ impl Publisher {
             .with_label_values(&["rejected"])
             .set(rejected as i64);
         m.last_reload.set(unix_now());
-        for report in &reports {
-            for problem in &report.problems {
-                tracing::warn!(route = %report.id(), reason = problem.kind.reason(), "{}", problem.message);
-            }
-        }
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log(&reports);
         tracing::info!(
             routes = programmed,
             hosts,

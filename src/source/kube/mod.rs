@@ -288,7 +288,10 @@ impl Drop for Controller {
 /// from the untyped object, so a route that does not decode is still claimed (and reported)
 /// by its own class only.
 fn wanted(route: &DynamicObject, class: &str, unclassed: bool) -> bool {
-    let named = route.data.get("spec").and_then(|s| s.get("ingressClassName"));
+    let named = route
+        .data
+        .get("spec")
+        .and_then(|s| s.get("ingressClassName"));
     match named.and_then(serde_json::Value::as_str) {
         Some(c) => c == class,
         None => unclassed,
