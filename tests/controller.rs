@@ -957,3 +957,37 @@ async fn a_route_that_does_not_decode_is_reported_and_never_blocks_the_others() 
     .await;
     assert_eq!(served_by(&gw, "good.test").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_route_moved_to_another_class_loses_this_wsgates_conditions_only() {
+    let server = ApiServer::start().await;
+    let pod = http_backend().await;
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], pod.addr.port());
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    // Served by another wsgate (class nginx), which wrote its own conditions.
+    let mut theirs = route("theirs", "theirs.test", "{ service: web, port: 80 }")
+        .replace("ingressClassName: wsgate", "ingressClassName: nginx");
+    theirs.push_str("status:\n  controller: wsgate.dev/nginx\n  conditions: [ { type: Programmed, status: \"True\", reason: Programmed, message: theirs, lastTransitionTime: \"2026-01-01T00:00:00Z\" } ]\n");
+    server.apply(Res::Routes, &theirs);
+    let gw = controller(&server, "solo").await;
+    wait_condition(&server, "web", "Programmed", "True", "Programmed").await;
+    assert_eq!(
+        server.get(Res::Routes, "apps", "web").unwrap()["status"]["controller"],
+        "wsgate.dev/wsgate"
+    );
+
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }")
+            .replace("ingressClassName: wsgate", "ingressClassName: nginx"),
+    );
+    eventually("the moved route has no conditions and is not served", || async {
+        conditions(&server, "web").is_empty()
+            && served_by(&gw, "web.test").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(conditions(&server, "theirs").len(), 1);
+}

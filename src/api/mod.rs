@@ -281,6 +281,10 @@ pub struct BackendTls {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketRouteStatus {
+    /// The wsgate that wrote these conditions, as `wsgate.dev/<ingress class>`: a wsgate that
+    /// stops serving the route (its class changed) removes only its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
     /// The `metadata.generation` these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -442,7 +442,7 @@ impl Builder {
                 .get("status")
                 .and_then(|s| serde_json::from_value(s.clone()).ok());
             let current = current.as_ref();
-            let desired = desired_status(report, current, &now);
+            let desired = desired_status(report, current, &now, &self.controller_name());
             if same_status(current, &desired) {
                 continue;
             }
@@ -467,6 +467,65 @@ impl Builder {
             self.warn_events(&route, report, current).await;
         }
         self.reports = reports;
+        self.clear_statuses().await;
+    }
+
+    /// `wsgate.dev/<class>`: who wrote a route's conditions.
+    fn controller_name(&self) -> String {
+        format!("wsgate.dev/{}", self.opts.ingress_class)
+    }
+
+    /// Removes this wsgate's conditions from routes it no longer serves (moved to another
+    /// class), so `kubectl get` never shows a stale `Programmed: True`. Conditions another
+    /// wsgate wrote are left alone; those without a writer come from a version before the
+    /// `controller` field and are taken as ours.
+    async fn clear_statuses(&mut self) {
+        let (class, unclassed) = (&self.opts.ingress_class, self.opts.watch_unclassed);
+        let ours = self.controller_name();
+        let stale: Vec<(String, String)> = self
+            .stores
+            .routes
+            .state()
+            .iter()
+            .filter(|r| !wanted(r, class, unclassed))
+            .filter(|r| {
+                let status = r.data.get("status");
+                let has_conditions = status
+                    .and_then(|s| s.get("conditions"))
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|c| !c.is_empty());
+                let writer = status
+                    .and_then(|s| s.get("controller"))
+                    .and_then(|c| c.as_str());
+                has_conditions && writer.is_none_or(|w| w == ours)
+            })
+            .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
+            .collect();
+        for (namespace, name) in stale {
+            if !self.leadership.is_leader() {
+                break;
+            }
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.opts.client.clone(), &namespace, &route_resource());
+            // Applying an empty status drops every status field this field manager owns.
+            let patch = serde_json::json!({
+                "apiVersion": "wsgate.dev/v1alpha1",
+                "kind": "WebSocketRoute",
+                "status": {},
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            match api
+                .patch_status(&name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(route = %format!("{namespace}/{name}"), "no longer served by this wsgate (class changed): its conditions are removed")
+                }
+                Err(e) => {
+                    tracing::warn!(route = %format!("{namespace}/{name}"), error = %e, "removing stale conditions failed; retrying on the next rebuild")
+                }
+            }
+        }
     }
 
     async fn warn_events(

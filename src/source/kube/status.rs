@@ -50,6 +50,7 @@ pub fn desired_status(
     report: &RouteReport,
     previous: Option<&WebSocketRouteStatus>,
     now: &Time,
+    controller: &str,
 ) -> WebSocketRouteStatus {
     let generation = report.generation;
     let cond = |t: &str, ok: bool, reason: &str, message: String| {
@@ -93,6 +94,7 @@ pub fn desired_status(
         )
     };
     WebSocketRouteStatus {
+        controller: Some(controller.to_string()),
         observed_generation: generation,
         conditions: vec![accepted, resolved, programmed],
     }
@@ -110,7 +112,8 @@ pub fn same_status(a: Option<&WebSocketRouteStatus>, b: &WebSocketRouteStatus) -
             c.observed_generation,
         )
     };
-    a.observed_generation == b.observed_generation
+    a.controller == b.controller
+        && a.observed_generation == b.observed_generation
         && a.conditions.len() == b.conditions.len()
         && a.conditions
             .iter()
@@ -156,7 +159,7 @@ mod tests {
 
     #[test]
     fn healthy_route() {
-        let s = desired_status(&report(true, &[]), None, &at(100));
+        let s = desired_status(&report(true, &[]), None, &at(100), "wsgate.dev/wsgate");
         assert_eq!(
             summary_of(&s),
             vec![
@@ -190,6 +193,7 @@ mod tests {
                 &report(programmed, &[(kind, "what to fix")]),
                 None,
                 &at(100),
+                "wsgate.dev/wsgate",
             );
             let c = s
                 .conditions
@@ -215,8 +219,13 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_on_status_change() {
-        let first = desired_status(&report(true, &[]), None, &at(100));
-        let same = desired_status(&report(true, &[]), Some(&first), &at(200));
+        let first = desired_status(&report(true, &[]), None, &at(100), "wsgate.dev/wsgate");
+        let same = desired_status(
+            &report(true, &[]),
+            Some(&first),
+            &at(200),
+            "wsgate.dev/wsgate",
+        );
         assert!(same_status(Some(&first), &same));
         assert!(
             same.conditions
@@ -227,6 +236,7 @@ mod tests {
             &report(true, &[(ProblemKind::NoReadyEndpoints, "scale it up")]),
             Some(&same),
             &at(300),
+            "wsgate.dev/wsgate",
         );
         assert!(!same_status(Some(&same), &broken));
         let resolved = broken
