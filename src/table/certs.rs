@@ -1,5 +1,8 @@
 //! The certificates of a compile: Secrets parsed through a cache kept between compiles, with
-//! expiry checked against the snapshot's clock.
+//! expiry checked against the snapshot's clock. The cache also remembers each Secret's last
+//! good certificate: a Secret rotated to something that does not parse (garbage PEM, a key
+//! that does not match) keeps its last good certificate serving, with a problem on the route,
+//! until that certificate expires — rather than the default certificate at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
@@ -14,7 +17,8 @@ use super::{CertificateInfo, TlsSecret, certified_key_from_pem, not_after};
 type Parsed = Result<(Arc<CertifiedKey>, Option<i64>), String>;
 
 /// Parsed certificates kept between compiles, so a rebuild only parses Secrets whose bytes
-/// changed (parsing a private key is the most expensive part of a compile). The output of a
+/// changed (parsing a private key is the most expensive part of a compile), and the last good
+/// certificate of each Secret in use. Apart from that last good certificate, the output of a
 /// compile is the same with or without it.
 #[derive(Debug, Default)]
 pub struct CertificateCache {
@@ -28,37 +32,45 @@ pub struct CertificateCache {
 struct CachedCert {
     digest: u64,
     parsed: Parsed,
+    /// The newest certificate of this Secret that parsed (this one, or an earlier one).
+    last_good: Option<(Arc<CertifiedKey>, Option<i64>)>,
     used: bool,
 }
 
 impl CertificateCache {
-    fn parse(&mut self, secret: &TlsSecret) -> Parsed {
+    /// The Secret's certificate, and its last good one for when this one does not parse.
+    fn parse(&mut self, secret: &TlsSecret) -> (Parsed, Option<(Arc<CertifiedKey>, Option<i64>)>) {
         let digest = self.hasher.hash_one((&secret.cert_pem, &secret.key_pem));
         let cached = self
             .entries
             .get_mut(&secret.namespace)
-            .and_then(|names| names.get_mut(&secret.name))
-            .filter(|entry| entry.digest == digest);
-        if let Some(entry) = cached {
-            entry.used = true;
-            return entry.parsed.clone();
-        }
+            .and_then(|names| names.get_mut(&secret.name));
+        let earlier = match cached {
+            Some(entry) if entry.digest == digest => {
+                entry.used = true;
+                return (entry.parsed.clone(), entry.last_good.clone());
+            }
+            Some(entry) => entry.last_good.take(),
+            None => None,
+        };
         let parsed = certified_key_from_pem(&secret.cert_pem, &secret.key_pem)
             .map(|cert| {
                 let expiry = cert.end_entity_cert().ok().and_then(|der| not_after(der));
                 (cert, expiry)
             })
             .map_err(|e| e.to_string());
+        let last_good = parsed.clone().ok().or(earlier);
         let entry = CachedCert {
             digest,
             parsed: parsed.clone(),
+            last_good: last_good.clone(),
             used: true,
         };
         self.entries
             .entry(secret.namespace.clone())
             .or_default()
             .insert(secret.name.clone(), entry);
-        parsed
+        (parsed, last_good)
     }
 
     /// Forgets Secrets the last compile did not use.
@@ -137,18 +149,34 @@ impl<'a> Certs<'a> {
             });
             return None;
         };
-        let why = match self.cache.parse(secret) {
-            Ok((cert, expiry)) => match (self.now, expiry) {
-                (Some(now), Some(t)) if t < now => format!(
-                    "the certificate in tls.crt expired {} days ago",
-                    (now - t) / 86_400
-                ),
-                _ => {
+        let (parsed, last_good) = self.cache.parse(secret);
+        let expired = |expiry: Option<i64>| match (self.now, expiry) {
+            (Some(now), Some(t)) if t < now => Some((now - t) / 86_400),
+            _ => None,
+        };
+        let why = match parsed {
+            Ok((cert, expiry)) => match expired(expiry) {
+                Some(days) => format!("the certificate in tls.crt expired {days} days ago"),
+                None => {
                     self.served.insert(format!("{namespace}/{name}"), expiry);
                     return Some(cert);
                 }
             },
-            Err(why) => why,
+            Err(why) => match last_good {
+                // A rotation to something unusable: the last good one serves until it expires.
+                Some((cert, expiry)) if expired(expiry).is_none() => {
+                    problems.push(Problem {
+                        kind: ProblemKind::InvalidCertificate,
+                        message: format!(
+                            "TLS Secret {namespace}/{name}: {why}; the last good certificate keeps serving{}",
+                            expiry.map_or(String::new(), |t| format!(" until it expires ({})", rfc3339(t)))
+                        ),
+                    });
+                    self.served.insert(format!("{namespace}/{name}"), expiry);
+                    return Some(cert);
+                }
+                _ => why,
+            },
         };
         problems.push(Problem {
             kind: ProblemKind::InvalidCertificate,
@@ -158,4 +186,10 @@ impl<'a> Certs<'a> {
         });
         None
     }
+}
+
+/// Unix seconds as an RFC 3339 UTC time.
+fn rfc3339(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }

@@ -394,3 +394,49 @@ fn endpoint_state_and_client_configs_survive_rebuilds() {
     let (_, _) = compile_with(&Snapshot::default(), &mut cache);
     assert!(cache.services.is_empty() && cache.addresses.is_empty());
 }
+
+#[test]
+fn a_secret_rotated_to_garbage_keeps_its_last_good_certificate() {
+    let mut snap = snapshot(chat());
+    let (cert, key) = self_signed(&["chat.example.com".into()]).unwrap_or_else(|e| panic!("{e}"));
+    let (_, other_key) = self_signed(&["x.test".into()]).unwrap_or_else(|e| panic!("{e}"));
+    snap.secrets.push(TlsSecret {
+        namespace: "apps".into(),
+        name: "chat-tls".into(),
+        cert_pem: cert.clone().into_bytes(),
+        key_pem: key.into_bytes(),
+        ca_pem: None,
+    });
+    let mut cache = CompileCache::default();
+    let (good, _) = compile_with(&snap, &mut cache);
+    let served = |t: &RouteTable| t.certificate("chat.example.com").cloned();
+    let first = served(&good).unwrap_or_else(|| panic!("a certificate"));
+    let problem = |reports: &[RouteReport]| {
+        reports
+            .iter()
+            .flat_map(|r| &r.problems)
+            .find(|p| p.kind == ProblemKind::InvalidCertificate)
+            .map(|p| p.message.clone())
+    };
+    for (cert_pem, key_pem) in [
+        (b"garbage".to_vec(), b"garbage".to_vec()),
+        (cert.clone().into_bytes(), other_key.clone().into_bytes()),
+    ] {
+        if let Some(s) = snap.secrets.last_mut() {
+            (s.cert_pem, s.key_pem) = (cert_pem, key_pem);
+        }
+        let (table, reports) = compile_with(&snap, &mut cache);
+        let kept = served(&table).unwrap_or_else(|| panic!("the last good certificate"));
+        assert!(Arc::ptr_eq(&first, &kept));
+        let message = problem(&reports).unwrap_or_else(|| panic!("a problem"));
+        assert!(message.contains("last good certificate keeps serving"), "{message}");
+        // Without the cache (a fresh process) there is no last good one: the default serves.
+        let (fresh, _) = compile(&snap);
+        assert!(served(&fresh).is_none());
+    }
+    // Once it has expired, the last good certificate is not served either.
+    snap.now = Some(i64::MAX / 2);
+    let (table, reports) = compile_with(&snap, &mut cache);
+    assert!(served(&table).is_none());
+    assert!(problem(&reports).is_some_and(|m| m.contains("default certificate")));
+}
