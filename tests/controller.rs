@@ -984,10 +984,65 @@ async fn a_route_moved_to_another_class_loses_this_wsgates_conditions_only() {
         &route("web", "web.test", "{ service: web, port: 80 }")
             .replace("ingressClassName: wsgate", "ingressClassName: nginx"),
     );
-    eventually("the moved route has no conditions and is not served", || async {
-        conditions(&server, "web").is_empty()
-            && served_by(&gw, "web.test").await.0 == StatusCode::NOT_FOUND
-    })
+    eventually(
+        "the moved route has no conditions and is not served",
+        || async {
+            conditions(&server, "web").is_empty()
+                && served_by(&gw, "web.test").await.0 == StatusCode::NOT_FOUND
+        },
+    )
     .await;
     assert_eq!(conditions(&server, "theirs").len(), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_edit_keeps_the_last_good_version_serving() {
+    let server = ApiServer::start().await;
+    let (a, b) = (http_backend().await, http_backend().await);
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], a.addr.port());
+    service_with_pods(&server, "other", 80, &["127.0.0.1"], b.addr.port());
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: web, port: 80 }"),
+    );
+    let gw = controller(&server, "solo").await;
+    assert_eq!(served_by(&gw, "web.test").await.1, a.addr.to_string());
+
+    // Generation 2 points at another Service but has a path the model refuses.
+    let broken = route("web", "web.test", "{ service: other, port: 80 }")
+        .replace("    - http:", "    - pathPrefix: no-slash\n      http:");
+    server.apply(Res::Routes, &broken);
+    wait_condition(&server, "web", "Accepted", "False", "InvalidSpec").await;
+    let obj = server.get(Res::Routes, "apps", "web").unwrap();
+    let accepted = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"))
+        .cloned()
+        .unwrap();
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("generation 1 is still served"),
+        "{accepted}"
+    );
+    assert_eq!(obj["status"]["observedGeneration"], 2);
+    assert!(has(
+        &conditions(&server, "web"),
+        "Programmed",
+        "True",
+        "Programmed"
+    ));
+    assert_eq!(served_by(&gw, "web.test").await.1, a.addr.to_string());
+
+    // Fixed: generation 3 serves.
+    server.apply(
+        Res::Routes,
+        &route("web", "web.test", "{ service: other, port: 80 }"),
+    );
+    eventually("generation 3 serves", || async {
+        served_by(&gw, "web.test").await.1 == b.addr.to_string()
+    })
+    .await;
+    wait_condition(&server, "web", "Accepted", "True", "Accepted").await;
 }

@@ -69,7 +69,11 @@ pub fn translate(route: &WebSocketRoute) -> model::Translated {
     let meta = route_meta(route);
     match translate_spec(&meta.namespace, &route.spec) {
         Ok(parts) => Ok(parts.into_route(meta)),
-        Err(problems) => Err(Box::new(model::Rejected { meta, problems })),
+        Err(problems) => Err(Box::new(model::Rejected {
+            meta,
+            problems,
+            last_good: None,
+        })),
     }
 }
 

@@ -86,12 +86,15 @@ pub struct Route {
 }
 
 /// A route that could not be translated, with everything wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
     /// Who it is.
     pub meta: RouteMeta,
     /// Every problem, in field order.
     pub problems: Vec<FieldError>,
+    /// The last version of the same object that translated, which keeps serving (a source
+    /// that remembers one sets it; a bad edit of a live route must not take it down).
+    pub last_good: Option<Route>,
 }
 
 /// What translating one object gave (a rejection is boxed: it is the rare case).

@@ -13,8 +13,11 @@ use rustls::sign::CertifiedKey;
 use super::report::{Problem, ProblemKind};
 use super::{CertificateInfo, TlsSecret, certified_key_from_pem, not_after};
 
-/// A parsed certificate with its `notAfter` (Unix seconds), or why it cannot be served.
-type Parsed = Result<(Arc<CertifiedKey>, Option<i64>), String>;
+/// A certificate with its `notAfter` (Unix seconds).
+type Good = (Arc<CertifiedKey>, Option<i64>);
+
+/// A parsed certificate, or why it cannot be served.
+type Parsed = Result<Good, String>;
 
 /// Parsed certificates kept between compiles, so a rebuild only parses Secrets whose bytes
 /// changed (parsing a private key is the most expensive part of a compile), and the last good
@@ -33,13 +36,13 @@ struct CachedCert {
     digest: u64,
     parsed: Parsed,
     /// The newest certificate of this Secret that parsed (this one, or an earlier one).
-    last_good: Option<(Arc<CertifiedKey>, Option<i64>)>,
+    last_good: Option<Good>,
     used: bool,
 }
 
 impl CertificateCache {
     /// The Secret's certificate, and its last good one for when this one does not parse.
-    fn parse(&mut self, secret: &TlsSecret) -> (Parsed, Option<(Arc<CertifiedKey>, Option<i64>)>) {
+    fn parse(&mut self, secret: &TlsSecret) -> (Parsed, Option<Good>) {
         let digest = self.hasher.hash_one((&secret.cert_pem, &secret.key_pem));
         let cached = self
             .entries
@@ -190,6 +193,5 @@ impl<'a> Certs<'a> {
 
 /// Unix seconds as an RFC 3339 UTC time.
 fn rfc3339(t: i64) -> String {
-    jiff::Timestamp::from_second(t)
-        .map_or_else(|_| t.to_string(), |ts| ts.to_string())
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }

@@ -21,7 +21,7 @@ use super::{
     RouteTlsEntry, TlsSecret, WebSocketBackend,
 };
 use crate::model::{
-    BackendTarget, Hsts, PathMatch, Route, Rule, Translated, WeightedBackend, meta,
+    BackendTarget, Hsts, PathMatch, Rejected, Route, Rule, Translated, WeightedBackend, meta,
 };
 
 /// Everything the table is compiled from.
@@ -83,6 +83,20 @@ pub struct CompileCache {
     client_configs: HashMap<Option<u64>, Arc<ClientConfig>>,
 }
 
+/// The report of a rejected version whose last good version is served: the new generation
+/// is the one described, with each problem and which generation still serves.
+fn last_good_report(rejected: &Rejected, last: &Route) -> RouteReport {
+    let mut report = RouteReport::new(&rejected.meta);
+    let still = match last.meta.generation {
+        Some(g) => format!("generation {g} is still served"),
+        None => "the last good version is still served".to_string(),
+    };
+    for problem in &rejected.problems {
+        report.add(ProblemKind::InvalidSpec, format!("{problem}; {still}"));
+    }
+    report
+}
+
 /// [`compile`], reusing what earlier compiles parsed and sharing endpoint state with them.
 pub fn compile_with(
     snapshot: &Snapshot,
@@ -109,20 +123,25 @@ pub fn compile_with(
     let mut reports = Vec::with_capacity(order.len());
 
     for i in order {
-        let route = match &*snapshot.routes[i] {
-            Ok(route) => route,
-            Err(rejected) => {
-                let mut report = RouteReport::new(&rejected.meta);
-                for problem in &rejected.problems {
-                    report.add(ProblemKind::InvalidSpec, problem.to_string());
+        let (route, mut report) = match &*snapshot.routes[i] {
+            Ok(route) => (route, RouteReport::new(&route.meta)),
+            Err(rejected) => match &rejected.last_good {
+                // An invalid edit of a live route: the last good version serves, the report
+                // says why the new one does not.
+                Some(last) => (last, last_good_report(rejected, last)),
+                None => {
+                    let mut report = RouteReport::new(&rejected.meta);
+                    for problem in &rejected.problems {
+                        report.add(ProblemKind::InvalidSpec, problem.to_string());
+                    }
+                    reports.push(report);
+                    continue;
                 }
-                reports.push(report);
-                continue;
-            }
+            },
         };
-        let mut report = RouteReport::new(&route.meta);
+        let invalid = report.problems.len();
         refuse(route, snapshot, &owners, &mut report);
-        if !report.problems.is_empty() {
+        if report.problems.len() > invalid {
             reports.push(report);
             continue;
         }

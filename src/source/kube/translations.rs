@@ -6,6 +6,9 @@
 //! Routes are watched untyped and decoded here one by one: an object that does not decode
 //! (a number the schema let through, an enum value from a newer CRD) becomes a rejected route
 //! with its field path instead of failing the whole list. It is logged once per version.
+//!
+//! An edit that does not translate keeps the object's last good version serving (carried in
+//! the rejection as `last_good`), as standalone mode keeps a file's last good contents.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 
 use crate::api;
-use crate::model::{Rejected, Translated};
+use crate::model::{Rejected, Route, Translated};
 
 /// An object's identity and version: it names one exact content of the object.
 type Version = (Option<String>, Option<String>);
@@ -40,12 +43,30 @@ impl Translations {
             let translated = match last.remove(&key) {
                 // Without a resourceVersion the object cannot be told apart from a changed one.
                 Some((seen, translated)) if seen == version && version.1.is_some() => translated,
-                _ => Arc::new(translate(route)),
+                previous => {
+                    let mut translated = translate(route);
+                    // A bad edit of the same object (not one deleted and created again) keeps
+                    // its last good version serving.
+                    if let Err(rejected) = &mut translated {
+                        rejected.last_good = previous
+                            .filter(|(seen, _)| seen.0 == version.0)
+                            .and_then(|(_, t)| good_version(&t));
+                    }
+                    Arc::new(translated)
+                }
             };
             out.push(translated.clone());
             self.by_name.insert(key, (version, translated));
         }
         out
+    }
+}
+
+/// The version of a route that serves: itself, or the last good one it carries.
+fn good_version(translated: &Translated) -> Option<Route> {
+    match translated {
+        Ok(route) => Some(route.clone()),
+        Err(rejected) => rejected.last_good.clone(),
     }
 }
 
@@ -65,6 +86,7 @@ fn translate(object: &DynamicObject) -> Translated {
             Err(Box::new(Rejected {
                 meta,
                 problems: vec![problem],
+                last_good: None,
             }))
         }
     }
@@ -102,5 +124,25 @@ mod tests {
         cache.of([route("b", "2", "c.test")].iter());
         let back = cache.of([route("a", "1", "a.test")].iter());
         assert!(!Arc::ptr_eq(&first[0], &back[0]));
+    }
+
+    #[test]
+    fn a_bad_edit_carries_the_last_good_version_and_a_new_object_does_not() {
+        let mut cache = Translations::default();
+        cache.of([route("a", "1", "a.test")].iter());
+        let bad = cache.of([route("a", "2", "not a host")].iter());
+        let last_good = |t: &Translated| match t {
+            Err(r) => r.last_good.as_ref().map(|g| g.hostnames[0].to_string()),
+            Ok(_) => None,
+        };
+        assert_eq!(last_good(&bad[0]), Some("a.test".into()));
+        // Still bad at the next edit: the same last good version.
+        let worse = cache.of([route("a", "3", "still not a host")].iter());
+        assert_eq!(last_good(&worse[0]), Some("a.test".into()));
+        // Deleted and created again (another UID): nothing to fall back to.
+        let mut other = route("a", "4", "not a host");
+        other.metadata.uid = Some("u-2".into());
+        let recreated = cache.of([other].iter());
+        assert_eq!(last_good(&recreated[0]), None);
     }
 }

@@ -158,6 +158,7 @@ fn invalid_route_is_left_out_and_others_keep_serving() {
     snap.routes.push(Arc::new(Err(Box::new(Rejected {
         meta,
         problems: vec![problem("spec.hostnames[0]"), problem("spec.rules")],
+        last_good: None,
     }))));
     let (table, reports) = compile(&snap);
     assert!(lookup(&table, "chat.example.com").is_some());
@@ -429,7 +430,10 @@ fn a_secret_rotated_to_garbage_keeps_its_last_good_certificate() {
         let kept = served(&table).unwrap_or_else(|| panic!("the last good certificate"));
         assert!(Arc::ptr_eq(&first, &kept));
         let message = problem(&reports).unwrap_or_else(|| panic!("a problem"));
-        assert!(message.contains("last good certificate keeps serving"), "{message}");
+        assert!(
+            message.contains("last good certificate keeps serving"),
+            "{message}"
+        );
         // Without the cache (a fresh process) there is no last good one: the default serves.
         let (fresh, _) = compile(&snap);
         assert!(served(&fresh).is_none());
