@@ -421,7 +421,7 @@ fn a_secret_rotated_to_garbage_keeps_its_last_good_certificate() {
     };
     for (cert_pem, key_pem) in [
         (b"garbage".to_vec(), b"garbage".to_vec()),
-        (cert.clone().into_bytes(), other_key.clone().into_bytes()),
+        (cert.into_bytes(), other_key.into_bytes()),
     ] {
         if let Some(s) = snap.secrets.last_mut() {
             (s.cert_pem, s.key_pem) = (cert_pem, key_pem);
