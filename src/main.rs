@@ -345,6 +345,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut snapshot = Snapshot::default();
     let mut file_of: HashMap<String, PathBuf> = HashMap::new();
+    let mut secret_file: HashMap<String, PathBuf> = HashMap::new();
     let mut good_files = 0;
     for (file, parsed) in files {
         match parsed {
@@ -370,6 +371,12 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                     file_of.insert(id, file.clone());
                     snapshot.routes.push(Arc::new(Ok(route)));
                 }
+                for secret in &secrets {
+                    secret_file.insert(
+                        format!("{}/{}", secret.namespace, secret.name),
+                        file.clone(),
+                    );
+                }
                 snapshot.secrets.extend(secrets);
             }
         }
@@ -384,9 +391,22 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         for problem in &report.problems {
             match problem.kind {
                 // A backend CA missing here makes `wsgate run` refuse to connect to it.
+                // A Secret's problem is in the Secret's file, which may not be the route's.
+                ProblemKind::InvalidCertificate => {
+                    failed = true;
+                    let secret = secret_file
+                        .iter()
+                        .find(|(name, _)| problem.message.contains(&format!("Secret {name}:")));
+                    match secret {
+                        Some((_, secret_file)) => println!(
+                            "error: {}: {problem} (used by route {id} in {file})",
+                            secret_file.display()
+                        ),
+                        None => println!("error: {file}: route {id}: {problem}"),
+                    }
+                }
                 ProblemKind::InvalidSpec
                 | ProblemKind::HostnameConflict
-                | ProblemKind::InvalidCertificate
                 | ProblemKind::CaSecretNotFound => {
                     failed = true;
                     println!("error: {file}: route {id}: {problem}");

@@ -199,7 +199,10 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        if yaml && !name.starts_with('.') && path.is_file() {
+        // A YAML name that cannot be followed (a symlink loop, a dangling link) is listed,
+        // so reading it reports the error instead of the file vanishing silently.
+        let directory = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        if yaml && !name.starts_with('.') && !directory {
             files.push(path);
         }
     }

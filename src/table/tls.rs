@@ -42,6 +42,9 @@ pub enum TlsError {
     /// The key type is not supported (RSA, ECDSA P-256/P-384 and Ed25519 are).
     #[error("tls.key is not a supported key (RSA, ECDSA P-256/P-384, Ed25519): {0}")]
     UnsupportedKey(rustls::Error),
+    /// The leaf certificate's DER is not an X.509 certificate.
+    #[error("tls.crt holds PEM that is not an X.509 certificate: {0}")]
+    BadCertificate(rustls::Error),
     /// The key does not belong to the leaf certificate.
     #[error("tls.key does not match the certificate in tls.crt")]
     KeyMismatch,
@@ -58,9 +61,11 @@ pub fn certified_key_from_pem(
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(TlsError::BadCertificatePem)?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(TlsError::NoCertificate);
-    }
+    };
+    // Parsed first, so a broken certificate is not reported as a key that does not match it.
+    rustls::server::ParsedCertificate::try_from(leaf).map_err(TlsError::BadCertificate)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::BadKeyPem)?;
     let signer =
         rustls::crypto::ring::sign::any_supported_type(&key).map_err(TlsError::UnsupportedKey)?;
@@ -111,6 +116,11 @@ mod tests {
             certified_key_from_pem(cert.as_bytes(), b"not a key"),
             Err(TlsError::BadKeyPem(_))
         ));
+        // PEM armour around bytes that are no certificate.
+        let (_, key) = self_signed(&["a.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let armoured = "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n";
+        let err = certified_key_from_pem(armoured.as_bytes(), key.as_bytes());
+        assert!(matches!(err, Err(TlsError::BadCertificate(_))), "{err:?}");
     }
 }
 
