@@ -70,6 +70,12 @@ struct ListenArgs {
     /// Time a client has to send its request headers.
     #[arg(long, default_value = "10s", value_parser = duration)]
     header_timeout: Duration,
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    tls_handshake_timeout: Duration,
+    /// Time a client has to send its PROXY protocol header (with --proxy-protocol).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    proxy_header_timeout: Duration,
     /// After SIGTERM/SIGINT, how long the listeners keep accepting (while /readyz says 503) so
     /// load balancers stop sending new connections first.
     #[arg(long, default_value = "5s", value_parser = duration)]
@@ -217,6 +223,8 @@ fn proxy_config(l: &ListenArgs) -> ProxyConfig {
     let mut config = ProxyConfig::new(l.http_listen, l.https_listen);
     config.https_redirect_port = l.https_redirect_port;
     config.header_timeout = l.header_timeout;
+    config.tls_handshake_timeout = l.tls_handshake_timeout;
+    config.proxy_header_timeout = l.proxy_header_timeout;
     config.access_log = l.access_log;
     config.proxy_protocol = l.proxy_protocol;
     config.trusted_proxies = TrustedProxies::new(l.trusted_proxies.clone());

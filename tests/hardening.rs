@@ -310,3 +310,46 @@ async fn an_http2_websocket_the_backend_answers_with_a_page_gets_no_tunnel() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(page.heads.lock().unwrap().len(), 1);
 }
+
+/// Waits (bounded) for the server to close a connection on which the client sent `bytes`.
+async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut sink = [0u8; 64];
+    // Only the server closing ends this read; within() fails the test if it never does.
+    loop {
+        match within("server closes", tcp.read(&mut sink)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_clients_are_cut_at_the_tls_and_proxy_header_timeouts() {
+    let web = http_backend().await;
+    let routes = RoutesDir::new();
+    routes.write(
+        "r.yaml",
+        &route_yaml(
+            "r",
+            &format!(
+                "  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n",
+                web.addr
+            ),
+        ),
+    );
+    // Far below the 10 s defaults and the test deadline.
+    let mut opts = options(routes.path());
+    opts.proxy.tls_handshake_timeout = std::time::Duration::from_millis(300);
+    let gw = Gateway::start(opts).await.unwrap();
+    closed_after(gw.https_addr, b"").await;
+
+    let mut opts = options(routes.path());
+    opts.proxy.proxy_protocol = true;
+    opts.proxy.proxy_header_timeout = std::time::Duration::from_millis(300);
+    let gw = Gateway::start(opts).await.unwrap();
+    // Half a PROXY v1 line, then silence.
+    closed_after(gw.http_addr, b"PROXY TCP4 192.0.2.1").await;
+}

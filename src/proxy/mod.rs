@@ -34,6 +34,7 @@ pub mod limits;
 pub mod proxy_protocol;
 pub mod relay;
 mod request_target;
+mod throttle;
 pub mod tls;
 mod tracker;
 mod upgrade;
@@ -61,6 +62,7 @@ use client_ip::TrustedProxies;
 use decide::DecideConfig;
 use handler::{Activity, ConnInfo, Shared};
 use proxy_protocol::{Header, Prefixed};
+use throttle::Throttle;
 pub use tracker::Tracker;
 
 /// A client connection's stream: TCP, with the bytes read after a PROXY header put back.
@@ -80,6 +82,8 @@ pub struct ProxyConfig {
     pub header_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Time a client has to send its PROXY protocol header (with `proxy_protocol`).
+    pub proxy_header_timeout: Duration,
     /// Largest request head accepted; larger gets 431.
     pub max_header_bytes: usize,
     /// One log line per request and per WebSocket connection (target `wsgate::access`).
@@ -104,6 +108,7 @@ impl ProxyConfig {
             https_redirect_port: 443,
             header_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_header_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             access_log: true,
             proxy_protocol: false,
@@ -153,6 +158,7 @@ pub struct Proxy {
     shared: Arc<Shared>,
     builders: Builders,
     tls_handshake_timeout: Duration,
+    proxy_header_timeout: Duration,
     proxy_protocol: bool,
     h2_idle: (Duration, Duration),
 }
@@ -230,6 +236,7 @@ impl Proxy {
             shared,
             builders: Builders { http1, http2 },
             tls_handshake_timeout: config.tls_handshake_timeout,
+            proxy_header_timeout: config.proxy_header_timeout,
             proxy_protocol: config.proxy_protocol,
             h2_idle: (config.header_timeout, config.h2_idle_timeout),
         })
@@ -260,6 +267,7 @@ impl Proxy {
             conns: conns.clone(),
             stop: stop_rx,
             handshake_timeout: self.tls_handshake_timeout,
+            proxy_header_timeout: self.proxy_header_timeout,
             proxy_protocol: self.proxy_protocol,
             idle: self.h2_idle,
         };
@@ -324,14 +332,19 @@ struct Serving {
     conns: Tracker,
     stop: watch::Receiver<bool>,
     handshake_timeout: Duration,
+    proxy_header_timeout: Duration,
     proxy_protocol: bool,
     /// HTTP/2: time to the first request, and idle time (no stream, no request) before GOAWAY.
     idle: (Duration, Duration),
 }
 
+/// How often a persisting accept error is logged.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
 async fn accept_loop(listener: TcpListener, tls: Option<tls::ServerConfigs>, serving: Serving) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let mut stop = serving.stop.clone();
+    let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -340,8 +353,11 @@ async fn accept_loop(listener: TcpListener, tls: Option<tls::ServerConfigs>, ser
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Usually EMFILE: back off briefly instead of spinning on the error.
-                tracing::warn!(error = %e, "accept failed");
+                // Usually EMFILE: back off briefly instead of spinning on the error, and say
+                // so once in a while rather than on every retry.
+                if let Some(suppressed) = accept_errors.tick(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "accept failed (file descriptors exhausted?); retrying");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -392,7 +408,7 @@ async fn client_stream(
         return Some((Prefixed::new(Default::default(), tcp), peer));
     }
     let read = proxy_protocol::read_header(&mut tcp);
-    match tokio::time::timeout(serving.handshake_timeout, read).await {
+    match tokio::time::timeout(serving.proxy_header_timeout, read).await {
         Ok(Ok((header, rest))) => {
             let client = match header {
                 Header::Proxied(addr) => addr,
