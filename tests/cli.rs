@@ -136,3 +136,150 @@ fn check_puts_secret_problems_in_the_secrets_file_and_reports_unreadable_names()
     assert!(stdout.contains("(used by route default/s in"), "{stdout}");
     assert!(stdout.contains("loop.yaml: cannot read"), "{stdout}");
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let backend = http_backend().await;
+    let routes = RoutesDir::new();
+    routes.write(
+        "r.yaml",
+        &route_yaml("r", &format!("  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n", backend.addr)),
+    );
+    let bin = spawn_run(&routes, &[]);
+    let (http_addr, admin_addr) = (bin.http, bin.admin);
+    assert_eq!(
+        http(admin_addr, request("GET", "admin", "/readyz"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A request that is still running when the signal arrives.
+    let in_flight =
+        tokio::spawn(
+            async move { http(http_addr, request("GET", "r.test", "/slow?ms=1500")).await },
+        );
+    eventually("the slow request reached the backend", || async {
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    })
+    .await;
+    bin.terminate();
+    eventually("/readyz turns 503 while draining", || async {
+        match tokio::net::TcpStream::connect(admin_addr).await {
+            Ok(io) => {
+                send(io, request("GET", "admin", "/readyz")).await.status
+                    == StatusCode::SERVICE_UNAVAILABLE
+            }
+            Err(_) => true, // already gone
+        }
+    })
+    .await;
+    let reply = within("in-flight request", in_flight).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(bin.wait().await.0, Some(0));
+    assert!(
+        tokio::net::TcpStream::connect(http_addr).await.is_err(),
+        "still accepting after exit"
+    );
+}
+
+/// `wsgate run` with quick drains (a test can override them through `extra`).
+fn spawn_run(routes: &RoutesDir, extra: &[&str]) -> Binary {
+    let mut flags = vec!["--drain-delay", "100ms", "--drain-window", "1s"];
+    flags.extend_from_slice(extra);
+    spawn_wsgate_run(env!("CARGO_BIN_EXE_wsgate"), routes.path(), &flags)
+}
+
+/// Sends SIGTERM, expects exit 0, and returns every JSON log line.
+async fn stop(bin: Binary) -> Vec<serde_json::Value> {
+    bin.terminate();
+    let (code, lines) = bin.wait().await;
+    assert_eq!(code, Some(0));
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn access_log_has_a_line_per_request_and_per_websocket() {
+    use futures_util::StreamExt;
+    let web = http_backend().await;
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    routes.write(
+        "r.yaml",
+        &route_yaml(
+            "r",
+            &format!(
+                "  hostnames: [r.test]\n  rules:\n    - http: {{ backend: {{ address: \"{}\" }} }}\n      websocket: {{ backend: {{ address: \"{}\" }} }}\n",
+                web.addr, ws.addr
+            ),
+        ),
+    );
+    let bin = spawn_run(&routes, &[]);
+    let http_addr = bin.http;
+    let reply = http(http_addr, request("GET", "r.test", "/hello?token=secret")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let mut c = ws_over(
+        tokio::net::TcpStream::connect(http_addr).await.unwrap(),
+        "r.test",
+        "/chat",
+        &[],
+    )
+    .await;
+    echo_roundtrip(&mut c, tokio_tungstenite::tungstenite::Message::text("hi")).await;
+    c.close(None).await.unwrap();
+    while let Some(Ok(_)) = within("close", c.next()).await {}
+    drop(c);
+    // The WebSocket line is written when the relay ends, which the client cannot observe.
+    let lines = stop(bin).await;
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "wsgate::access")
+        .collect();
+    let http_line = access
+        .iter()
+        .find(|l| l["kind"] == "http" && l["path"] == "/hello")
+        .unwrap_or_else(|| panic!("no access line for /hello in {access:?}"));
+    assert_eq!(http_line["route"], "default/r");
+    assert_eq!(http_line["method"], "GET");
+    assert_eq!(http_line["host"], "r.test");
+    assert_eq!(http_line["status"], 200);
+    assert_eq!(http_line["backend"], web.addr.to_string());
+    assert!(
+        http_line["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(http_line["bytes_out"].as_u64().unwrap() > 0);
+    assert!(http_line["duration_ms"].as_f64().is_some());
+    assert!(
+        !http_line.to_string().contains("secret"),
+        "query strings stay out of logs"
+    );
+    let ws_line = access
+        .iter()
+        .find(|l| l["kind"] == "websocket")
+        .unwrap_or_else(|| panic!("no websocket access line in {access:?}"));
+    assert_eq!(ws_line["path"], "/chat");
+    assert_eq!(ws_line["close_reason"], "client");
+    assert_eq!(ws_line["backend"], ws.addr.to_string());
+    assert!(ws_line["bytes_in"].as_u64().unwrap() >= 2);
+
+    // --access-log=false: the same traffic, no access lines.
+    let bin = spawn_run(&routes, &["--access-log=false"]);
+    let http_addr = bin.http;
+    let reply = http(http_addr, request("GET", "r.test", "/hello")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let lines = stop(bin).await;
+    assert!(lines.iter().all(|l| l["target"] != "wsgate::access"));
+    assert!(
+        lines.iter().any(|l| l["message"] == "bye"),
+        "the log was read to the end"
+    );
+}
