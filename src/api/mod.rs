@@ -38,17 +38,40 @@ pub const DEFAULT_INGRESS_CLASS: &str = "wsgate";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.redirectHostnames) || size(self.redirectHostnames) == 0 || !self.hostnames[0].startsWith('*.')",
+        "message": "hostnames[0] must be an exact name when redirectHostnames is set (it is the redirect target)"
+    },
+    {
+        "rule": "!has(self.redirectHostnames) || self.redirectHostnames.all(h, !(h in self.hostnames))",
+        "message": "a name is listed in both hostnames and redirectHostnames"
+    },
+    {
+        "rule": "self.rules.all(r, self.rules.exists_one(o, (has(o.pathPrefix) ? o.pathPrefix : '/') == (has(r.pathPrefix) ? r.pathPrefix : '/')))",
+        "message": "each rule needs its own pathPrefix"
+    }
+]))]
 pub struct WebSocketRouteSpec {
     /// The ingress class that serves this route; routes naming another class are ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_class_name: Option<String>,
     /// Hostnames served by this route: exact names (`chat.example.com`) or a wildcard for one
     /// label (`*.example.com`). At least one.
-    #[schemars(length(min = 1))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub hostnames: Vec<String>,
     /// Hostnames answered with a permanent redirect to `hostnames[0]`, same path and query
     /// (for example `www.chat.example.com`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub redirect_hostnames: Vec<String>,
     /// TLS termination; absent means a plain-HTTP route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +80,7 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Maintenance>,
     /// Path rules; the longest matching `pathPrefix` wins. At least one.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub rules: Vec<Rule>,
 }
 
@@ -66,6 +89,10 @@ pub struct WebSocketRouteSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RouteTls {
     /// A Secret of type `kubernetes.io/tls` in the route's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: String,
     /// Redirect plain-HTTP requests to https (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +105,10 @@ pub struct RouteTls {
 /// HTTP Strict Transport Security (RFC 6797) for a route.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.preload) || !self.preload || (self.maxAge >= 31536000 && has(self.includeSubDomains) && self.includeSubDomains)",
+    "message": "preload needs maxAge of at least 31536000 and includeSubDomains: true"
+}]))]
 pub struct Hsts {
     /// `max-age` in seconds (31536000 is a year); 0 tells browsers to forget the policy.
     #[schemars(range(min = 0, max = 2_147_483_647))]
@@ -112,10 +143,15 @@ pub struct Maintenance {
 /// One path rule of a route.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.http) || has(self.websocket)",
+    "message": "needs an http or a websocket backend (or both)"
+}]))]
 pub struct Rule {
     /// Path prefix matched element by element (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
     /// Default `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^/([^/?#\s]+(/[^/?#\s]+)*/?)?$"))]
     pub path_prefix: Option<String>,
     /// Where normal (non-upgrade) requests go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +177,10 @@ pub struct HttpTarget {
     /// How long to wait for the backend's response headers, as a Go-style duration
     /// (`60s`, `1m30s`). Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
     pub timeout: Option<String>,
     /// How requests are spread over the backend's endpoints (default RoundRobin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +196,10 @@ pub struct WebSocketTarget {
     /// Close a relayed connection after this long without a byte in either direction
     /// (Go-style duration). Absent means never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
     pub idle_timeout: Option<String>,
     /// How connections are spread over the backend's endpoints (default LeastConnections:
     /// sockets live long, so round robin drifts uneven).
@@ -165,6 +209,7 @@ pub struct WebSocketTarget {
     /// `https://*.example.com` for any subdomain); others get 403. Empty allows any origin.
     /// Guards against cross-site WebSocket hijacking.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 512)))]
     pub allowed_origins: Vec<String>,
     /// Per-client limits (the client is its IP, after PROXY protocol and trusted proxies);
     /// exceeding one gets 429 with `Retry-After`.
@@ -232,9 +277,15 @@ pub struct ClientLimits {
 /// A backend: a Service port in the route's namespace, or a fixed `host:port` address.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.service) != has(self.address)", "message": "set either service+port or address, not both"},
+    {"rule": "!has(self.service) || has(self.port)", "message": "port is required with service"},
+    {"rule": "!has(self.address) || !has(self.port)", "message": "port goes with service; put the port in address"}
+]))]
 pub struct Backend {
     /// Service name (with `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub service: Option<String>,
     /// Service port number (with `service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +325,10 @@ pub struct BackendTls {
     /// the backend's certificate (cert-manager writes it). Without it the backend's
     /// certificate is not verified, as ingress-nginx's `backend-protocol: HTTPS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub ca_secret_name: Option<String>,
 }
 
