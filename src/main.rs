@@ -391,43 +391,11 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let (_, reports) = compile(&snapshot);
     for report in &reports {
-        let id = report.id();
         let file = file_of
-            .get(&id)
+            .get(&report.id())
             .map(|f| f.display().to_string())
             .unwrap_or_default();
-        for problem in &report.problems {
-            match problem.kind {
-                // A backend CA missing here makes `wsgate run` refuse to connect to it.
-                // A Secret's problem is in the Secret's file, which may not be the route's.
-                ProblemKind::InvalidCertificate => {
-                    failed = true;
-                    let secret = secret_file
-                        .iter()
-                        .find(|(name, _)| problem.message.contains(&format!("Secret {name}:")));
-                    match secret {
-                        Some((_, secret_file)) => println!(
-                            "error: {}: {problem} (used by route {id} in {file})",
-                            secret_file.display()
-                        ),
-                        None => println!("error: {file}: route {id}: {problem}"),
-                    }
-                }
-                ProblemKind::InvalidSpec
-                | ProblemKind::HostnameConflict
-                | ProblemKind::CaSecretNotFound => {
-                    failed = true;
-                    println!("error: {file}: route {id}: {problem}");
-                }
-                // In standalone mode a missing Secret gets a self-signed certificate and a
-                // Service backend has no endpoints; in a cluster both may be fine.
-                ProblemKind::SecretNotFound => println!(
-                    "note: {file}: route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
-                    report_secret(&snapshot, report).unwrap_or_default()
-                ),
-                _ => println!("note: {file}: route {id}: {problem}"),
-            }
-        }
+        failed |= print_problems(report, &file, &snapshot, &secret_file);
     }
     if failed {
         println!("{}: invalid", dir.display());
@@ -440,4 +408,49 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Prints one route's problems for `wsgate check`, each under the file to fix; returns whether
+/// any is an error.
+fn print_problems(
+    report: &wsgate::table::RouteReport,
+    file: &str,
+    snapshot: &Snapshot,
+    secret_file: &HashMap<String, PathBuf>,
+) -> bool {
+    let id = report.id();
+    let mut failed = false;
+    for problem in &report.problems {
+        match problem.kind {
+            // A Secret's problem is in the Secret's file, which may not be the route's.
+            ProblemKind::InvalidCertificate => {
+                failed = true;
+                let secret = secret_file
+                    .iter()
+                    .find(|(name, _)| problem.message.contains(&format!("Secret {name}:")));
+                match secret {
+                    Some((_, secret_file)) => println!(
+                        "error: {}: {problem} (used by route {id} in {file})",
+                        secret_file.display()
+                    ),
+                    None => println!("error: {file}: route {id}: {problem}"),
+                }
+            }
+            // A backend CA missing here makes `wsgate run` refuse to connect to it.
+            ProblemKind::InvalidSpec
+            | ProblemKind::HostnameConflict
+            | ProblemKind::CaSecretNotFound => {
+                failed = true;
+                println!("error: {file}: route {id}: {problem}");
+            }
+            // In standalone mode a missing Secret gets a self-signed certificate and a
+            // Service backend has no endpoints; in a cluster both may be fine.
+            ProblemKind::SecretNotFound => println!(
+                "note: {file}: route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
+                report_secret(snapshot, report).unwrap_or_default()
+            ),
+            _ => println!("note: {file}: route {id}: {problem}"),
+        }
+    }
+    failed
 }

@@ -37,7 +37,7 @@ use crate::model::meta;
 use crate::source::Publisher;
 use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
 use leader::{Leadership, LeaseConfig};
-use status::{desired_status, same_status};
+use status::{desired_status, has_own_conditions, same_status};
 
 /// Field manager name for server-side apply.
 pub const FIELD_MANAGER: &str = "wsgate";
@@ -487,17 +487,8 @@ impl Builder {
             .routes
             .state()
             .iter()
-            .filter(|r| !wanted(r, class, unclassed))
             .filter(|r| {
-                let status = r.data.get("status");
-                let has_conditions = status
-                    .and_then(|s| s.get("conditions"))
-                    .and_then(serde_json::Value::as_array)
-                    .is_some_and(|c| !c.is_empty());
-                let writer = status
-                    .and_then(|s| s.get("controller"))
-                    .and_then(|c| c.as_str());
-                has_conditions && writer.is_none_or(|w| w == ours)
+                !wanted(r, class, unclassed) && has_own_conditions(r.data.get("status"), &ours)
             })
             .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
             .collect();

@@ -121,6 +121,18 @@ pub fn same_status(a: Option<&WebSocketRouteStatus>, b: &WebSocketRouteStatus) -
             .eq(b.conditions.iter().map(key))
 }
 
+/// Whether a route's status (as JSON) holds conditions written by `controller`; conditions
+/// without a writer come from a version before `status.controller` and count as ours.
+pub fn has_own_conditions(status: Option<&serde_json::Value>, controller: &str) -> bool {
+    let Some(status) = status else { return false };
+    let has_conditions = status
+        .get("conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    let writer = status.get("controller").and_then(serde_json::Value::as_str);
+    has_conditions && writer.is_none_or(|w| w == controller)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +264,29 @@ mod tests {
             .unwrap_or_else(|| panic!());
         assert_eq!(accepted.last_transition_time, at(100));
         assert!(!same_status(None, &broken));
+    }
+
+    #[test]
+    fn own_conditions_are_those_this_class_wrote_or_nobody_claimed() {
+        let ours = "wsgate.dev/wsgate";
+        let cond = serde_json::json!([{ "type": "Programmed", "status": "True" }]);
+        let status = |controller: Option<&str>| {
+            let mut s = serde_json::json!({ "conditions": cond });
+            if let Some(c) = controller {
+                s["controller"] = c.into();
+            }
+            s
+        };
+        assert!(has_own_conditions(Some(&status(Some(ours))), ours));
+        assert!(has_own_conditions(Some(&status(None)), ours));
+        assert!(!has_own_conditions(
+            Some(&status(Some("wsgate.dev/nginx"))),
+            ours
+        ));
+        assert!(!has_own_conditions(
+            Some(&serde_json::json!({ "conditions": [] })),
+            ours
+        ));
+        assert!(!has_own_conditions(None, ours));
     }
 }
