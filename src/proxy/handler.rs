@@ -201,6 +201,9 @@ impl Inbound {
             true => request_target::check_handshake(req.headers()).err(),
             false => None,
         });
+        if let Some(why) = malformed {
+            tracing::debug!(?why, uri = %req.uri(), "malformed request target: 400");
+        }
         let client = trusted.client_ip(conn.peer.ip(), req.headers());
         let client_value = if client == conn.peer.ip() {
             conn.peer_value.clone()
