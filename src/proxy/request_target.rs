@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Uri, Version};
 
+use super::headers::SEC_WEBSOCKET_KEY;
 use crate::model::normalize_request_path;
 
 /// Why a request's target cannot be trusted; each is a 400.
@@ -81,7 +82,7 @@ pub(crate) fn check_handshake(headers: &HeaderMap) -> Result<(), Malformed> {
     if has_body(headers) {
         return Err(Malformed::UpgradeBody);
     }
-    match headers.get("sec-websocket-key") {
+    match headers.get(&SEC_WEBSOCKET_KEY) {
         Some(key) if !key.is_empty() => Ok(()),
         _ => Err(Malformed::UpgradeKey),
     }

@@ -12,9 +12,8 @@ use http_body_util::{Either, Empty, Full};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::proxy::answer::Body;
-use crate::proxy::headers::{Forwarded, prepare_request, prepare_response};
+use crate::proxy::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_request, prepare_response};
 
-static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
 /// The handshake for the backend, from the client's request head. An HTTP/1.1 Upgrade keeps

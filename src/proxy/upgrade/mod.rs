@@ -22,7 +22,7 @@ use super::access::AccessRecord;
 use super::answer::{Answer, BackendFault, ClientFault};
 use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
-use super::headers::{Forwarded, prepare_response};
+use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
 use super::limits::Admission;
 use super::relay::relay;
 use super::tracker::Token;
@@ -109,7 +109,7 @@ pub(crate) async fn upgrade(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     let backend_req = handshake::backend_request(parts, extended_connect, fwd, handshake::new_key);
-    let sent_key = backend_req.headers().get("sec-websocket-key").cloned();
+    let sent_key = backend_req.headers().get(&SEC_WEBSOCKET_KEY).cloned();
     let now_ms = || shared.upstreams.now_ms();
     let tls = target.backend.tls.as_deref();
     let (io, endpoint) = connect_with_retry(&target, now_ms, key, true, (), |endpoint, ()| {
