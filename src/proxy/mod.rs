@@ -34,6 +34,7 @@ pub mod limits;
 pub mod proxy_protocol;
 pub mod relay;
 mod request_target;
+pub mod splice;
 mod throttle;
 pub mod tls;
 mod tracker;

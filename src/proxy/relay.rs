@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::frames::FrameTracker;
+use super::splice::{Splice, Write};
 
 /// Size of the per-poll stack buffer: one TLS record's worth of plaintext.
 const CHUNK: usize = 16 * 1024;
@@ -122,14 +122,8 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
-    frames: FrameTracker,
-    /// A Close frame to send at the next frame boundary (graceful drain).
-    inject: Option<Vec<u8>>,
-    /// After our Close went out, the reader's frames are dropped (RFC 6455 §5.5.1: no data
-    /// after a Close), but still followed to see the peer's Close.
-    discard: bool,
-    /// Close frames seen from the reader when ours was injected.
-    closes_before: u64,
+    /// Frame boundaries and the drain's Close (what to write for what was read).
+    splice: Splice,
 }
 
 /// Which side failed, for [`RelayEnd`].
@@ -154,10 +148,8 @@ impl Half {
     {
         loop {
             ready!(self.poll_pending(cx, writer.as_mut()))?;
-            if self.inject.is_some() && self.frames.at_boundary() {
-                let close = self.inject.take().unwrap_or_default();
+            if let Some(close) = self.splice.due() {
                 self.queue(close);
-                self.discard = true;
                 continue;
             }
             if self.eof {
@@ -186,11 +178,11 @@ impl Half {
             }
             *active = true;
             self.bytes += data.len() as u64;
-            if self.splice_close(data) {
-                continue;
+            match self.splice.on_read(data) {
+                Write::Through(data) => ready!(self.poll_write_through(cx, writer.as_mut(), data))?,
+                Write::Spliced(out) => self.queue(out),
+                Write::Nothing => {}
             }
-            self.frames.feed(data);
-            ready!(self.poll_write_through(cx, writer.as_mut(), data))?;
         }
     }
 
@@ -235,29 +227,6 @@ impl Half {
         let _ = ready!(writer.as_mut().poll_shutdown(cx));
         self.done = true;
         Poll::Ready(Ok(()))
-    }
-
-    /// Handles `data` while draining: after our Close went out, the reader's frames are only
-    /// followed; while our Close waits, it goes out right after the frame `data` ends. True
-    /// when `data` was dealt with.
-    fn splice_close(&mut self, data: &[u8]) -> bool {
-        if self.discard {
-            self.frames.feed(data);
-            return true;
-        }
-        if self.inject.is_none() {
-            return false;
-        }
-        let Some(cut) = self.frames.next_boundary(data) else {
-            return false;
-        };
-        // Pass the current frame's end, then our Close; drop what follows.
-        self.frames.feed(data);
-        let mut out = data[..cut].to_vec();
-        out.extend(self.inject.take().unwrap_or_default());
-        self.queue(out);
-        self.discard = true;
-        true
     }
 
     /// Sets `bytes` to be written before anything else.
@@ -380,10 +349,8 @@ impl Relay {
     fn start_drain(&mut self) {
         self.draining = true;
         // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
-        self.up.inject = Some(close_frame_masked());
-        self.up.closes_before = self.up.frames.closes;
-        self.down.inject = Some(CLOSE_GOING_AWAY.to_vec());
-        self.down.closes_before = self.down.frames.closes;
+        self.up.splice.send_close(close_frame_masked());
+        self.down.splice.send_close(CLOSE_GOING_AWAY.to_vec());
     }
 
     /// Polls both directions; Ok(whether bytes moved), or Err with how the relay failed.
@@ -438,9 +405,9 @@ impl Relay {
 
     fn note_first_close(&mut self) {
         if self.first_close.is_none() {
-            if self.up.frames.saw_close {
+            if self.up.splice.frames.saw_close {
                 self.first_close = Some(Side::Client);
-            } else if self.down.frames.saw_close {
+            } else if self.down.splice.frames.saw_close {
                 self.first_close = Some(Side::Backend);
             }
         }
@@ -451,10 +418,9 @@ impl Relay {
         self.note_first_close();
         let (up, down) = (&mut self.up, &mut self.down);
         if self.draining && !(up.eof && down.eof) {
-            let sent = up.inject.is_none() && down.inject.is_none();
+            let sent = up.splice.close_sent() && down.splice.close_sent();
             let flushed = up.pending.is_none() && down.pending.is_none();
-            let answered =
-                up.frames.closes > up.closes_before && down.frames.closes > down.closes_before;
+            let answered = up.splice.answered() && down.splice.answered();
             if sent && flushed && answered {
                 // Both peers answered our Close: shut both sockets down cleanly.
                 up.eof = true;
