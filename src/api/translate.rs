@@ -91,6 +91,8 @@ impl Parts {
         model::Route {
             meta,
             hostnames: self.hostnames,
+            catch_all: false,
+            merge: false,
             redirect_hostnames: self.redirect_hostnames,
             tls: self.tls,
             maintenance: self.maintenance,
@@ -210,6 +212,7 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
             },
             http: http.flatten(),
             websocket: websocket.flatten(),
+            fallback: false,
         });
     }
     out
@@ -440,7 +443,7 @@ fn backend_target(
             };
             Some(model::BackendTarget::Service {
                 name: svc.clone(),
-                port,
+                port: model::ServicePort::Number(port),
             })
         }
         (None, Some(addr)) => {

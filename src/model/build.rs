@@ -17,6 +17,8 @@ pub(crate) fn route(id: &str) -> RouteBuilder {
             created: None,
         },
         hostnames: Vec::new(),
+        catch_all: false,
+        merge: false,
         redirect_hostnames: Vec::new(),
         tls: None,
         maintenance: None,
@@ -68,6 +70,18 @@ impl RouteBuilder {
         self
     }
 
+    /// An Ingress: hostnames shared with other Ingresses, rules merged.
+    pub(crate) fn ingress(mut self) -> Self {
+        self.0.meta.kind = ObjectKind::Ingress;
+        self.0.merge = true;
+        self
+    }
+
+    pub(crate) fn catch_all(mut self) -> Self {
+        self.0.catch_all = true;
+        self
+    }
+
     pub(crate) fn created(mut self, unix_seconds: i128) -> Self {
         self.0.meta.created = Some(unix_seconds * 1_000_000_000);
         self
@@ -108,6 +122,7 @@ pub(crate) fn rule(prefix: &str) -> RuleBuilder {
         },
         http: None,
         websocket: None,
+        fallback: false,
     })
 }
 
@@ -115,6 +130,18 @@ pub(crate) fn rule(prefix: &str) -> RuleBuilder {
 pub(crate) struct RuleBuilder(Rule);
 
 impl RuleBuilder {
+    /// Matches the whole path instead of a prefix.
+    pub(crate) fn exact(mut self) -> Self {
+        let path = self.0.matches.path.as_str().into();
+        self.0.matches.path = PathMatch::Exact(path);
+        self
+    }
+
+    pub(crate) fn fallback(mut self) -> Self {
+        self.0.fallback = true;
+        self
+    }
+
     pub(crate) fn http(self, backend: Backend) -> Self {
         self.http_with(backend, |_| {})
     }
@@ -169,7 +196,7 @@ pub(crate) fn service(name: &str, port: u16) -> Backend {
     Backend {
         target: BackendTarget::Service {
             name: name.into(),
-            port,
+            port: ServicePort::Number(port),
         },
         ..address("127.0.0.1:1")
     }

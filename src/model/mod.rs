@@ -50,6 +50,18 @@ impl fmt::Display for FieldError {
 pub enum ObjectKind {
     /// `wsgate.dev/v1alpha1` `WebSocketRoute`.
     WebSocketRoute,
+    /// `networking.k8s.io/v1` `Ingress`.
+    Ingress,
+}
+
+impl ObjectKind {
+    /// The kind as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::WebSocketRoute => "WebSocketRoute",
+            ObjectKind::Ingress => "Ingress",
+        }
+    }
 }
 
 /// Who a route is: enough to report on it and to order conflicts.
@@ -73,8 +85,16 @@ pub struct RouteMeta {
 pub struct Route {
     /// Who it is.
     pub meta: RouteMeta,
-    /// Hostnames served by path (at least one; the first is the target of host redirects).
+    /// Hostnames served by path (the first is the target of host redirects). Empty only for
+    /// a catch-all route.
     pub hostnames: Vec<Hostname>,
+    /// Also serves every request whose host no route names (an Ingress rule without a host,
+    /// or an Ingress `defaultBackend` alone).
+    pub catch_all: bool,
+    /// Ingress semantics: other routes that share this flag may serve the same hostnames, and
+    /// their rules are merged; a path two of them claim goes to the older. Without it a
+    /// hostname belongs to one route.
+    pub merge: bool,
     /// Hostnames answered with a permanent redirect to `hostnames[0]`.
     pub redirect_hostnames: Vec<Hostname>,
     /// TLS termination; `None` for a plain-HTTP route.
@@ -145,6 +165,9 @@ pub struct Rule {
     pub http: Option<HttpAction>,
     /// Where WebSocket upgrades go.
     pub websocket: Option<WebSocketAction>,
+    /// A default (an Ingress `defaultBackend`): yields to any other rule of a merged host
+    /// for the same path, whatever its age.
+    pub fallback: bool,
 }
 
 /// What a rule matches. Every part must match.
@@ -299,11 +322,29 @@ pub enum BackendTarget {
     Service {
         /// Service name.
         name: String,
-        /// Service port number.
-        port: u16,
+        /// The port, by number or by name.
+        port: ServicePort,
     },
     /// A fixed address.
     Address(SocketAddr),
+}
+
+/// A Service port as a backend names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServicePort {
+    /// `spec.ports[].port`.
+    Number(u16),
+    /// `spec.ports[].name`, resolved through the Service when the table is compiled.
+    Name(Box<str>),
+}
+
+impl fmt::Display for ServicePort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServicePort::Number(n) => write!(f, "{n}"),
+            ServicePort::Name(n) => f.write_str(n),
+        }
+    }
 }
 
 /// Application protocol of normal requests to a backend (upgrades always use HTTP/1.1).

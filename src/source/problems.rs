@@ -53,6 +53,7 @@ mod tests {
 
     fn report(name: &str, messages: &[&str]) -> RouteReport {
         RouteReport {
+            kind: crate::model::ObjectKind::WebSocketRoute,
             namespace: "apps".into(),
             name: name.into(),
             generation: Some(1),

@@ -8,7 +8,7 @@ use super::compile::{ServiceKey, Snapshot};
 use super::report::{Problem, ProblemKind};
 use super::shared::SharedEndpoints;
 use super::{BackendSet, BackendTlsEntry, Endpoint, backend_client_config};
-use crate::model::{Backend, BackendProtocol, BackendTarget, BackendTls, Balance};
+use crate::model::{Backend, BackendProtocol, BackendTarget, BackendTls, Balance, ServicePort};
 
 /// What building a backend needs from the route being compiled.
 pub(super) struct BackendContext<'a, 's, 'c> {
@@ -32,9 +32,14 @@ pub(super) fn backend_set<'s>(
             Arc::from(addr.to_string()),
             Arc::from([shared.address(*addr)]),
         ),
-        BackendTarget::Service { name, port } => {
-            service_endpoints(ctx, name, *port, shared, problems)
-        }
+        BackendTarget::Service { name, port } => match service_port(ctx, name, port) {
+            Ok(port) => service_endpoints(ctx, name, port, shared, problems),
+            Err(problem) => {
+                let name = format!("service {}/{name}:{port}", ctx.namespace);
+                problems.push(problem);
+                (Arc::from(name), Arc::from(Vec::new()))
+            }
+        },
     };
     let tls = backend
         .tls
@@ -46,6 +51,31 @@ pub(super) fn backend_set<'s>(
         tls,
         ..BackendSet::with_endpoints(name, endpoints)
     })
+}
+
+/// The number of a Service port named by number or by name.
+fn service_port(
+    ctx: &BackendContext<'_, '_, '_>,
+    service: &str,
+    port: &ServicePort,
+) -> Result<u16, Problem> {
+    match port {
+        ServicePort::Number(n) => Ok(*n),
+        ServicePort::Name(name) => {
+            let key = (
+                ctx.namespace.to_string(),
+                service.to_string(),
+                name.to_string(),
+            );
+            ctx.snapshot.port_names.get(&key).copied().ok_or_else(|| Problem {
+                kind: ProblemKind::ServiceNotFound,
+                message: format!(
+                    "service {}/{service} has no port named {name:?} (is the Service created, with that port?)",
+                    ctx.namespace
+                ),
+            })
+        }
+    }
 }
 
 fn service_endpoints<'s>(

@@ -14,7 +14,7 @@ use rustls::ClientConfig;
 use super::backends::{BackendContext, backend_set};
 use super::balance::AddrMap;
 use super::certs::{CertificateCache, Certs};
-use super::report::{ProblemKind, RouteReport};
+use super::report::{Problem, ProblemKind, RouteReport};
 use super::shared::SharedEndpoints;
 use super::{
     CompiledRoute, CompiledRule, Endpoint, HostEntry, HostRole, HttpBackend, RouteTable,
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub secrets: Vec<TlsSecret>,
     /// Ready endpoints of each Service port.
     pub endpoints: HashMap<ServiceKey, Vec<SocketAddr>>,
+    /// Named Service ports: (namespace, Service, port name) to port number.
+    pub port_names: HashMap<(String, String, String), u16>,
     /// Current time (Unix seconds) for certificate expiry checks; `None` skips them. Passed in
     /// so the compile stays a pure function of its input.
     pub now: Option<i64>,
@@ -119,7 +121,8 @@ pub fn compile_with(
         client_configs: &mut cache.client_configs,
     };
     let mut table = RouteTable::default();
-    let mut owners: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut owners: HashMap<&str, Owner> = HashMap::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     let mut reports = Vec::with_capacity(order.len());
 
     for i in order {
@@ -145,6 +148,30 @@ pub fn compile_with(
             reports.push(report);
             continue;
         }
+        if route.merge {
+            // Joins the merged host of each of its names (made on first use); the hosts are
+            // compiled once every route has joined.
+            let hosts = route.hostnames.iter().map(|h| Some(h.as_str()));
+            let catch_all = route.catch_all.then_some(None);
+            for host in hosts.chain(catch_all) {
+                let key = host.unwrap_or(CATCH_ALL);
+                let at = match owners.get(key) {
+                    Some(Owner::Group(at)) => *at,
+                    _ => {
+                        groups.push(Group {
+                            host,
+                            members: Vec::new(),
+                        });
+                        owners.insert(key, Owner::Group(groups.len() - 1));
+                        groups.len() - 1
+                    }
+                };
+                groups[at].members.push((route, reports.len()));
+            }
+            report.programmed = true;
+            reports.push(report);
+            continue;
+        }
         let compiled = Arc::new(compile_route(
             route,
             snapshot,
@@ -158,23 +185,107 @@ pub fn compile_with(
             .iter()
             .map(|h| (h, HostRole::Redirect));
         for (host, role) in served.chain(redirected) {
-            owners.insert(host.as_str(), compiled.id.clone());
-            let entry = HostEntry {
-                route: compiled.clone(),
-                role,
-            };
-            match host.wildcard_parent() {
-                Some(parent) => table.wildcard.insert(parent.into(), entry),
-                None => table.exact.insert(host.as_str().into(), entry),
-            };
+            owners.insert(host.as_str(), Owner::Route(compiled.id.clone()));
+            table.insert(host, compiled.clone(), role);
         }
         table.routes.push(compiled);
         report.programmed = true;
         reports.push(report);
     }
+    for group in &groups {
+        let compiled = Arc::new(compile_group(
+            group,
+            snapshot,
+            &mut certs,
+            &mut shared,
+            &mut reports,
+        ));
+        let entry = |role| HostEntry {
+            route: compiled.clone(),
+            role,
+        };
+        match group.host.and_then(|h| group.hostname(h)) {
+            Some(host) => table.insert(host, compiled.clone(), HostRole::Serve),
+            None => table.catch_all = Some(entry(HostRole::Serve)),
+        }
+        // Redirect names go last, so a name another route serves is never taken from it.
+        for (route, at) in &group.members {
+            for host in &route.redirect_hostnames {
+                match owners.get(host.as_str()) {
+                    None => {
+                        owners.insert(host.as_str(), Owner::Route(compiled.id.clone()));
+                        table.insert(host, compiled.clone(), HostRole::Redirect);
+                    }
+                    Some(owner) if !owner.is(&compiled) => reports[*at].add(
+                        ProblemKind::HostnameConflict,
+                        format!(
+                            "{host} is not redirected to {}: it is served by {}",
+                            compiled.canonical_host,
+                            owner.name(&groups)
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        table.routes.push(compiled);
+    }
     table.certificates = certs.served();
     cache.client_configs.retain(|_, c| Arc::strong_count(c) > 1);
     (table, reports)
+}
+
+/// The key of the catch-all host in `owners` (no hostname is empty).
+const CATCH_ALL: &str = "";
+
+/// Who serves a hostname in the table being compiled.
+enum Owner {
+    /// A route of its own.
+    Route(Arc<str>),
+    /// The merged routes of `groups[i]`.
+    Group(usize),
+}
+
+impl Owner {
+    fn is(&self, compiled: &CompiledRoute) -> bool {
+        matches!(self, Owner::Route(id) if *id == compiled.id)
+    }
+
+    fn name(&self, groups: &[Group<'_>]) -> String {
+        match self {
+            Owner::Route(id) => format!("route {id}"),
+            Owner::Group(at) => groups[*at].name(),
+        }
+    }
+}
+
+/// A hostname served by several routes with merged rules (Ingress semantics), or the
+/// catch-all host (`host: None`).
+struct Group<'s> {
+    host: Option<&'s str>,
+    /// The routes, oldest first, with the index of each one's report.
+    members: Vec<(&'s Route, usize)>,
+}
+
+impl<'s> Group<'s> {
+    /// The parsed hostname of `host`, from its first member.
+    fn hostname(&self, host: &str) -> Option<&'s crate::model::Hostname> {
+        let (route, _) = self.members.first()?;
+        route.hostnames.iter().find(|h| h.as_str() == host)
+    }
+
+    /// Who serves the host, for problems.
+    fn name(&self) -> String {
+        match self.members.first() {
+            Some((route, _)) => format!(
+                "{} {}/{}",
+                route.meta.kind.as_str(),
+                route.meta.namespace,
+                route.meta.name
+            ),
+            None => "another route".into(),
+        }
+    }
 }
 
 /// What keeps a translated route out of the table: a value this data plane does not serve,
@@ -182,7 +293,7 @@ pub fn compile_with(
 fn refuse(
     route: &Route,
     snapshot: &Snapshot,
-    owners: &HashMap<&str, Arc<str>>,
+    owners: &HashMap<&str, Owner>,
     report: &mut RouteReport,
 ) {
     for rule in &route.rules {
@@ -209,12 +320,24 @@ fn refuse(
     if !report.problems.is_empty() {
         return;
     }
-    for host in route.hostnames.iter().chain(&route.redirect_hostnames) {
-        if let Some(owner) = owners.get(host.as_str()) {
-            report.add(
+    // A merged route's redirect names never conflict: they are only added where free.
+    let redirects = (!route.merge).then_some(&route.redirect_hostnames);
+    for host in route
+        .hostnames
+        .iter()
+        .chain(redirects.into_iter().flatten())
+    {
+        match owners.get(host.as_str()) {
+            Some(Owner::Group(_)) if route.merge => {}
+            Some(Owner::Route(owner)) => report.add(
                 ProblemKind::HostnameConflict,
                 format!("hostname {host} is already served by route {owner}"),
-            );
+            ),
+            Some(Owner::Group(_)) => report.add(
+                ProblemKind::HostnameConflict,
+                format!("hostname {host} is already served by an older Ingress"),
+            ),
+            None => {}
         }
     }
 }
@@ -229,9 +352,6 @@ fn rule_backends(rule: &Rule) -> impl Iterator<Item = &WeightedBackend> {
 /// route using one is refused rather than served without it.
 fn unsupported(rule: &Rule) -> Vec<&'static str> {
     let mut found = Vec::new();
-    if matches!(rule.matches.path, PathMatch::Exact(_)) {
-        found.push("an exact path match");
-    }
     if !rule.matches.headers.is_empty() {
         found.push("a header match");
     }
@@ -272,35 +392,11 @@ fn compile_route<'s>(
         snapshot,
         certs,
     };
-    let mut rules = Vec::with_capacity(route.rules.len());
-    for rule in &route.rules {
-        let problems = &mut report.problems;
-        // `refuse` made sure each action has exactly one backend.
-        let http = rule
-            .http
-            .as_ref()
-            .and_then(|h| Some((h, h.backends.first()?)));
-        let websocket = rule
-            .websocket
-            .as_ref()
-            .and_then(|w| Some((w, w.backends.first()?)));
-        rules.push(CompiledRule {
-            prefix: rule.matches.path.as_str().into(),
-            index: rule.index,
-            http: http.map(|(h, b)| HttpBackend {
-                backend: backend_set(&ctx, &b.backend, h.balance.clone(), shared, problems),
-                timeout: h.timeout,
-            }),
-            websocket: websocket.map(|(w, b)| WebSocketBackend {
-                backend: backend_set(&ctx, &b.backend, w.balance.clone(), shared, problems),
-                idle_timeout: w.idle_timeout,
-                allowed_origins: w.allowed_origins.as_slice().into(),
-                limits: w.limits,
-            }),
-        });
-    }
-    // Longest prefix first; the stable sort keeps the object's order among equals.
-    rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    let rules = route
+        .rules
+        .iter()
+        .map(|rule| compile_rule(&ctx, rule, shared, &mut report.problems))
+        .collect();
     CompiledRoute {
         id: format!("{namespace}/{}", route.meta.name).into(),
         // Translation guarantees at least one hostname.
@@ -308,8 +404,140 @@ fn compile_route<'s>(
         tls,
         hsts,
         maintenance: route.maintenance.clone(),
-        rules,
+        rules: sorted(rules),
     }
+}
+
+/// The routes merged into one hostname, as one route: the rules of all of them (a path two
+/// claim goes to the older, unless the older's is only a fallback), TLS, HSTS and maintenance
+/// from the oldest that sets them. Each rule's backends resolve in its own route's namespace.
+fn compile_group<'s>(
+    group: &Group<'s>,
+    snapshot: &'s Snapshot,
+    certs: &mut Certs<'_>,
+    shared: &mut SharedEndpoints<'s, '_>,
+    reports: &mut [RouteReport],
+) -> CompiledRoute {
+    // The winner of each path: (route, report index, rule).
+    let mut chosen: Vec<(&'s Route, usize, &'s Rule)> = Vec::new();
+    for &(route, at) in &group.members {
+        for rule in &route.rules {
+            let same = chosen
+                .iter()
+                .position(|(_, _, r)| r.matches == rule.matches);
+            match same {
+                None => chosen.push((route, at, rule)),
+                Some(i) if chosen[i].2.fallback && !rule.fallback => chosen[i] = (route, at, rule),
+                Some(_) if rule.fallback => {}
+                Some(i) => {
+                    let owner = chosen[i].0;
+                    reports[at].add(
+                        ProblemKind::PathConflict,
+                        format!(
+                            "path {} on {} is already served by {} {}/{}; this one is left out",
+                            rule.matches.path.as_str(),
+                            group.host.unwrap_or("the catch-all host"),
+                            owner.meta.kind.as_str(),
+                            owner.meta.namespace,
+                            owner.meta.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut tls = None;
+    let mut hsts = None;
+    if let Some(&(route, at)) = group.members.iter().find(|(r, _)| r.tls.is_some()) {
+        if let Some(t) = &route.tls {
+            let namespace = route.meta.namespace.as_str();
+            tls = Some(RouteTlsEntry {
+                cert: certs.get(namespace, &t.secret, &mut reports[at].problems),
+                http_redirect: t.http_redirect,
+            });
+            hsts = t.hsts.and_then(hsts_value);
+        }
+    }
+    if group.host.is_none() {
+        // The catch-all host answers on https too, with the listener's default certificate.
+        tls.get_or_insert(RouteTlsEntry {
+            cert: None,
+            http_redirect: false,
+        });
+    }
+    let mut rules = Vec::with_capacity(chosen.len());
+    for (route, at, rule) in chosen {
+        let ctx = BackendContext {
+            namespace: route.meta.namespace.as_str(),
+            snapshot,
+            certs,
+        };
+        rules.push(compile_rule(&ctx, rule, shared, &mut reports[at].problems));
+    }
+    let first = group.members.first().map(|(r, _)| r);
+    let id = match first {
+        Some(route) if group.members.len() == 1 => {
+            format!("{}/{}", route.meta.namespace, route.meta.name)
+        }
+        Some(route) => format!(
+            "{}/{}+{}",
+            route.meta.namespace,
+            route.meta.name,
+            group.members.len() - 1
+        ),
+        None => String::new(),
+    };
+    CompiledRoute {
+        id: id.into(),
+        canonical_host: group.host.unwrap_or("").into(),
+        tls,
+        hsts,
+        maintenance: group
+            .members
+            .iter()
+            .find_map(|(r, _)| r.maintenance.clone()),
+        rules: sorted(rules),
+    }
+}
+
+/// One rule with its backends resolved.
+fn compile_rule<'s>(
+    ctx: &BackendContext<'_, 's, '_>,
+    rule: &'s Rule,
+    shared: &mut SharedEndpoints<'s, '_>,
+    problems: &mut Vec<Problem>,
+) -> CompiledRule {
+    // `refuse` made sure each action has exactly one backend.
+    let http = rule
+        .http
+        .as_ref()
+        .and_then(|h| Some((h, h.backends.first()?)));
+    let websocket = rule
+        .websocket
+        .as_ref()
+        .and_then(|w| Some((w, w.backends.first()?)));
+    CompiledRule {
+        prefix: rule.matches.path.as_str().into(),
+        exact: matches!(rule.matches.path, PathMatch::Exact(_)),
+        index: rule.index,
+        http: http.map(|(h, b)| HttpBackend {
+            backend: backend_set(ctx, &b.backend, h.balance.clone(), shared, problems),
+            timeout: h.timeout,
+        }),
+        websocket: websocket.map(|(w, b)| WebSocketBackend {
+            backend: backend_set(ctx, &b.backend, w.balance.clone(), shared, problems),
+            idle_timeout: w.idle_timeout,
+            allowed_origins: w.allowed_origins.as_slice().into(),
+            limits: w.limits,
+        }),
+    }
+}
+
+/// Rules in match order: the longest path first, an exact match before a prefix of the same
+/// path (the Ingress rule); the stable sort keeps the object's order among equals.
+fn sorted(mut rules: Vec<CompiledRule>) -> Vec<CompiledRule> {
+    rules.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), !r.exact));
+    rules
 }
 
 /// `Strict-Transport-Security` for a route.

@@ -1,7 +1,8 @@
 //! Service ports to ready endpoints, from Services and EndpointSlices: the pure half of
 //! backend resolution (ExternalName DNS lookups are I/O and belong to the source).
 //!
-//! A backend names a Service port by number. That port's `name` selects the matching port of
+//! A backend names a Service port by number (or by name, resolved through `port_names`). That
+//! port's `name` selects the matching port of
 //! each EndpointSlice labelled `kubernetes.io/service-name`, whose number is the target port on
 //! the pods. Endpoints that are not ready or are terminating are skipped (a missing `ready`
 //! condition means ready, per the EndpointSlice API).
@@ -33,6 +34,9 @@ pub struct ResolvedServices {
     pub endpoints: HashMap<ServiceKey, Vec<SocketAddr>>,
     /// ExternalName Service ports.
     pub external: Vec<ExternalName>,
+    /// The number of every named Service port, by (namespace, Service, port name), for
+    /// backends that name their port (an Ingress may).
+    pub port_names: HashMap<(String, String, String), u16>,
 }
 
 /// Resolves Service ports to ready endpoint addresses.
@@ -65,6 +69,12 @@ pub fn resolve_services(services: &[Service], slices: &[EndpointSlice]) -> Resol
                 name: name.to_string(),
                 port: number,
             };
+            if let Some(port_name) = port.name.as_ref().filter(|n| !n.is_empty()) {
+                out.port_names.insert(
+                    (ns.to_string(), name.to_string(), port_name.clone()),
+                    number,
+                );
+            }
             if spec.type_.as_deref() == Some("ExternalName") {
                 if let Some(host) = spec.external_name.clone().filter(|h| !h.is_empty()) {
                     out.external.push(ExternalName {

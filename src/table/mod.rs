@@ -47,6 +47,8 @@ pub struct RouteTable {
     exact: FnvMap<Box<str>, HostEntry>,
     /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
     wildcard: FnvMap<Box<str>, HostEntry>,
+    /// Hosts no route names (Ingress rules without a host, an Ingress `defaultBackend`).
+    catch_all: Option<HostEntry>,
     routes: Vec<Arc<CompiledRoute>>,
     certificates: Vec<CertificateInfo>,
 }
@@ -108,8 +110,10 @@ pub struct RouteTlsEntry {
 /// One path rule.
 #[derive(Debug)]
 pub struct CompiledRule {
-    /// Normalized prefix (no trailing slash except the root).
+    /// Normalized path prefix (no trailing slash except the root), or the exact path.
     pub prefix: Box<str>,
+    /// Whether `prefix` must be the whole path.
+    pub exact: bool,
     /// Index of the rule in the route's spec, for logs and metrics.
     pub index: usize,
     /// Backend of normal requests.
@@ -222,10 +226,13 @@ impl BackendSet {
 }
 
 impl CompiledRoute {
-    /// The rule whose prefix is the longest match of `path`, by whole path segments
-    /// (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
+    /// The rule whose path is the longest match of `path`: an exact path, or a prefix by
+    /// whole path segments (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
     pub fn rule_for(&self, path: &str) -> Option<&CompiledRule> {
-        self.rules.iter().find(|r| prefix_matches(&r.prefix, path))
+        self.rules.iter().find(|r| match r.exact {
+            true => *r.prefix == *path,
+            false => prefix_matches(&r.prefix, path),
+        })
     }
 }
 
@@ -241,13 +248,24 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 impl RouteTable {
     /// The entry for a hostname, which must already be normalized (see [`normalize_host`]).
-    /// Exact names win over wildcards.
+    /// Exact names win over wildcards, and both over the catch-all host.
     pub fn lookup(&self, host: &str) -> Option<&HostEntry> {
         if let Some(e) = self.exact.get(host) {
             return Some(e);
         }
-        let (_, parent) = host.split_once('.')?;
-        self.wildcard.get(parent)
+        let wildcard = host
+            .split_once('.')
+            .and_then(|(_, parent)| self.wildcard.get(parent));
+        wildcard.or(self.catch_all.as_ref())
+    }
+
+    /// Adds `host` for `route`.
+    fn insert(&mut self, host: &crate::model::Hostname, route: Arc<CompiledRoute>, role: HostRole) {
+        let entry = HostEntry { route, role };
+        match host.wildcard_parent() {
+            Some(parent) => self.wildcard.insert(parent.into(), entry),
+            None => self.exact.insert(host.as_str().into(), entry),
+        };
     }
 
     /// The certificate for an SNI name, if its route has a usable one.

@@ -1,11 +1,13 @@
 //! What a compile says about each route: whether it is served and everything wrong with it,
 //! each problem kind mapping to a status condition reason.
 
-use crate::model::RouteMeta;
+use crate::model::{ObjectKind, RouteMeta};
 
 /// What happened to one route in a compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteReport {
+    /// The kind of object the route came from.
+    pub kind: ObjectKind,
     /// Namespace of the route.
     pub namespace: String,
     /// Name of the route.
@@ -34,6 +36,9 @@ pub enum ProblemKind {
     InvalidSpec,
     /// An older route already serves one of its hostnames.
     HostnameConflict,
+    /// An older route merged into the same hostname already serves one of its paths (that
+    /// path alone is left out).
+    PathConflict,
     /// `tls.secretName` names no TLS Secret in the route's namespace.
     SecretNotFound,
     /// `backend.tls.caSecretName` names no TLS Secret with a `ca.crt` in the route's namespace.
@@ -56,6 +61,7 @@ impl ProblemKind {
         match self {
             ProblemKind::InvalidSpec => "InvalidSpec",
             ProblemKind::HostnameConflict => "HostnameConflict",
+            ProblemKind::PathConflict => "PathConflict",
             ProblemKind::SecretNotFound => "SecretNotFound",
             ProblemKind::CaSecretNotFound => "CaSecretNotFound",
             ProblemKind::InvalidCertificate => "InvalidCertificate",
@@ -94,6 +100,7 @@ impl RouteReport {
     /// A report on `meta` with no problems yet.
     pub(super) fn new(meta: &RouteMeta) -> Self {
         RouteReport {
+            kind: meta.kind,
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             generation: meta.generation,

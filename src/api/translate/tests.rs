@@ -342,7 +342,7 @@ fn every_field_is_parsed_into_the_model() {
         backend.target,
         model::BackendTarget::Service {
             name: "chat".into(),
-            port: 5000
+            port: model::ServicePort::Number(5000)
         }
     );
     assert_eq!(&*backend.field, "spec.rules[0].websocket.backend");

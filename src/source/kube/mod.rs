@@ -370,6 +370,7 @@ impl Builder {
             routes,
             secrets,
             endpoints: resolved.endpoints,
+            port_names: resolved.port_names,
             now: None,
             deny_address_backends: !self.opts.allow_address_backends,
         }

@@ -140,6 +140,7 @@ mod tests {
 
     fn report(programmed: bool, problems: &[(ProblemKind, &str)]) -> RouteReport {
         RouteReport {
+            kind: crate::model::ObjectKind::WebSocketRoute,
             namespace: "apps".into(),
             name: "chat".into(),
             generation: Some(3),

@@ -184,10 +184,9 @@ fn invalid_route_is_left_out_and_others_keep_serving() {
 /// served as if the unsupported part were not there.
 #[test]
 fn unsupported_model_values_refuse_the_route() {
-    use crate::model::{HeaderMatch, PathMatch, WeightedBackend};
+    use crate::model::{HeaderMatch, WeightedBackend};
     type Edit = fn(&mut Route);
-    let edits: [Edit; 4] = [
-        |r| r.rules[0].matches.path = PathMatch::Exact("/".into()),
+    let edits: [Edit; 3] = [
         |r| r.rules[0].matches.method = Some(http::Method::POST),
         |r| {
             r.rules[0].matches.headers.push(HeaderMatch {
@@ -443,4 +442,195 @@ fn a_secret_rotated_to_garbage_keeps_its_last_good_certificate() {
     let (table, reports) = compile_with(&snap, &mut cache);
     assert!(served(&table).is_none());
     assert!(problem(&reports).is_some_and(|m| m.contains("default certificate")));
+}
+
+/// The id of the route serving `host` at `path`, and the backend of that rule.
+fn served(table: &RouteTable, host: &str, path: &str) -> Option<(String, String)> {
+    let entry = lookup(table, host)?;
+    let rule = entry.route.rule_for(path)?;
+    let backend = rule.http.as_ref()?.backend.name.to_string();
+    Some((entry.route.id.to_string(), backend))
+}
+
+fn backend_at(table: &RouteTable, host: &str, path: &str) -> Option<String> {
+    served(table, host, path).map(|(_, b)| b)
+}
+
+#[test]
+fn ingresses_for_one_host_merge_their_paths_and_the_older_keeps_a_path_both_claim() {
+    let snap = snapshot(vec![
+        route("b/newer")
+            .ingress()
+            .created(20)
+            .host("app.test")
+            .rule(rule("/api").http(address("127.0.0.1:2")))
+            .rule(rule("/chat").http(address("127.0.0.1:3")))
+            .build(),
+        route("a/older")
+            .ingress()
+            .created(10)
+            .host("app.test")
+            .rule(rule("/").http(address("127.0.0.1:1")))
+            .rule(rule("/api").http(address("127.0.0.1:9")))
+            .build(),
+    ]);
+    let (table, reports) = compile(&snap);
+    assert_eq!(
+        backend_at(&table, "app.test", "/x").as_deref(),
+        Some("127.0.0.1:1")
+    );
+    assert_eq!(
+        backend_at(&table, "app.test", "/api/v1").as_deref(),
+        Some("127.0.0.1:9")
+    );
+    assert_eq!(
+        backend_at(&table, "app.test", "/chat").as_deref(),
+        Some("127.0.0.1:3")
+    );
+    let newer = reports.iter().find(|r| r.name == "newer");
+    let newer = newer.unwrap_or_else(|| panic!("report"));
+    assert!(newer.programmed, "the rest of the newer Ingress serves");
+    assert_eq!(newer.problems.len(), 1, "{:?}", newer.problems);
+    assert_eq!(newer.problems[0].kind, ProblemKind::PathConflict);
+    assert!(newer.problems[0].message.contains("a/older"));
+    assert!(
+        reports
+            .iter()
+            .find(|r| r.name == "older")
+            .is_some_and(|r| r.problems.is_empty())
+    );
+}
+
+#[test]
+fn an_ingress_and_a_websocket_route_on_one_host_go_to_the_older() {
+    for (ingress_age, wsr_age, winner) in [(10, 20, "Ingress"), (20, 10, "WebSocketRoute")] {
+        let snap = snapshot(vec![
+            route("apps/ing")
+                .ingress()
+                .created(ingress_age)
+                .host("app.test")
+                .rule(rule("/").http(address("127.0.0.1:1")))
+                .build(),
+            route("apps/wsr")
+                .created(wsr_age)
+                .host("app.test")
+                .rule(rule("/").http(address("127.0.0.1:2")))
+                .build(),
+        ]);
+        let (table, reports) = compile(&snap);
+        let want = if winner == "Ingress" {
+            "127.0.0.1:1"
+        } else {
+            "127.0.0.1:2"
+        };
+        assert_eq!(backend_at(&table, "app.test", "/").as_deref(), Some(want));
+        let loser = reports.iter().find(|r| !r.programmed);
+        let loser = loser.unwrap_or_else(|| panic!("one is refused"));
+        assert_eq!(loser.problems[0].kind, ProblemKind::HostnameConflict);
+    }
+}
+
+#[test]
+fn exact_paths_match_only_themselves_and_win_over_an_equal_prefix() {
+    let snap = snapshot(vec![
+        route("apps/a")
+            .host("app.test")
+            .rule(rule("/login").http(address("127.0.0.1:1")))
+            .rule(rule("/login").exact().http(address("127.0.0.1:2")))
+            .rule(rule("/").http(address("127.0.0.1:3")))
+            .build(),
+    ]);
+    let (table, _) = compile(&snap);
+    assert_eq!(
+        backend_at(&table, "app.test", "/login").as_deref(),
+        Some("127.0.0.1:2")
+    );
+    assert_eq!(
+        backend_at(&table, "app.test", "/login/x").as_deref(),
+        Some("127.0.0.1:1")
+    );
+    assert_eq!(
+        backend_at(&table, "app.test", "/log").as_deref(),
+        Some("127.0.0.1:3")
+    );
+}
+
+#[test]
+fn the_catch_all_host_serves_unknown_hosts_and_a_fallback_yields_to_any_rule() {
+    let snap = snapshot(vec![
+        route("apps/default")
+            .ingress()
+            .created(10)
+            .host("app.test")
+            .catch_all()
+            .rule(rule("/").fallback().http(address("127.0.0.1:1")))
+            .build(),
+        route("apps/site")
+            .ingress()
+            .created(20)
+            .host("app.test")
+            .rule(rule("/").http(address("127.0.0.1:2")))
+            .build(),
+    ]);
+    let (table, reports) = compile(&snap);
+    // The newer explicit `/` beats the older fallback, without a conflict.
+    assert_eq!(
+        backend_at(&table, "app.test", "/").as_deref(),
+        Some("127.0.0.1:2")
+    );
+    assert!(reports.iter().all(|r| r.problems.is_empty()), "{reports:?}");
+    // Any other host reaches the catch-all, which also answers on https.
+    assert_eq!(
+        backend_at(&table, "other.test", "/x").as_deref(),
+        Some("127.0.0.1:1")
+    );
+    let catch_all = lookup(&table, "other.test").unwrap_or_else(|| panic!("catch-all"));
+    assert!(
+        catch_all
+            .route
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.cert.is_none())
+    );
+    // Exact and wildcard names still win.
+    assert!(lookup(&table, "app.test").is_some_and(|e| !Arc::ptr_eq(&e.route, &catch_all.route)));
+}
+
+#[test]
+fn a_service_port_named_by_name_resolves_through_the_service() {
+    use crate::model::{BackendTarget, ServicePort};
+    let mut backend = service("web", 80);
+    backend.target = BackendTarget::Service {
+        name: "web".into(),
+        port: ServicePort::Name("http".into()),
+    };
+    let mut snap = snapshot(vec![
+        route("apps/a")
+            .host("app.test")
+            .rule(rule("/").http(backend))
+            .build(),
+    ]);
+    let key = ServiceKey {
+        namespace: "apps".into(),
+        name: "web".into(),
+        port: 8080,
+    };
+    let ep: SocketAddr = "10.0.0.1:9000".parse().unwrap_or_else(|_| unreachable!());
+    snap.endpoints.insert(key, vec![ep]);
+    let (table, reports) = compile(&snap);
+    assert!(
+        reports[0]
+            .problems
+            .iter()
+            .any(|p| p.message.contains("no port named \"http\""))
+    );
+    snap.port_names
+        .insert(("apps".into(), "web".into(), "http".into()), 8080);
+    let (table2, reports) = compile(&snap);
+    assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
+    let set = |t: &RouteTable| {
+        let e = lookup(t, "app.test").and_then(|e| e.route.rule_for("/"))?;
+        Some(e.http.as_ref()?.backend.endpoints().len())
+    };
+    assert_eq!((set(&table), set(&table2)), (Some(0), Some(1)));
 }
