@@ -96,6 +96,7 @@ fn main() {
         routes: routes.iter().map(|r| Arc::new(translate(r))).collect(),
         secrets,
         endpoints: resolved.endpoints,
+        port_names: resolved.port_names,
         now: Some(1_800_000_000),
         deny_address_backends: true,
     };

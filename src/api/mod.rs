@@ -6,6 +6,7 @@
 //! YAML), so they never change within a version.
 
 mod duration;
+pub mod ingress;
 mod translate;
 
 pub use crate::model::FieldError;

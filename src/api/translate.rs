@@ -97,6 +97,7 @@ impl Parts {
             tls: self.tls,
             maintenance: self.maintenance,
             rules: self.rules,
+            warnings: Vec::new(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub(crate) fn route(id: &str) -> RouteBuilder {
         tls: None,
         maintenance: None,
         rules: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 

@@ -103,6 +103,9 @@ pub struct Route {
     pub maintenance: Option<Bytes>,
     /// Path rules in the object's order (the table sorts them by precedence).
     pub rules: Vec<Rule>,
+    /// What translation left out without refusing the route (an annotation this build does
+    /// not honour): reported with the route, never silently dropped.
+    pub warnings: Vec<FieldError>,
 }
 
 /// A route that could not be translated, with everything wrong with it.

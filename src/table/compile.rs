@@ -142,6 +142,9 @@ pub fn compile_with(
                 }
             },
         };
+        for warning in &route.warnings {
+            report.add(ProblemKind::Ignored, warning.to_string());
+        }
         let invalid = report.problems.len();
         refuse(route, snapshot, &owners, &mut report);
         if report.problems.len() > invalid {

@@ -53,6 +53,9 @@ pub enum ProblemKind {
     AddressBackendNotAllowed,
     /// A value the model can express but this data plane does not serve yet.
     Unsupported,
+    /// Something the object says that is not honoured (an unknown annotation); the route
+    /// serves without it.
+    Ignored,
 }
 
 impl ProblemKind {
@@ -69,6 +72,7 @@ impl ProblemKind {
             ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
             ProblemKind::AddressBackendNotAllowed => "AddressBackendNotAllowed",
             ProblemKind::Unsupported => "UnsupportedValue",
+            ProblemKind::Ignored => "Ignored",
         }
     }
 

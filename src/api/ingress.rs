@@ -1,0 +1,829 @@
+//! The standard Kubernetes `Ingress` (`networking.k8s.io/v1`) and its one translate step into
+//! the route model, with the ingress-nginx annotations that matter to WebSocket and TLS users
+//! read with ingress-nginx's meaning.
+//!
+//! One Ingress becomes one model route per host (and one catch-all route for rules without a
+//! host, or for a `defaultBackend` alone), each marked `merge`: the table merges the paths of
+//! every Ingress for a host, the older object winning a path both claim, as ingress-nginx does.
+//! Every path takes WebSocket upgrades as well as normal requests, with no idle cut unless an
+//! annotation asks for one. An annotation this build does not honour is never dropped
+//! silently: it becomes a warning on the route (log, Event, `wsgate check`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderName;
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, Ingress, IngressBackend, IngressClass, IngressServiceBackend,
+};
+use rustls_pki_types::ServerName;
+
+use super::parse_duration;
+use crate::model::{
+    self, Backend, BackendProtocol, BackendTarget, Balance, ClientLimits, DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_MAINTENANCE_BODY, FieldError, Filters, HashKey, Hostname, HttpAction, ObjectKind,
+    OriginPattern, PathMatch, Rejected, Route, RouteMeta, RouteTls, Rule, RuleMatch, ServicePort,
+    Translated, WebSocketAction, WeightedBackend, check_path, normalize_path_prefix,
+};
+
+/// `spec.controller` of the IngressClasses wsgate serves.
+pub const CONTROLLER: &str = "wsgate.dev/ingress-controller";
+/// The legacy class annotation (before `spec.ingressClassName`).
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Marks the cluster's default IngressClass.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+/// ingress-nginx's annotation prefix.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+/// wsgate's own annotation prefix.
+pub const WSGATE: &str = "wsgate.dev/";
+
+/// Which Ingresses are ours, from the cluster's IngressClasses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Classes {
+    /// IngressClasses whose `spec.controller` is ours.
+    pub ours: Vec<String>,
+    /// Whether one of them is marked as the cluster's default.
+    pub default: bool,
+    /// The class name the legacy annotation must carry (wsgate's `--ingress-class`).
+    pub legacy: String,
+}
+
+impl Classes {
+    /// Reads the IngressClasses; those whose controller is `controller` are ours.
+    pub fn from_classes<'a>(
+        classes: impl IntoIterator<Item = &'a IngressClass>,
+        controller: &str,
+        legacy: &str,
+    ) -> Classes {
+        let mut out = Classes {
+            legacy: legacy.to_string(),
+            ..Classes::default()
+        };
+        for class in classes {
+            let spec = class.spec.as_ref();
+            if spec.and_then(|s| s.controller.as_deref()) != Some(controller) {
+                continue;
+            }
+            out.ours
+                .push(class.metadata.name.clone().unwrap_or_default());
+            let marked = class
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION));
+            out.default |= marked.is_some_and(|v| v == "true");
+        }
+        out.ours.sort();
+        out
+    }
+
+    /// Whether `ingress` is ours: its `ingressClassName` is one of our classes, or (without
+    /// one) its legacy annotation names our class, or (with neither) our class is the default.
+    pub fn claims(&self, ingress: &Ingress) -> bool {
+        let named = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref());
+        if let Some(name) = named {
+            return self.ours.iter().any(|c| c == name);
+        }
+        let legacy = ingress
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+        match legacy {
+            Some(name) => *name == self.legacy,
+            None => self.default,
+        }
+    }
+}
+
+/// Settings of the translation that come from where the Ingress is served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngressOptions {
+    /// Standalone mode: a backend may name an address through `wsgate.dev/address`.
+    pub standalone: bool,
+}
+
+/// Who an Ingress is.
+pub fn ingress_meta(ingress: &Ingress) -> RouteMeta {
+    let mut meta = super::object_meta(&ingress.metadata);
+    meta.kind = ObjectKind::Ingress;
+    meta
+}
+
+/// Translates one Ingress: a route per host (and a catch-all one when it has rules without a
+/// host, or only a `defaultBackend`). A problem with an annotation rejects every route of the
+/// object; a problem with a path rejects its host's route.
+pub fn translate(ingress: &Ingress, opts: IngressOptions) -> Vec<Translated> {
+    let meta = ingress_meta(ingress);
+    let reject = |problems: Vec<FieldError>| {
+        vec![Err(Box::new(Rejected {
+            meta: meta.clone(),
+            problems,
+            last_good: None,
+        }))]
+    };
+    let Some(spec) = &ingress.spec else {
+        return reject(vec![problem("spec", "is required")]);
+    };
+    let empty = BTreeMap::new();
+    let annotations = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
+    let (settings, warnings) = match Settings::read(annotations, opts) {
+        Ok(read) => read,
+        Err(problems) => return reject(problems),
+    };
+    let cx = Context {
+        namespace: &meta.namespace,
+        settings: &settings,
+    };
+
+    // Hosts in first-seen order, each with its paths (several rules may name one host).
+    let mut hosts: Vec<(Option<&str>, Vec<IndexedPath<'_>>)> = Vec::new();
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = rule.host.as_deref().filter(|h| !h.is_empty());
+        let at = match hosts.iter().position(|(h, _)| *h == host) {
+            Some(at) => at,
+            None => {
+                hosts.push((host, Vec::new()));
+                hosts.len() - 1
+            }
+        };
+        let paths = rule.http.iter().flat_map(|h| h.paths.iter().enumerate());
+        hosts[at].1.extend(paths.map(|(j, path)| (i, j, path)));
+    }
+    let default = spec.default_backend.as_ref();
+    if hosts.is_empty() {
+        if default.is_none() {
+            return reject(vec![problem(
+                "spec",
+                "needs rules or a defaultBackend (or both)",
+            )]);
+        }
+        hosts.push((None, Vec::new()));
+    }
+    let tls_of = tls_secrets(spec.tls.iter().flatten());
+
+    let mut out = Vec::with_capacity(hosts.len());
+    for (host, paths) in hosts {
+        let mut p = Vec::new();
+        let hostname = host.map(|h| {
+            Hostname::parse(h).map_err(|why| {
+                let i = spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .position(|r| r.host.as_deref() == Some(h));
+                p.push(problem(format!("spec.rules[{}].host", i.unwrap_or(0)), why));
+            })
+        });
+        let mut rules = Vec::new();
+        for (i, j, path) in paths {
+            if let Some(rule) = cx.path_rule(&mut p, i, j, path, rules.len()) {
+                rules.push(rule);
+            }
+        }
+        if let Some(default) = default {
+            let at = "spec.defaultBackend";
+            if let Some(mut rule) = cx.rule(
+                &mut p,
+                at,
+                PathMatch::Prefix("/".into()),
+                default,
+                rules.len(),
+            ) {
+                rule.fallback = true;
+                rules.push(rule);
+            }
+        }
+        let hostname = match hostname {
+            Some(Ok(h)) => Some(h),
+            Some(Err(())) => None,
+            None => None,
+        };
+        if !p.is_empty() {
+            out.push(Err(Box::new(Rejected {
+                meta: meta.clone(),
+                problems: p,
+                last_good: None,
+            })));
+            continue;
+        }
+        let secret = host.and_then(|h| tls_of.get(h).copied().flatten());
+        let tls = secret.map(|secret| RouteTls {
+            secret: secret.to_string(),
+            http_redirect: settings.ssl_redirect,
+            hsts: None,
+        });
+        let redirect_hostnames = match (&hostname, settings.www_redirect) {
+            (Some(h), true) => www_twin(h).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        out.push(Ok(Route {
+            meta: meta.clone(),
+            catch_all: hostname.is_none(),
+            hostnames: hostname.into_iter().collect(),
+            merge: true,
+            redirect_hostnames,
+            tls,
+            maintenance: settings.maintenance.clone(),
+            rules,
+            warnings: Vec::new(),
+        }));
+    }
+    // Warnings once per object, on its first route.
+    if let Some(Ok(first)) = out.first_mut() {
+        first.warnings = warnings;
+    }
+    out
+}
+
+/// `spec.rules[i].http.paths[j]` with its `i` and `j`.
+type IndexedPath<'a> = (usize, usize, &'a HTTPIngressPath);
+
+/// `tls[].hosts` to their `secretName` (`None`: listed without a Secret).
+fn tls_secrets<'a>(
+    tls: impl Iterator<Item = &'a k8s_openapi::api::networking::v1::IngressTLS>,
+) -> HashMap<&'a str, Option<&'a str>> {
+    let mut out = HashMap::new();
+    for entry in tls {
+        let secret = entry.secret_name.as_deref().filter(|s| !s.is_empty());
+        for host in entry.hosts.iter().flatten() {
+            // The first entry naming a host wins, as in ingress-nginx.
+            out.entry(host.as_str()).or_insert(secret);
+        }
+    }
+    out
+}
+
+/// `www.example.com` for `example.com` and the other way round (from-to-www-redirect).
+fn www_twin(host: &Hostname) -> Option<Hostname> {
+    if host.is_wildcard() {
+        return None;
+    }
+    let name = host.as_str();
+    let twin = match name.strip_prefix("www.") {
+        Some(apex) => apex.to_string(),
+        None => format!("www.{name}"),
+    };
+    Hostname::parse(&twin).ok()
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The field path of an annotation.
+fn annotation(name: &str) -> String {
+    format!("metadata.annotations[{name}]")
+}
+
+/// The annotations wsgate honours, read once per object.
+#[derive(Debug, Clone)]
+struct Settings {
+    ssl_redirect: bool,
+    www_redirect: bool,
+    /// The WebSocket idle timeout; `None` never.
+    idle_timeout: Option<Duration>,
+    /// The time a backend has to answer a normal request.
+    http_timeout: Duration,
+    protocol: Protocol,
+    balance: Option<Balance>,
+    limits: Option<ClientLimits>,
+    allowed_origins: Vec<OriginPattern>,
+    /// `wsgate.dev/websocket-backend`: another Service for upgrades, `name:port`.
+    websocket_backend: Option<(String, ServicePort)>,
+    maintenance: Option<Bytes>,
+    /// `wsgate.dev/address` (standalone): every Service, or `service=address` pairs.
+    addresses: Addresses,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http,
+    Https,
+    Grpc,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Addresses {
+    all: Option<SocketAddr>,
+    by_service: HashMap<String, SocketAddr>,
+}
+
+/// What each ingress-nginx annotation wsgate honours means here, for `wsgate migrate` and
+/// the README; every other name under the prefix is reported as ignored.
+pub const HONOURED_NGINX: &[(&str, &str)] = &[
+    (
+        "ssl-redirect",
+        "redirect plain HTTP to https when the host has TLS (default true)",
+    ),
+    (
+        "from-to-www-redirect",
+        "redirect www.HOST to HOST, or HOST to www.HOST",
+    ),
+    (
+        "proxy-read-timeout",
+        "seconds: the time a backend has to answer a request, and the WebSocket idle timeout (the longer of read and send)",
+    ),
+    (
+        "proxy-send-timeout",
+        "seconds: WebSocket idle timeout (the longer of read and send)",
+    ),
+    (
+        "backend-protocol",
+        "HTTP, HTTPS (TLS, not verified, as ingress-nginx), GRPC (h2c)",
+    ),
+    (
+        "upstream-hash-by",
+        "$remote_addr, $http_NAME or $cookie_NAME: consistent hashing",
+    ),
+    ("limit-connections", "open WebSockets per client IP"),
+    (
+        "limit-rps",
+        "WebSocket upgrades per second per client IP (burst 5x, as ingress-nginx)",
+    ),
+];
+
+/// wsgate's own annotations.
+pub const HONOURED_WSGATE: &[(&str, &str)] = &[
+    (
+        "websocket-backend",
+        "SERVICE:PORT that takes the upgrades of every path",
+    ),
+    (
+        "idle-timeout",
+        "WebSocket idle timeout (1h, 30m; 0 never), over proxy-*-timeout",
+    ),
+    (
+        "allowed-origins",
+        "comma-separated Origin patterns allowed to open a socket",
+    ),
+    ("load-balancing", "round-robin or least-connections"),
+    ("maintenance", "true: every request gets 503"),
+    (
+        "address",
+        "standalone: HOST:PORT for every Service, or SERVICE=HOST:PORT,...",
+    ),
+];
+
+/// Annotations known from ingress-nginx that this build does not honour yet, with why.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "force-ssl-redirect",
+        "not honoured yet: use tls with ssl-redirect",
+    ),
+    (
+        "affinity",
+        "not honoured yet: use upstream-hash-by $cookie_NAME",
+    ),
+    ("whitelist-source-range", "not honoured yet"),
+    ("allowlist-source-range", "not honoured yet"),
+    (
+        "proxy-body-size",
+        "not honoured yet: bodies are not limited",
+    ),
+    (
+        "rewrite-target",
+        "not honoured yet: paths reach the backend unchanged",
+    ),
+    (
+        "proxy-connect-timeout",
+        "not honoured yet: wsgate's connect timeout applies",
+    ),
+    (
+        "enable-cors",
+        "out of scope: answer CORS in the application",
+    ),
+    (
+        "use-regex",
+        "regular-expression paths are not supported: paths are literal",
+    ),
+];
+
+/// Why an ingress-nginx annotation is not honoured.
+pub fn ignored_because(name: &str) -> &'static str {
+    NOT_YET
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("not supported by wsgate", |(_, why)| why)
+}
+
+impl Settings {
+    /// Reads the annotations: the settings, and warnings for those that are not honoured.
+    fn read(
+        annotations: &BTreeMap<String, String>,
+        opts: IngressOptions,
+    ) -> Result<(Settings, Vec<FieldError>), Vec<FieldError>> {
+        let mut p = Vec::new();
+        let mut warnings = Vec::new();
+        let nginx = |name: &str| annotations.get(&format!("{NGINX}{name}")).map(|v| v.trim());
+        let wsgate = |name: &str| {
+            annotations
+                .get(&format!("{WSGATE}{name}"))
+                .map(|v| v.trim())
+        };
+        let bool_of =
+            |p: &mut Vec<FieldError>, name: String, v: Option<&str>, default: bool| match v {
+                None => default,
+                Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    p.push(problem(
+                        annotation(&name),
+                        format!("{other:?} is not true or false"),
+                    ));
+                    default
+                }
+            };
+        for name in annotations.keys() {
+            if let Some(short) = name.strip_prefix(NGINX) {
+                if !HONOURED_NGINX.iter().any(|(n, _)| *n == short) {
+                    warnings.push(problem(
+                        annotation(name),
+                        format!("ignored: {}", ignored_because(short)),
+                    ));
+                }
+            } else if let Some(short) = name.strip_prefix(WSGATE) {
+                if !HONOURED_WSGATE.iter().any(|(n, _)| *n == short) {
+                    warnings.push(problem(
+                        annotation(name),
+                        "ignored: no such wsgate annotation",
+                    ));
+                }
+            }
+        }
+
+        let ssl_redirect = bool_of(
+            &mut p,
+            format!("{NGINX}ssl-redirect"),
+            nginx("ssl-redirect"),
+            true,
+        );
+        let www_redirect = bool_of(
+            &mut p,
+            format!("{NGINX}from-to-www-redirect"),
+            nginx("from-to-www-redirect"),
+            false,
+        );
+        let mut seconds = |name: &str| -> Option<Duration> {
+            let v = nginx(name)?;
+            match v.parse::<u64>() {
+                Ok(s) if s > 0 => Some(Duration::from_secs(s)),
+                _ => {
+                    p.push(problem(
+                        annotation(&format!("{NGINX}{name}")),
+                        format!("{v:?} is not a number of seconds above 0"),
+                    ));
+                    None
+                }
+            }
+        };
+        let read = seconds("proxy-read-timeout");
+        let send = seconds("proxy-send-timeout");
+        let mut idle_timeout = read.max(send);
+        if let Some(v) = wsgate("idle-timeout") {
+            match parse_duration(v) {
+                Ok(d) if d.is_zero() => idle_timeout = None,
+                Ok(d) => idle_timeout = Some(d),
+                Err(e) => p.push(problem(
+                    annotation(&format!("{WSGATE}idle-timeout")),
+                    e.to_string(),
+                )),
+            }
+        }
+        let protocol = match nginx("backend-protocol")
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("HTTP") => Protocol::Http,
+            Some("HTTPS") => Protocol::Https,
+            Some("GRPC") => Protocol::Grpc,
+            Some(other) => {
+                p.push(problem(
+                    annotation(&format!("{NGINX}backend-protocol")),
+                    format!("{other:?} is not supported (HTTP, HTTPS or GRPC)"),
+                ));
+                Protocol::Http
+            }
+        };
+        let mut balance = nginx("upstream-hash-by").and_then(|v| match hash_key(v) {
+            Ok(key) => Some(Balance::ConsistentHash(key)),
+            Err(why) => {
+                p.push(problem(
+                    annotation(&format!("{NGINX}upstream-hash-by")),
+                    why,
+                ));
+                None
+            }
+        });
+        if let Some(v) = wsgate("load-balancing") {
+            match v {
+                "round-robin" => balance = Some(Balance::RoundRobin),
+                "least-connections" => balance = Some(Balance::LeastConnections),
+                other => p.push(problem(
+                    annotation(&format!("{WSGATE}load-balancing")),
+                    format!("{other:?} is not round-robin or least-connections"),
+                )),
+            }
+        }
+        let mut count = |name: &str| -> Option<u32> {
+            let v = nginx(name)?;
+            match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    p.push(problem(
+                        annotation(&format!("{NGINX}{name}")),
+                        format!("{v:?} is not a whole number above 0"),
+                    ));
+                    None
+                }
+            }
+        };
+        let max_connections = count("limit-connections");
+        let rate = count("limit-rps");
+        let limits = (max_connections.is_some() || rate.is_some()).then(|| ClientLimits {
+            max_connections,
+            rate,
+            // ingress-nginx's limit-burst-multiplier default.
+            burst: rate.map_or(1, |r| r.saturating_mul(5)),
+        });
+        let mut allowed_origins = Vec::new();
+        if let Some(v) = wsgate("allowed-origins") {
+            for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                match OriginPattern::parse(origin) {
+                    Ok(o) => allowed_origins.push(o),
+                    Err(why) => p.push(problem(
+                        annotation(&format!("{WSGATE}allowed-origins")),
+                        why,
+                    )),
+                }
+            }
+        }
+        let websocket_backend = wsgate("websocket-backend").and_then(|v| match service_port(v) {
+            Ok(sp) => Some(sp),
+            Err(why) => {
+                p.push(problem(
+                    annotation(&format!("{WSGATE}websocket-backend")),
+                    why,
+                ));
+                None
+            }
+        });
+        let maintenance = bool_of(
+            &mut p,
+            format!("{WSGATE}maintenance"),
+            wsgate("maintenance"),
+            false,
+        )
+        .then(|| Bytes::from_static(DEFAULT_MAINTENANCE_BODY.as_bytes()));
+        let mut addresses = Addresses::default();
+        if let Some(v) = wsgate("address") {
+            let at = annotation(&format!("{WSGATE}address"));
+            if !opts.standalone {
+                warnings.push(problem(&at, "ignored in a cluster: backends are Services"));
+            } else {
+                for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let (service, addr) = match part.split_once('=') {
+                        Some((s, a)) => (Some(s.trim()), a.trim()),
+                        None => (None, part),
+                    };
+                    match (service, addr.parse::<SocketAddr>()) {
+                        (_, Err(_)) => p.push(problem(&at, format!("{addr:?} is not IP:PORT"))),
+                        (None, Ok(a)) => addresses.all = Some(a),
+                        (Some(s), Ok(a)) => {
+                            addresses.by_service.insert(s.to_string(), a);
+                        }
+                    }
+                }
+            }
+        }
+        if !p.is_empty() {
+            return Err(p);
+        }
+        Ok((
+            Settings {
+                ssl_redirect,
+                www_redirect,
+                idle_timeout,
+                http_timeout: read.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+                protocol,
+                balance,
+                limits,
+                allowed_origins,
+                websocket_backend,
+                maintenance,
+                addresses,
+            },
+            warnings,
+        ))
+    }
+}
+
+/// An `upstream-hash-by` value.
+fn hash_key(v: &str) -> Result<HashKey, String> {
+    if v == "$remote_addr" || v == "$binary_remote_addr" {
+        return Ok(HashKey::SourceIp);
+    }
+    if let Some(h) = v.strip_prefix("$http_") {
+        // nginx spells header names lower case with '_' for '-'.
+        let name = h.replace('_', "-");
+        return HeaderName::from_bytes(name.as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| format!("{v:?}: not a header name"));
+    }
+    if let Some(c) = v.strip_prefix("$cookie_") {
+        if !c.is_empty() {
+            return Ok(HashKey::Cookie(c.into()));
+        }
+    }
+    Err(format!(
+        "{v:?} is not supported: use $remote_addr, $http_NAME or $cookie_NAME (one variable)"
+    ))
+}
+
+/// `name:port` (number or name).
+fn service_port(v: &str) -> Result<(String, ServicePort), String> {
+    let (name, port) = v
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{v:?} is not SERVICE:PORT"))?;
+    model::check_object_name(name).map_err(|why| format!("{name:?}: {why}"))?;
+    let port = match port.parse::<u16>() {
+        Ok(0) => return Err("port must be 1..65535".into()),
+        Ok(n) => ServicePort::Number(n),
+        Err(_) if !port.is_empty() => ServicePort::Name(port.into()),
+        Err(_) => return Err(format!("{v:?} is not SERVICE:PORT")),
+    };
+    Ok((name.to_string(), port))
+}
+
+/// What translating the paths of one object needs.
+struct Context<'a> {
+    namespace: &'a str,
+    settings: &'a Settings,
+}
+
+impl Context<'_> {
+    /// The rule of `spec.rules[i].http.paths[j]`.
+    fn path_rule(
+        &self,
+        p: &mut Vec<FieldError>,
+        i: usize,
+        j: usize,
+        path: &HTTPIngressPath,
+        index: usize,
+    ) -> Option<Rule> {
+        let at = format!("spec.rules[{i}].http.paths[{j}]");
+        let text = path.path.as_deref().unwrap_or("/");
+        let text = if text.is_empty() { "/" } else { text };
+        if let Err(why) = check_path(text) {
+            p.push(problem(format!("{at}.path"), why));
+            return None;
+        }
+        let matches = match path.path_type.as_str() {
+            "Exact" => PathMatch::Exact(text.into()),
+            // ImplementationSpecific is a prefix here, element-wise like Prefix.
+            "Prefix" | "ImplementationSpecific" => {
+                PathMatch::Prefix(normalize_path_prefix(text).into())
+            }
+            other => {
+                p.push(problem(
+                    format!("{at}.pathType"),
+                    format!("{other:?} is not Exact, Prefix or ImplementationSpecific"),
+                ));
+                return None;
+            }
+        };
+        self.rule(p, &format!("{at}.backend"), matches, &path.backend, index)
+    }
+
+    /// A rule sending normal requests and upgrades on `matches` to `backend`.
+    fn rule(
+        &self,
+        p: &mut Vec<FieldError>,
+        at: &str,
+        matches: PathMatch,
+        backend: &IngressBackend,
+        index: usize,
+    ) -> Option<Rule> {
+        let s = self.settings;
+        let Some(service) = &backend.service else {
+            let what = if backend.resource.is_some() {
+                "resource backends are not supported; use service"
+            } else {
+                "needs a service"
+            };
+            p.push(problem(at, what));
+            return None;
+        };
+        let http_backend = self.backend(p, &format!("{at}.service"), service)?;
+        let ws_backend = match &s.websocket_backend {
+            Some((name, port)) => self.target(
+                name,
+                port.clone(),
+                &annotation(&format!("{WSGATE}websocket-backend")),
+            ),
+            None => http_backend.clone(),
+        };
+        let one = |backend| vec![WeightedBackend { backend, weight: 1 }];
+        Some(Rule {
+            index,
+            matches: RuleMatch {
+                path: matches,
+                headers: Vec::new(),
+                method: None,
+            },
+            http: Some(HttpAction {
+                backends: one(http_backend),
+                timeout: s.http_timeout,
+                balance: s.balance.clone().unwrap_or(Balance::RoundRobin),
+                filters: Filters::default(),
+            }),
+            websocket: Some(WebSocketAction {
+                backends: one(ws_backend),
+                idle_timeout: s.idle_timeout,
+                balance: s.balance.clone().unwrap_or(Balance::LeastConnections),
+                allowed_origins: s.allowed_origins.clone(),
+                limits: s.limits,
+                filters: Filters::default(),
+            }),
+            fallback: false,
+        })
+    }
+
+    fn backend(
+        &self,
+        p: &mut Vec<FieldError>,
+        at: &str,
+        service: &IngressServiceBackend,
+    ) -> Option<Backend> {
+        if let Err(why) = model::check_object_name(&service.name) {
+            p.push(problem(format!("{at}.name"), why));
+            return None;
+        }
+        let port = service.port.as_ref();
+        let port = match (
+            port.and_then(|p| p.number),
+            port.and_then(|p| p.name.as_deref()),
+        ) {
+            (Some(n), None) => match u16::try_from(n) {
+                Ok(n) if n > 0 => ServicePort::Number(n),
+                _ => {
+                    p.push(problem(format!("{at}.port.number"), "must be 1..65535"));
+                    return None;
+                }
+            },
+            (None, Some(name)) if !name.is_empty() => ServicePort::Name(name.into()),
+            _ => {
+                p.push(problem(
+                    format!("{at}.port"),
+                    "set exactly one of number or name",
+                ));
+                return None;
+            }
+        };
+        Some(self.target(&service.name, port, at))
+    }
+
+    /// A backend for a Service port (or, standalone, the address `wsgate.dev/address` names).
+    fn target(&self, name: &str, port: ServicePort, at: &str) -> Backend {
+        let s = self.settings;
+        let address = s
+            .addresses
+            .by_service
+            .get(name)
+            .copied()
+            .or(s.addresses.all);
+        let target = match address {
+            Some(addr) => BackendTarget::Address(addr),
+            None => BackendTarget::Service {
+                name: name.to_string(),
+                port,
+            },
+        };
+        let tls = (s.protocol == Protocol::Https).then(|| model::BackendTls {
+            server_name: ServerName::try_from(format!("{name}.{}.svc", self.namespace))
+                .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())),
+            // ingress-nginx does not verify backend certificates unless told to.
+            ca_secret: None,
+        });
+        Backend {
+            target,
+            protocol: match s.protocol {
+                Protocol::Grpc => BackendProtocol::H2c,
+                _ => BackendProtocol::Http,
+            },
+            tls,
+            field: at.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
