@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use wsgate::admin::{LogFormat, init_tracing};
 use wsgate::api::{self, parse_duration};
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
+use wsgate::model::ObjectKind;
 use wsgate::proxy::client_ip::{Cidr, TrustedProxies};
 use wsgate::proxy::{DrainConfig, ProxyConfig};
 use wsgate::source::files::{FileObjects, load_dir};
@@ -137,6 +138,13 @@ struct ControllerArgs {
     /// Also serve routes that name no ingress class.
     #[arg(long)]
     watch_unclassed: bool,
+    /// Do not watch Kubernetes Ingresses (only WebSocketRoutes).
+    #[arg(long)]
+    no_ingresses: bool,
+    /// IngressClasses whose spec.controller is this are ours (the legacy annotation
+    /// kubernetes.io/ingress.class must carry --ingress-class).
+    #[arg(long, default_value = wsgate::api::ingress::CONTROLLER)]
+    controller_name: String,
     /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     leader_election_namespace: String,
@@ -261,6 +269,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     kube.namespace = args.watch_namespace;
     kube.ingress_class = args.ingress_class;
     kube.watch_unclassed = args.watch_unclassed;
+    kube.watch_ingresses = !args.no_ingresses;
+    kube.controller_name = args.controller_name;
     kube.allow_address_backends = args.allow_address_backends;
     kube.lease.namespace = args.leader_election_namespace;
     kube.lease.name = args.lease_name;
@@ -352,7 +362,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let files = load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut failed = false;
     let mut snapshot = Snapshot::default();
-    let mut file_of: HashMap<String, PathBuf> = HashMap::new();
+    let mut file_of: HashMap<(ObjectKind, String), PathBuf> = HashMap::new();
     let mut secret_file: HashMap<String, PathBuf> = HashMap::new();
     let mut good_files = 0;
     for (file, parsed) in files {
@@ -365,9 +375,18 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             }
             Ok(FileObjects { routes, secrets }) => {
                 good_files += 1;
+                let mut objects_here = std::collections::HashSet::new();
                 for route in routes {
                     let id = format!("{}/{}", route.meta.namespace, route.meta.name);
-                    if let Some(first) = file_of.get(&id) {
+                    // An Ingress is several routes (one per host) of one object.
+                    let object = (route.meta.kind, id.clone());
+                    let again =
+                        route.meta.kind == ObjectKind::Ingress && !objects_here.insert(object);
+                    if again {
+                        snapshot.routes.push(Arc::new(Ok(route)));
+                        continue;
+                    }
+                    if let Some(first) = file_of.get(&(route.meta.kind, id.clone())) {
                         failed = true;
                         println!(
                             "error: {}: route {id} is also defined in {}",
@@ -376,7 +395,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                         );
                         continue;
                     }
-                    file_of.insert(id, file.clone());
+                    file_of.insert((route.meta.kind, id), file.clone());
                     snapshot.routes.push(Arc::new(Ok(route)));
                 }
                 for secret in &secrets {
@@ -392,7 +411,7 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let (_, reports) = compile(&snapshot);
     for report in &reports {
         let file = file_of
-            .get(&report.id())
+            .get(&(report.kind, report.id()))
             .map(|f| f.display().to_string())
             .unwrap_or_default();
         failed |= print_problems(report, &file, &snapshot, &secret_file);
@@ -449,6 +468,9 @@ fn print_problems(
                 "note: {file}: route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
                 report_secret(snapshot, report).unwrap_or_default()
             ),
+            ProblemKind::Ignored | ProblemKind::PathConflict => {
+                println!("warning: {file}: {} {id}: {problem}", report.kind.as_str())
+            }
             _ => println!("note: {file}: route {id}: {problem}"),
         }
     }

@@ -1,7 +1,7 @@
 //! Standalone mode's route source: a folder of YAML files, the same documents users would
 //! `kubectl apply`, watched for changes.
 //!
-//! Every `*.yaml`/`*.yml` file may hold several documents. `WebSocketRoute` documents and
+//! Every `*.yaml`/`*.yml` file may hold several documents. `WebSocketRoute`, `Ingress` and
 //! `Secret` documents of type `kubernetes.io/tls` are taken; other kinds are skipped. A file that
 //! fails to parse or validate is reported with file, document and field, and its last good
 //! contents keep serving, so a typo never takes routes down.
@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
 
-use crate::api::{WebSocketRoute, translate};
+use crate::api::{WebSocketRoute, ingress, translate};
 use crate::model::Route;
 use crate::table::{Snapshot, TlsSecret, self_signed};
 
@@ -81,6 +82,10 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
                 Ok(route) => objects.routes.push(route),
                 Err(messages) => errors.extend(messages.into_iter().map(err)),
             },
+            ("Ingress", "networking.k8s.io/v1") => match parse_ingress(value) {
+                Ok(routes) => objects.routes.extend(routes),
+                Err(messages) => errors.extend(messages.into_iter().map(err)),
+            },
             ("WebSocketRoute", other) => errors.push(err(format!(
                 "apiVersion: {other:?} is not supported, use {ROUTE_API_VERSION}"
             ))),
@@ -133,6 +138,41 @@ fn parse_route(value: serde_yaml::Value) -> Result<Route, Vec<String>> {
             problems.extend(rejected.problems.iter().map(ToString::to_string));
             Err(problems)
         }
+    }
+}
+
+/// Deserializes and translates an Ingress (standalone: backends may name addresses through
+/// `wsgate.dev/address`), with unknown fields refused as for routes. Its class is not
+/// checked: every Ingress in the folder is served.
+fn parse_ingress(value: serde_yaml::Value) -> Result<Vec<Route>, Vec<String>> {
+    let mut unknown = Vec::new();
+    let _ = serde_ignored::deserialize(value.clone(), |path| unknown.push(field_path(&path)))
+        .map(|r: Ingress| r);
+    let ingress: Ingress = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        vec![format!("{path}: {}", e.into_inner())]
+    })?;
+    let mut problems: Vec<String> = unknown
+        .into_iter()
+        .filter(|p| !matches!(p.as_str(), "apiVersion" | "kind"))
+        .filter(|p| !p.starts_with("metadata.") && !p.starts_with("status"))
+        .map(|p| format!("{p}: unknown field"))
+        .collect();
+    if ingress.metadata.name.as_deref().unwrap_or("").is_empty() {
+        problems.push("metadata.name: required".into());
+    }
+    let opts = ingress::IngressOptions { standalone: true };
+    let mut routes = Vec::new();
+    for translated in ingress::translate(&ingress, opts) {
+        match translated {
+            Ok(route) => routes.push(route),
+            Err(rejected) => problems.extend(rejected.problems.iter().map(ToString::to_string)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(routes)
+    } else {
+        Err(problems)
     }
 }
 

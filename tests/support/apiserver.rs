@@ -43,6 +43,10 @@ pub enum Res {
     Leases,
     /// Events.
     Events,
+    /// Ingresses.
+    Ingresses,
+    /// IngressClasses (cluster-scoped).
+    IngressClasses,
 }
 
 impl Res {
@@ -54,6 +58,8 @@ impl Res {
             ("discovery.k8s.io/v1", "endpointslices") => Res::Slices,
             ("coordination.k8s.io/v1", "leases") => Res::Leases,
             ("events.k8s.io/v1", "events") => Res::Events,
+            ("networking.k8s.io/v1", "ingresses") => Res::Ingresses,
+            ("networking.k8s.io/v1", "ingressclasses") => Res::IngressClasses,
             _ => return None,
         })
     }
@@ -65,6 +71,7 @@ impl Res {
             Res::Slices => "discovery.k8s.io/v1",
             Res::Leases => "coordination.k8s.io/v1",
             Res::Events => "events.k8s.io/v1",
+            Res::Ingresses | Res::IngressClasses => "networking.k8s.io/v1",
         }
     }
 
@@ -76,7 +83,14 @@ impl Res {
             Res::Slices => "EndpointSlice",
             Res::Leases => "Lease",
             Res::Events => "Event",
+            Res::Ingresses => "Ingress",
+            Res::IngressClasses => "IngressClass",
         }
+    }
+
+    /// Whether objects live in a namespace.
+    fn namespaced(self) -> bool {
+        self != Res::IngressClasses
     }
 }
 
@@ -231,14 +245,26 @@ impl ApiServer {
     /// Creates or updates an object given as YAML (namespace defaults to `default`).
     pub fn apply(&self, res: Res, yaml: &str) -> Value {
         let mut obj: Value = serde_yaml::from_str(yaml).unwrap();
-        let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
+        let ns = match res.namespaced() {
+            true => meta_str(&obj, "namespace").unwrap_or("default").to_string(),
+            false => String::new(),
+        };
         let name = meta_str(&obj, "name").unwrap().to_string();
-        obj["metadata"]["namespace"] = json!(ns);
+        if res.namespaced() {
+            obj["metadata"]["namespace"] = json!(ns);
+        }
         let mut s = self.inner.state.lock().unwrap();
         let existing = s.objects.get(&(res, ns.clone(), name.clone())).cloned();
         drop(s);
         match existing {
-            None => store_new(&self.inner, res, &ns, obj).unwrap(),
+            None => {
+                // A test may back-date an object (the API server itself sets the time, to
+                // the second, so objects made in one test would otherwise tie).
+                let created = obj["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .map(String::from);
+                store_new(&self.inner, res, &ns, obj, created).unwrap()
+            }
             Some(old) => {
                 // Keep status and identity; the object's spec/data is what the test set.
                 obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
@@ -251,6 +277,16 @@ impl ApiServer {
                 replace(&mut s, &self.inner.changes, res, &ns, &name, obj, false).unwrap()
             }
         }
+    }
+
+    /// Every stored object of a resource.
+    pub fn list(&self, res: Res) -> Vec<Value> {
+        let s = self.inner.state.lock().unwrap();
+        s.objects
+            .iter()
+            .filter(|((r, _, _), _)| *r == res)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Deletes an object.
@@ -313,7 +349,30 @@ fn record(
     let _ = changes.send(change);
 }
 
-fn store_new(inner: &Inner, res: Res, ns: &str, mut obj: Value) -> Result<Value, Response<Body>> {
+/// A Secret's `stringData` merged into `data` (base64), as the API server does on write.
+fn fold_string_data(res: Res, obj: &mut Value) {
+    use base64::Engine;
+    if res != Res::Secrets {
+        return;
+    }
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        obj["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+fn store_new(
+    inner: &Inner,
+    res: Res,
+    ns: &str,
+    mut obj: Value,
+    created: Option<String>,
+) -> Result<Value, Response<Body>> {
+    fold_string_data(res, &mut obj);
     let name = meta_str(&obj, "name")
         .ok_or_else(|| status_error(422, "Invalid", "metadata.name: required"))?
         .to_string();
@@ -332,11 +391,13 @@ fn store_new(inner: &Inner, res: Res, ns: &str, mut obj: Value) -> Result<Value,
     obj["apiVersion"] = json!(res.api_version());
     obj["kind"] = json!(res.kind());
     let meta = &mut obj["metadata"];
-    meta["namespace"] = json!(ns);
+    if res.namespaced() {
+        meta["namespace"] = json!(ns);
+    }
     meta["resourceVersion"] = json!(rv.to_string());
     meta["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", s.uid));
-    meta["creationTimestamp"] = json!(now_rfc3339());
-    if res == Res::Routes {
+    meta["creationTimestamp"] = json!(created.unwrap_or_else(now_rfc3339));
+    if matches!(res, Res::Routes | Res::Ingresses) {
         meta["generation"] = json!(1);
     }
     s.objects.insert(key, obj.clone());
@@ -354,6 +415,7 @@ fn replace(
     mut obj: Value,
     check_rv: bool,
 ) -> Result<Value, Response<Body>> {
+    fold_string_data(res, &mut obj);
     let key = (res, ns.to_string(), name.to_string());
     let Some(old) = s.objects.get(&key).cloned() else {
         return Err(status_error(
@@ -379,10 +441,12 @@ fn replace(
     obj["apiVersion"] = json!(res.api_version());
     obj["kind"] = json!(res.kind());
     for field in ["uid", "creationTimestamp", "namespace", "name"] {
-        obj["metadata"][field] = old["metadata"][field].clone();
+        if !old["metadata"][field].is_null() {
+            obj["metadata"][field] = old["metadata"][field].clone();
+        }
     }
     obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-    if res == Res::Routes {
+    if matches!(res, Res::Routes | Res::Ingresses) {
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
         let bumped = if old.get("spec") != obj.get("spec") {
             generation + 1
@@ -476,7 +540,10 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
     let parse = || {
         serde_json::from_slice::<Value>(&body).or_else(|_| serde_yaml::from_slice::<Value>(&body))
     };
-    let ns = target.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = match target.res.namespaced() {
+        true => target.namespace.clone().unwrap_or_else(|| "default".into()),
+        false => String::new(),
+    };
     match (method, target.name.clone()) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(inner, target, &q)
@@ -514,7 +581,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (Method::POST, None) => match parse() {
-            Ok(obj) => match store_new(inner, target.res, &ns, obj) {
+            Ok(obj) => match store_new(inner, target.res, &ns, obj, None) {
                 Ok(obj) => full(obj, StatusCode::CREATED),
                 Err(e) => e,
             },

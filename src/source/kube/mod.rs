@@ -7,6 +7,7 @@
 //! complete), so the last good table keeps serving while watches retry with backoff. Status and
 //! Events are written by the leader only.
 
+mod ingresses;
 pub mod leader;
 pub mod status;
 mod translations;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -33,7 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, WebSocketRouteStatus};
 use crate::metrics::Metrics;
-use crate::model::meta;
+use crate::model::{ObjectKind, meta};
 use crate::source::Publisher;
 use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
 use leader::{Leadership, LeaseConfig};
@@ -57,6 +59,10 @@ pub struct KubeOptions {
     pub ingress_class: String,
     /// Also serve routes without `ingressClassName`.
     pub watch_unclassed: bool,
+    /// Also serve Kubernetes Ingresses of our IngressClasses.
+    pub watch_ingresses: bool,
+    /// `spec.controller` of the IngressClasses that are ours.
+    pub controller_name: String,
     /// Allow `address` backends (off by default in a cluster).
     pub allow_address_backends: bool,
     /// Leader election.
@@ -79,6 +85,8 @@ impl KubeOptions {
             namespace: None,
             ingress_class: DEFAULT_INGRESS_CLASS.to_string(),
             watch_unclassed: false,
+            watch_ingresses: true,
+            controller_name: crate::api::ingress::CONTROLLER.to_string(),
             allow_address_backends: false,
             lease: LeaseConfig {
                 namespace: "default".into(),
@@ -116,12 +124,14 @@ fn route_resource() -> ApiResource {
     ApiResource::erase::<WebSocketRoute>(&())
 }
 
-/// The four stores the table is built from.
+/// The stores the table is built from.
 #[derive(Clone)]
 struct Stores {
     /// Untyped, so one object that does not decode cannot fail the list (see
     /// [`translations`]).
     routes: Store<DynamicObject>,
+    /// Ingresses and IngressClasses (`None` when Ingresses are not watched).
+    ingresses: Option<(Store<Ingress>, Store<IngressClass>)>,
     secrets: Store<Secret>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
@@ -214,8 +224,30 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         &metrics,
     );
     tasks.push(t);
+    let ingresses = if opts.watch_ingresses {
+        let (ingresses, t) = spawn_watch(
+            opts.api::<Ingress>(),
+            watcher::Config::default(),
+            "Ingress",
+            dirty.clone(),
+            &metrics,
+        );
+        tasks.push(t);
+        let (classes, t) = spawn_watch(
+            Api::<IngressClass>::all(opts.client.clone()),
+            watcher::Config::default(),
+            "IngressClass",
+            dirty.clone(),
+            &metrics,
+        );
+        tasks.push(t);
+        Some((ingresses, classes))
+    } else {
+        None
+    };
     let stores = Stores {
         routes,
+        ingresses,
         secrets,
         services,
         slices,
@@ -223,6 +255,10 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
 
     // A new replica must never serve an empty table: wait for every first list.
     let _ = stores.routes.wait_until_ready().await;
+    if let Some((ingresses, classes)) = &stores.ingresses {
+        let _ = ingresses.wait_until_ready().await;
+        let _ = classes.wait_until_ready().await;
+    }
     let _ = stores.secrets.wait_until_ready().await;
     let _ = stores.services.wait_until_ready().await;
     let _ = stores.slices.wait_until_ready().await;
@@ -243,6 +279,8 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         leadership: leadership.clone(),
         dns: HashMap::new(),
         translations: Default::default(),
+        ingress_translations: Default::default(),
+        ingress_events: Default::default(),
         last: None,
         reports: Vec::new(),
         recorder: None,
@@ -306,6 +344,9 @@ struct Builder {
     leadership: Arc<Leadership>,
     dns: HashMap<(String, u16), (Vec<SocketAddr>, Instant)>,
     translations: translations::Translations,
+    ingress_translations: ingresses::IngressTranslations,
+    /// Ingress problems already published as Events: (namespace, name, generation, message).
+    ingress_events: std::collections::HashSet<(String, String, Option<i64>, String)>,
     last: Option<Snapshot>,
     reports: Vec<RouteReport>,
     recorder: Option<Recorder>,
@@ -335,9 +376,20 @@ impl Builder {
         let (class, unclassed) = (&self.opts.ingress_class, self.opts.watch_unclassed);
         let wanted = objects.iter().filter(|r| wanted(r, class, unclassed));
         let mut routes = self.translations.of(wanted.map(|r| &**r));
+        if let Some((ingresses, classes)) = &self.stores.ingresses {
+            let classes = classes.state();
+            let ours = crate::api::ingress::Classes::from_classes(
+                classes.iter().map(|c| &**c),
+                &self.opts.controller_name,
+                &self.opts.ingress_class,
+            );
+            let objects = ingresses.state();
+            let claimed = objects.iter().filter(|i| ours.claims(i)).map(|i| &**i);
+            routes.extend(self.ingress_translations.of(claimed));
+        }
         routes.sort_by(|a, b| {
             let (a, b) = (meta(a), meta(b));
-            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+            (&a.namespace, &a.name, a.kind.as_str()).cmp(&(&b.namespace, &b.name, b.kind.as_str()))
         });
         let mut secrets: Vec<TlsSecret> = self
             .stores
@@ -432,6 +484,10 @@ impl Builder {
             if !self.leadership.is_leader() {
                 break;
             }
+            if report.kind == ObjectKind::Ingress {
+                self.ingress_events(report).await;
+                continue;
+            }
             let key = ObjectRef::<DynamicObject>::new_with(&report.name, route_resource())
                 .within(&report.namespace);
             let Some(route) = self.stores.routes.get(&key) else {
@@ -520,13 +576,44 @@ impl Builder {
         }
     }
 
-    async fn warn_events(
-        &mut self,
-        route: &DynamicObject,
-        report: &RouteReport,
-        previous: Option<&WebSocketRouteStatus>,
-    ) {
-        let recorder = self.recorder.get_or_insert_with(|| {
+    /// Publishes each new problem of an Ingress as a Warning Event on it (an Ingress has no
+    /// conditions to carry them); each is published once per generation.
+    async fn ingress_events(&mut self, report: &RouteReport) {
+        let Some((ingresses, _)) = &self.stores.ingresses else {
+            return;
+        };
+        let key = ObjectRef::<Ingress>::new(&report.name).within(&report.namespace);
+        let Some(object) = ingresses.get(&key) else {
+            return;
+        };
+        let reference: ObjectReference = object.object_ref(&());
+        for problem in &report.problems {
+            let seen = (
+                report.namespace.clone(),
+                report.name.clone(),
+                report.generation,
+                problem.message.clone(),
+            );
+            if self.ingress_events.contains(&seen) {
+                continue;
+            }
+            let event = Event {
+                type_: EventType::Warning,
+                reason: problem.kind.reason().to_string(),
+                note: Some(problem.message.chars().take(1000).collect()),
+                action: "Programming".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder().publish(&event, &reference).await {
+                tracing::debug!(ingress = %report.id(), error = %e, "publishing an event failed");
+                continue;
+            }
+            self.ingress_events.insert(seen);
+        }
+    }
+
+    fn recorder(&mut self) -> &Recorder {
+        self.recorder.get_or_insert_with(|| {
             Recorder::new(
                 self.opts.client.clone(),
                 Reporter {
@@ -534,7 +621,15 @@ impl Builder {
                     instance: Some(self.opts.lease.identity.clone()),
                 },
             )
-        });
+        })
+    }
+
+    async fn warn_events(
+        &mut self,
+        route: &DynamicObject,
+        report: &RouteReport,
+        previous: Option<&WebSocketRouteStatus>,
+    ) {
         let reference: ObjectReference = route.object_ref(&route_resource());
         for problem in &report.problems {
             let already = previous.is_some_and(|s| {
@@ -552,7 +647,7 @@ impl Builder {
                 action: "Programming".into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&event, &reference).await {
+            if let Err(e) = self.recorder().publish(&event, &reference).await {
                 tracing::debug!(route = %report.id(), error = %e, "publishing an event failed");
             }
         }

@@ -634,3 +634,33 @@ fn a_service_port_named_by_name_resolves_through_the_service() {
     };
     assert_eq!((set(&table), set(&table2)), (Some(0), Some(1)));
 }
+
+#[test]
+fn a_merged_host_serves_the_certificate_of_its_oldest_route_with_tls() {
+    let mut snap = snapshot(vec![
+        route("apps/plain")
+            .ingress()
+            .created(10)
+            .host("app.test")
+            .rule(rule("/a").http(address("127.0.0.1:1")))
+            .build(),
+        route("apps/secure")
+            .ingress()
+            .created(20)
+            .host("app.test")
+            .tls("app-tls")
+            .rule(rule("/b").http(address("127.0.0.1:2")))
+            .build(),
+    ]);
+    let (cert, key) = self_signed(&["app.test".into()]).unwrap_or_else(|e| panic!("{e}"));
+    snap.secrets.push(TlsSecret {
+        namespace: "apps".into(),
+        name: "app-tls".into(),
+        cert_pem: cert.into_bytes(),
+        key_pem: key.into_bytes(),
+        ca_pem: None,
+    });
+    let (table, reports) = compile(&snap);
+    assert!(reports.iter().all(|r| r.problems.is_empty()), "{reports:?}");
+    assert!(table.certificate("app.test").is_some());
+}
