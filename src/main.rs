@@ -47,6 +47,13 @@ enum Command {
         #[arg(long)]
         routes: PathBuf,
     },
+    /// Read ingress-nginx Ingress YAML (a file or a folder) and print, per Ingress, which
+    /// annotations wsgate honours, which it ignores and why, and the equivalent
+    /// WebSocketRoutes.
+    Migrate {
+        /// A YAML file or a folder of them.
+        path: PathBuf,
+    },
     /// Print the WebSocketRoute CustomResourceDefinition.
     Crd,
     /// Run a chat room behind wsgate on loopback with a self-signed certificate.
@@ -189,6 +196,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => print_crd(),
         Command::Check { routes } => check(&routes),
+        Command::Migrate { path } => migrate(&path),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Controller(args) => runtime().and_then(|rt| rt.block_on(controller(args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo(args))),
@@ -358,6 +366,73 @@ fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Op
 
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,
 /// duplicate names), each naming its file.
+/// `wsgate migrate`: a report per Ingress, as YAML comments above its WebSocketRoutes, so the
+/// output can be reviewed and applied as it is. Fails when an Ingress would not be served.
+fn migrate(path: &Path) -> anyhow::Result<ExitCode> {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use serde::Deserialize;
+    let files = if path.is_dir() {
+        wsgate::source::files::yaml_files(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut failed = false;
+    let mut seen = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let value = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| anyhow::anyhow!("{}: document {}: {e}", file.display(), i + 1))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("Ingress") {
+                continue;
+            }
+            let ingress: Ingress = serde_path_to_error::deserialize(value).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: document {}: {}: {}",
+                    file.display(),
+                    i + 1,
+                    e.path(),
+                    e.inner()
+                )
+            })?;
+            seen += 1;
+            let m = wsgate::api::migrate::migrate(&ingress);
+            println!("# Ingress {} ({})", m.id, file.display());
+            for (name, meaning) in &m.honoured {
+                println!("#   honoured  {name}: {meaning}");
+            }
+            for (name, why) in &m.ignored {
+                println!("#   IGNORED   {name}: {why}");
+            }
+            for note in &m.notes {
+                println!("#   note      {note}");
+            }
+            for problem in &m.problems {
+                failed = true;
+                println!("#   PROBLEM   {problem}");
+            }
+            if m.honoured.is_empty() && m.ignored.is_empty() {
+                println!("#   no annotations");
+            }
+            for route in &m.routes {
+                println!("---");
+                print!("{}", serde_yaml::to_string(route)?);
+            }
+            println!("---");
+        }
+    }
+    if seen == 0 {
+        println!("# no Ingress found in {}", path.display());
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     let files = load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut failed = false;

@@ -7,6 +7,7 @@
 
 mod duration;
 pub mod ingress;
+pub mod migrate;
 mod translate;
 
 pub use crate::model::FieldError;

@@ -15,6 +15,18 @@ pub struct OriginPattern {
     port: Option<u16>,
 }
 
+impl std::fmt::Display for OriginPattern {
+    /// The pattern as `parse` reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wildcard = if self.wildcard { "*." } else { "" };
+        write!(f, "{}://{wildcard}{}", self.scheme, self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl OriginPattern {
     /// Parses `scheme://host[:port]`: scheme `http` or `https`, the host a [`Hostname`]
     /// (optionally `*.` for any subdomain), an IP address or a bracketed IPv6 address; no

@@ -233,7 +233,7 @@ fn parse_secret(value: serde_yaml::Value) -> Result<Option<TlsSecret>, String> {
 }
 
 /// The YAML files of a folder, sorted by name (hidden files skipped).
-fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

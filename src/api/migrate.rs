@@ -1,0 +1,326 @@
+//! `wsgate migrate`: what wsgate makes of an ingress-nginx Ingress, before the switch — which
+//! annotations it honours and how, which it ignores and why, and the equivalent
+//! WebSocketRoutes (one per host), for teams that want to move to wsgate's own API.
+//!
+//! The WebSocketRoutes are written from the translated model, so they mean exactly what wsgate
+//! serves for the Ingress; what the WebSocketRoute API cannot say (exact paths, ports by name,
+//! rules without a host) is listed as a note instead of being guessed.
+
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::ingress::{self, HONOURED_NGINX, HONOURED_WSGATE, IngressOptions, NGINX, WSGATE};
+use super::{
+    Backend, ClientLimits, HashOn, HttpTarget, LoadBalancing, LoadBalancingPolicy, Maintenance,
+    RouteTls, Rule, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget,
+};
+use crate::model::{self, BackendTarget, Balance, HashKey, PathMatch, ServicePort};
+
+/// What migrating one Ingress means.
+#[derive(Debug, Default)]
+pub struct Migration {
+    /// `namespace/name`.
+    pub id: String,
+    /// Annotations honoured, with what they mean in wsgate.
+    pub honoured: Vec<(String, String)>,
+    /// Annotations ignored, with why.
+    pub ignored: Vec<(String, String)>,
+    /// Problems that keep (part of) the Ingress from being served.
+    pub problems: Vec<String>,
+    /// What the WebSocketRoutes below cannot say.
+    pub notes: Vec<String>,
+    /// The equivalent WebSocketRoutes.
+    pub routes: Vec<WebSocketRoute>,
+}
+
+/// Reads one Ingress as wsgate would serve it.
+pub fn migrate(object: &Ingress) -> Migration {
+    let meta = ingress::ingress_meta(object);
+    let mut out = Migration {
+        id: format!("{}/{}", meta.namespace, meta.name),
+        ..Migration::default()
+    };
+    let annotations = object.metadata.annotations.iter().flatten();
+    for (name, _) in annotations {
+        let honoured = [(NGINX, HONOURED_NGINX), (WSGATE, HONOURED_WSGATE)]
+            .iter()
+            .find_map(|(prefix, table)| {
+                let short = name.strip_prefix(prefix)?;
+                table.iter().find(|(n, _)| *n == short).map(|(_, m)| m)
+            });
+        if let Some(meaning) = honoured {
+            out.honoured.push((name.clone(), meaning.to_string()));
+        } else if let Some(short) = name.strip_prefix(NGINX) {
+            let why = ingress::ignored_because(short);
+            out.ignored.push((name.clone(), why.to_string()));
+        } else if name.starts_with(WSGATE) {
+            out.ignored
+                .push((name.clone(), "no such wsgate annotation".into()));
+        }
+    }
+    for (i, translated) in ingress::translate(object, IngressOptions::default())
+        .into_iter()
+        .enumerate()
+    {
+        match translated {
+            Ok(route) => {
+                match websocket_route(&route, i, &mut out.notes) {
+                    Some(r) => out.routes.push(r),
+                    None => out.notes.push(format!(
+                        "rules without a host (or a defaultBackend alone) serve every host no route names; a WebSocketRoute always names its hosts, so keep them in an Ingress"
+                    )),
+                }
+            }
+            Err(rejected) => out
+                .problems
+                .extend(rejected.problems.iter().map(ToString::to_string)),
+        }
+    }
+    // The http and websocket halves of a path say the same things.
+    let mut seen = std::collections::HashSet::new();
+    out.notes.retain(|n| seen.insert(n.clone()));
+    out
+}
+
+/// The WebSocketRoute for one host's route; `None` for the catch-all route.
+fn websocket_route(
+    route: &model::Route,
+    i: usize,
+    notes: &mut Vec<String>,
+) -> Option<WebSocketRoute> {
+    let host = route.hostnames.first()?;
+    let mut rules = Vec::new();
+    for rule in &route.rules {
+        let prefix = match &rule.matches.path {
+            PathMatch::Prefix(p) => p.to_string(),
+            PathMatch::Exact(p) => {
+                notes.push(format!(
+                    "{host}: the Exact path {p} becomes a pathPrefix (WebSocketRoute has no exact match)"
+                ));
+                p.to_string()
+            }
+        };
+        if rules.iter().any(|r: &Rule| r.prefix() == prefix) {
+            continue;
+        }
+        let http = rule.http.as_ref().and_then(|h| {
+            Some(HttpTarget {
+                backend: backend(&h.backends.first()?.backend, host.as_str(), notes),
+                timeout: Some(seconds(h.timeout)),
+                load_balancing: load_balancing(&h.balance, &Balance::RoundRobin),
+            })
+        });
+        let websocket = rule.websocket.as_ref().and_then(|w| {
+            Some(WebSocketTarget {
+                backend: backend(&w.backends.first()?.backend, host.as_str(), notes),
+                idle_timeout: w.idle_timeout.map(seconds),
+                load_balancing: load_balancing(&w.balance, &Balance::LeastConnections),
+                allowed_origins: w.allowed_origins.iter().map(ToString::to_string).collect(),
+                limits: w.limits.map(|l| ClientLimits {
+                    max_connections_per_client: l.max_connections,
+                    upgrades_per_second_per_client: l.rate,
+                    burst: l.rate.map(|_| l.burst),
+                }),
+            })
+        });
+        rules.push(Rule {
+            path_prefix: Some(prefix),
+            http,
+            websocket,
+        });
+    }
+    let name = match i {
+        0 => route.meta.name.clone(),
+        _ => format!(
+            "{}-{}",
+            route.meta.name,
+            host.as_str().replace("*.", "wildcard.")
+        ),
+    };
+    let spec = WebSocketRouteSpec {
+        ingress_class_name: Some(super::DEFAULT_INGRESS_CLASS.into()),
+        hostnames: vec![host.to_string()],
+        redirect_hostnames: route
+            .redirect_hostnames
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        tls: route.tls.as_ref().map(|t| RouteTls {
+            secret_name: t.secret.clone(),
+            http_redirect: Some(t.http_redirect),
+            hsts: None,
+        }),
+        maintenance: route.maintenance.as_ref().map(|_| Maintenance {
+            enabled: true,
+            body: None,
+        }),
+        rules,
+    };
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(route.meta.namespace.clone()),
+        ..ObjectMeta::default()
+    };
+    let mut out = WebSocketRoute::new(&name, spec);
+    out.metadata = metadata;
+    Some(out)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
+    let (service, port, address) = match &b.target {
+        BackendTarget::Service { name, port } => {
+            let number = match port {
+                ServicePort::Number(n) => Some(i32::from(*n)),
+                ServicePort::Name(p) => {
+                    notes.push(format!(
+                        "{host}: Service {name} port {p:?} is named; a WebSocketRoute names ports by number: fill it in"
+                    ));
+                    None
+                }
+            };
+            (Some(name.clone()), number, None)
+        }
+        BackendTarget::Address(a) => (None, None, Some(a.to_string())),
+    };
+    Backend {
+        service,
+        port,
+        address,
+        protocol: match b.protocol {
+            model::BackendProtocol::H2c => Some(super::BackendProtocol::H2c),
+            model::BackendProtocol::Http => None,
+        },
+        tls: b.tls.as_ref().map(|t| super::BackendTls {
+            sni: None,
+            ca_secret_name: t.ca_secret.clone(),
+        }),
+    }
+}
+
+fn load_balancing(balance: &Balance, default: &Balance) -> Option<LoadBalancing> {
+    if balance == default {
+        return None;
+    }
+    Some(match balance {
+        Balance::RoundRobin => LoadBalancing {
+            policy: Some(LoadBalancingPolicy::RoundRobin),
+            hash_on: None,
+        },
+        Balance::LeastConnections => LoadBalancing {
+            policy: Some(LoadBalancingPolicy::LeastConnections),
+            hash_on: None,
+        },
+        Balance::ConsistentHash(key) => LoadBalancing {
+            policy: Some(LoadBalancingPolicy::ConsistentHash),
+            hash_on: Some(match key {
+                HashKey::Header(h) => HashOn {
+                    header: Some(h.to_string()),
+                    ..HashOn::default()
+                },
+                HashKey::Cookie(c) => HashOn {
+                    cookie: Some(c.to_string()),
+                    ..HashOn::default()
+                },
+                HashKey::SourceIp => HashOn {
+                    source_ip: Some(true),
+                    ..HashOn::default()
+                },
+            }),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_migration_lists_annotations_and_writes_routes_that_translate_the_same() {
+        let ingress: Ingress = serde_yaml::from_str(
+            r#"
+metadata:
+  name: chat
+  namespace: apps
+  annotations:
+    nginx.ingress.kubernetes.io/proxy-read-timeout: "3600"
+    nginx.ingress.kubernetes.io/upstream-hash-by: "$remote_addr"
+    nginx.ingress.kubernetes.io/configuration-snippet: "x"
+spec:
+  tls: [ { hosts: [chat.example.com], secretName: chat-tls } ]
+  rules:
+    - host: chat.example.com
+      http:
+        paths:
+          - { path: /ws, pathType: Prefix, backend: { service: { name: chat, port: { number: 5000 } } } }
+          - { path: /, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = migrate(&ingress);
+        assert_eq!(m.id, "apps/chat");
+        let names: Vec<&str> = m.honoured.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "nginx.ingress.kubernetes.io/proxy-read-timeout",
+                "nginx.ingress.kubernetes.io/upstream-hash-by"
+            ]
+        );
+        assert_eq!(m.ignored.len(), 1);
+        assert_eq!(
+            m.ignored[0].0,
+            "nginx.ingress.kubernetes.io/configuration-snippet"
+        );
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+        assert_eq!(m.routes.len(), 1);
+        // The written route serves the /ws rule the same way the Ingress does.
+        let written =
+            crate::api::translate(&m.routes[0]).unwrap_or_else(|r| panic!("{:?}", r.problems));
+        let from_ingress = ingress::translate(&ingress, IngressOptions::default());
+        let from_ingress = from_ingress[0]
+            .as_ref()
+            .unwrap_or_else(|_| panic!("translates"));
+        // Equal but for the field paths, which name each object's own fields.
+        let ws = |r: &model::Route| {
+            let mut ws = r.rules[0].websocket.clone();
+            for b in ws.iter_mut().flat_map(|w| w.backends.iter_mut()) {
+                b.backend.field = "".into();
+            }
+            ws
+        };
+        assert_eq!(ws(&written), ws(from_ingress));
+        assert_eq!(written.tls, from_ingress.tls);
+
+        // What a WebSocketRoute cannot say is a note, not a guess.
+        let mut named = ingress.clone();
+        if let Some(rule) = named
+            .spec
+            .as_mut()
+            .and_then(|s| s.rules.as_mut())
+            .and_then(|r| r.first_mut())
+        {
+            if let Some(path) = rule.http.as_mut().and_then(|h| h.paths.first_mut()) {
+                path.path_type = "Exact".into();
+                if let Some(port) = path.backend.service.as_mut().and_then(|s| s.port.as_mut()) {
+                    port.number = None;
+                    port.name = Some("ws".into());
+                }
+            }
+        }
+        let notes = migrate(&named).notes;
+        assert!(
+            notes.iter().any(|n| n.contains("Exact path /ws")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("port \"ws\" is named")),
+            "{notes:?}"
+        );
+    }
+}
