@@ -68,9 +68,9 @@ pub fn migrate(object: &Ingress) -> Migration {
             Ok(route) => {
                 match websocket_route(&route, i, &mut out.notes) {
                     Some(r) => out.routes.push(r),
-                    None => out.notes.push(format!(
-                        "rules without a host (or a defaultBackend alone) serve every host no route names; a WebSocketRoute always names its hosts, so keep them in an Ingress"
-                    )),
+                    None => out.notes.push(
+                        "rules without a host (or a defaultBackend alone) serve every host no route names; a WebSocketRoute always names its hosts, so keep them in an Ingress".into(),
+                    ),
                 }
             }
             Err(rejected) => out
