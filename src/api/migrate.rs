@@ -298,7 +298,7 @@ spec:
         assert_eq!(written.tls, from_ingress.tls);
 
         // What a WebSocketRoute cannot say is a note, not a guess.
-        let mut named = ingress.clone();
+        let mut named = ingress;
         if let Some(rule) = named
             .spec
             .as_mut()
