@@ -152,6 +152,13 @@ struct ControllerArgs {
     /// kubernetes.io/ingress.class must carry --ingress-class).
     #[arg(long, default_value = wsgate::api::ingress::CONTROLLER)]
     controller_name: String,
+    /// NAMESPACE/NAME of the Service in front of wsgate: its addresses are written to
+    /// status.loadBalancer of every served Ingress (by the leader).
+    #[arg(long, value_parser = parse_object_key)]
+    publish_service: Option<(String, String)>,
+    /// Addresses (IPs or host names) for status.loadBalancer instead of the Service's.
+    #[arg(long, value_delimiter = ',')]
+    publish_status_address: Vec<String>,
     /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     leader_election_namespace: String,
@@ -279,6 +286,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     kube.watch_unclassed = args.watch_unclassed;
     kube.watch_ingresses = !args.no_ingresses;
     kube.controller_name = args.controller_name;
+    kube.publish_service = args.publish_service;
+    kube.publish_status_address = args.publish_status_address;
     kube.allow_address_backends = args.allow_address_backends;
     kube.lease.namespace = args.leader_election_namespace;
     kube.lease.name = args.lease_name;
@@ -366,6 +375,16 @@ fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Op
 
 /// `wsgate check`: every file problem, then problems between routes (hostname conflicts,
 /// duplicate names), each naming its file.
+/// `NAMESPACE/NAME`.
+fn parse_object_key(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{text:?} is not NAMESPACE/NAME")),
+    }
+}
+
 /// `wsgate migrate`: a report per Ingress, as YAML comments above its WebSocketRoutes, so the
 /// output can be reviewed and applied as it is. Fails when an Ingress would not be served.
 fn migrate(path: &Path) -> anyhow::Result<ExitCode> {

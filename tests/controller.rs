@@ -603,7 +603,29 @@ fn rbac_triple(method: &str, path_and_query: &str) -> Option<(String, String, St
 async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes() {
     let server = ApiServer::start().await;
     let web = http_backend().await;
-    let gw = controller(&server, "solo").await;
+    let gw = controller_with(&server, "solo", |k| {
+        k.publish_service = Some(("apps".into(), "front".into()));
+    })
+    .await;
+    // A served Ingress gets the published Service's address in its status.
+    server.apply(
+        Res::Services,
+        "metadata: { name: front, namespace: apps }\nspec:\n  clusterIP: 10.96.0.10\n  ports: [ { name: http, port: 80 } ]\n",
+    );
+    server.apply(
+        Res::IngressClasses,
+        "metadata: { name: wsgate }\nspec: { controller: wsgate.dev/ingress-controller }\n",
+    );
+    server.apply(
+        Res::Ingresses,
+        "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: wsgate\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
+    );
+    eventually("the Ingress's status carries the address", || async {
+        server.get(Res::Ingresses, "apps", "site").unwrap()["status"]["loadBalancer"]["ingress"][0]
+            ["ip"]
+            == "10.96.0.10"
+    })
+    .await;
     // A route whose Service is missing (Warning event), then present, then missing again (the
     // same event again: the recorder patches its series).
     server.apply(

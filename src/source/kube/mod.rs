@@ -63,6 +63,11 @@ pub struct KubeOptions {
     pub watch_ingresses: bool,
     /// `spec.controller` of the IngressClasses that are ours.
     pub controller_name: String,
+    /// The Service in front of wsgate (`namespace/name`), whose addresses go into
+    /// `status.loadBalancer` of every served Ingress.
+    pub publish_service: Option<(String, String)>,
+    /// Addresses for `status.loadBalancer` instead of the Service's (IPs or host names).
+    pub publish_status_address: Vec<String>,
     /// Allow `address` backends (off by default in a cluster).
     pub allow_address_backends: bool,
     /// Leader election.
@@ -87,6 +92,8 @@ impl KubeOptions {
             watch_unclassed: false,
             watch_ingresses: true,
             controller_name: crate::api::ingress::CONTROLLER.to_string(),
+            publish_service: None,
+            publish_status_address: Vec::new(),
             allow_address_backends: false,
             lease: LeaseConfig {
                 namespace: "default".into(),
@@ -523,8 +530,101 @@ impl Builder {
             }
             self.warn_events(&route, report, current).await;
         }
+        self.publish_addresses(&reports).await;
         self.reports = reports;
         self.clear_statuses().await;
+    }
+
+    /// The addresses Ingresses are reachable at: `--publish-status-address`, else the
+    /// published Service's load-balancer ingress, external IPs, or cluster IP, as
+    /// ingress-nginx reports them. `None` when nothing is to be published.
+    fn published_addresses(&self) -> Option<Vec<serde_json::Value>> {
+        let entry = |a: &str| match a.parse::<std::net::IpAddr>() {
+            Ok(_) => serde_json::json!({ "ip": a }),
+            Err(_) => serde_json::json!({ "hostname": a }),
+        };
+        if !self.opts.publish_status_address.is_empty() {
+            return Some(
+                self.opts
+                    .publish_status_address
+                    .iter()
+                    .map(|a| entry(a))
+                    .collect(),
+            );
+        }
+        let (namespace, name) = self.opts.publish_service.as_ref()?;
+        let key = ObjectRef::<Service>::new(name).within(namespace);
+        let service = self.stores.services.get(&key)?;
+        let balancer = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .filter(|l| !l.is_empty());
+        if let Some(list) = balancer {
+            return Some(
+                list.iter()
+                    .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+                    .map(entry)
+                    .collect(),
+            );
+        }
+        let spec = service.spec.as_ref()?;
+        let external = spec.external_ips.iter().flatten();
+        let list: Vec<_> = external.map(|a| entry(a)).collect();
+        if !list.is_empty() {
+            return Some(list);
+        }
+        let cluster_ip = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None");
+        Some(cluster_ip.map(entry).into_iter().collect())
+    }
+
+    /// Writes `status.loadBalancer` of every served Ingress whose addresses differ.
+    async fn publish_addresses(&self, reports: &[RouteReport]) {
+        let (Some(addresses), Some((ingresses, _))) =
+            (self.published_addresses(), &self.stores.ingresses)
+        else {
+            return;
+        };
+        let desired = serde_json::json!({ "ingress": addresses });
+        let mut done = std::collections::HashSet::new();
+        for report in reports {
+            if report.kind != ObjectKind::Ingress || !report.programmed {
+                continue;
+            }
+            if !done.insert((&report.namespace, &report.name)) || !self.leadership.is_leader() {
+                continue;
+            }
+            let key = ObjectRef::<Ingress>::new(&report.name).within(&report.namespace);
+            let Some(object) = ingresses.get(&key) else {
+                continue;
+            };
+            let current = object
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| serde_json::to_value(l).ok());
+            let current_list = current.as_ref().and_then(|c| c.get("ingress"));
+            if current_list == desired.get("ingress") {
+                continue;
+            }
+            let api: Api<Ingress> = Api::namespaced(self.opts.client.clone(), &report.namespace);
+            let patch = serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "status": { "loadBalancer": desired },
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            if let Err(e) = api
+                .patch_status(&report.name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                tracing::warn!(ingress = %report.id(), error = %e, "publishing the Ingress address failed; retrying on the next rebuild");
+            }
+        }
     }
 
     /// `wsgate.dev/<class>`: who wrote a route's conditions.
