@@ -112,10 +112,26 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
 /// Deserializes and translates a route; unknown fields are errors, as with `kubectl apply`'s
 /// strict field validation, because a misspelt field would otherwise be silently ignored.
 fn parse_route(value: serde_yaml::Value) -> Result<Route, Vec<String>> {
+    let (route, mut problems): (WebSocketRoute, _) = strict(value)?;
+    match translate(&route) {
+        Ok(route) if problems.is_empty() => Ok(route),
+        Ok(_) => Err(problems),
+        Err(rejected) => {
+            problems.extend(rejected.problems.iter().map(ToString::to_string));
+            Err(problems)
+        }
+    }
+}
+
+/// Deserializes an object, with every field it does not know and a missing name as problems
+/// (as `kubectl apply`'s strict field validation); a value that does not fit fails at once.
+fn strict<T: serde::de::DeserializeOwned + kube::Resource>(
+    value: serde_yaml::Value,
+) -> Result<(T, Vec<String>), Vec<String>> {
     let mut unknown = Vec::new();
     let _ = serde_ignored::deserialize(value.clone(), |path| unknown.push(field_path(&path)))
-        .map(|r: WebSocketRoute| r);
-    let route: WebSocketRoute = serde_path_to_error::deserialize(value).map_err(|e| {
+        .map(|o: T| o);
+    let object: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         vec![format!("{path}: {}", e.into_inner())]
     })?;
@@ -127,40 +143,17 @@ fn parse_route(value: serde_yaml::Value) -> Result<Route, Vec<String>> {
         .filter(|p| !p.starts_with("metadata.") && !p.starts_with("status"))
         .map(|p| format!("{p}: unknown field"))
         .collect();
-    match route.metadata.name.as_deref() {
-        None | Some("") => problems.push("metadata.name: required".into()),
-        Some(_) => {}
+    if object.meta().name.as_deref().unwrap_or("").is_empty() {
+        problems.push("metadata.name: required".into());
     }
-    match translate(&route) {
-        Ok(route) if problems.is_empty() => Ok(route),
-        Ok(_) => Err(problems),
-        Err(rejected) => {
-            problems.extend(rejected.problems.iter().map(ToString::to_string));
-            Err(problems)
-        }
-    }
+    Ok((object, problems))
 }
 
 /// Deserializes and translates an Ingress (standalone: backends may name addresses through
 /// `wsgate.dev/address`), with unknown fields refused as for routes. Its class is not
 /// checked: every Ingress in the folder is served.
 fn parse_ingress(value: serde_yaml::Value) -> Result<Vec<Route>, Vec<String>> {
-    let mut unknown = Vec::new();
-    let _ = serde_ignored::deserialize(value.clone(), |path| unknown.push(field_path(&path)))
-        .map(|r: Ingress| r);
-    let ingress: Ingress = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        vec![format!("{path}: {}", e.into_inner())]
-    })?;
-    let mut problems: Vec<String> = unknown
-        .into_iter()
-        .filter(|p| !matches!(p.as_str(), "apiVersion" | "kind"))
-        .filter(|p| !p.starts_with("metadata.") && !p.starts_with("status"))
-        .map(|p| format!("{p}: unknown field"))
-        .collect();
-    if ingress.metadata.name.as_deref().unwrap_or("").is_empty() {
-        problems.push("metadata.name: required".into());
-    }
+    let (ingress, mut problems): (Ingress, _) = strict(value)?;
     let opts = ingress::IngressOptions { standalone: true };
     let mut routes = Vec::new();
     for translated in ingress::translate(&ingress, opts) {

@@ -697,23 +697,15 @@ impl Builder {
             if self.ingress_events.contains(&seen) {
                 continue;
             }
-            let event = Event {
-                type_: EventType::Warning,
-                reason: problem.kind.reason().to_string(),
-                note: Some(problem.message.chars().take(1000).collect()),
-                action: "Programming".into(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder().publish(&event, &reference).await {
-                tracing::debug!(ingress = %report.id(), error = %e, "publishing an event failed");
-                continue;
+            if self.warn(problem, &reference).await {
+                self.ingress_events.insert(seen);
             }
-            self.ingress_events.insert(seen);
         }
     }
 
-    fn recorder(&mut self) -> &Recorder {
-        self.recorder.get_or_insert_with(|| {
+    /// Publishes `problem` as a Warning Event on `reference`; whether it was published.
+    async fn warn(&mut self, problem: &crate::table::Problem, reference: &ObjectReference) -> bool {
+        let recorder = self.recorder.get_or_insert_with(|| {
             Recorder::new(
                 self.opts.client.clone(),
                 Reporter {
@@ -721,7 +713,21 @@ impl Builder {
                     instance: Some(self.opts.lease.identity.clone()),
                 },
             )
-        })
+        });
+        let event = Event {
+            type_: EventType::Warning,
+            reason: problem.kind.reason().to_string(),
+            note: Some(problem.message.chars().take(1000).collect()),
+            action: "Programming".into(),
+            secondary: None,
+        };
+        match recorder.publish(&event, reference).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(object = %reference.name.as_deref().unwrap_or(""), error = %e, "publishing an event failed");
+                false
+            }
+        }
     }
 
     async fn warn_events(
@@ -740,16 +746,7 @@ impl Builder {
             if already {
                 continue;
             }
-            let event = Event {
-                type_: EventType::Warning,
-                reason: problem.kind.reason().to_string(),
-                note: Some(problem.message.chars().take(1000).collect()),
-                action: "Programming".into(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder().publish(&event, &reference).await {
-                tracing::debug!(route = %report.id(), error = %e, "publishing an event failed");
-            }
+            self.warn(problem, &reference).await;
         }
     }
 }
