@@ -664,3 +664,49 @@ fn a_merged_host_serves_the_certificate_of_its_oldest_route_with_tls() {
     assert!(reports.iter().all(|r| r.problems.is_empty()), "{reports:?}");
     assert!(table.certificate("app.test").is_some());
 }
+
+#[test]
+fn a_merged_hosts_redirect_name_is_added_only_where_no_route_serves_it() {
+    let snap = snapshot(vec![
+        route("apps/site")
+            .ingress()
+            .created(10)
+            .host("example.test")
+            .redirect_host("www.example.test")
+            .rule(rule("/").http(address("127.0.0.1:1")))
+            .build(),
+        route("apps/blog")
+            .ingress()
+            .created(20)
+            .host("blog.test")
+            .redirect_host("www.blog.test")
+            .rule(rule("/").http(address("127.0.0.1:2")))
+            .build(),
+        // A newer route serves www.blog.test itself: it keeps it, the redirect is reported.
+        route("apps/www-blog")
+            .created(30)
+            .host("www.blog.test")
+            .rule(rule("/").http(address("127.0.0.1:3")))
+            .build(),
+    ]);
+    let (table, reports) = compile(&snap);
+    let www = lookup(&table, "www.example.test").unwrap_or_else(|| panic!("www"));
+    assert_eq!(www.role, HostRole::Redirect);
+    assert_eq!(&*www.route.canonical_host, "example.test");
+    assert_eq!(
+        backend_at(&table, "www.blog.test", "/").as_deref(),
+        Some("127.0.0.1:3")
+    );
+    let blog = reports
+        .iter()
+        .find(|r| r.name == "blog")
+        .unwrap_or_else(|| panic!("blog"));
+    assert!(blog.programmed);
+    assert!(
+        blog.problems
+            .iter()
+            .any(|p| p.message.contains("www.blog.test is not redirected")),
+        "{:?}",
+        blog.problems
+    );
+}
