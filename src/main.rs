@@ -369,7 +369,7 @@ fn report_secret(snapshot: &Snapshot, report: &wsgate::table::RouteReport) -> Op
     Some(format!(
         "{}/{}",
         report.namespace,
-        route.tls.as_ref()?.secret
+        route.tls.as_ref()?.secret.as_ref()?
     ))
 }
 

@@ -22,10 +22,11 @@ use rustls_pki_types::ServerName;
 
 use super::parse_duration;
 use crate::model::{
-    self, Backend, BackendProtocol, BackendTarget, Balance, ClientLimits, DEFAULT_HTTP_TIMEOUT,
-    DEFAULT_MAINTENANCE_BODY, FieldError, Filters, HashKey, Hostname, HttpAction, ObjectKind,
-    OriginPattern, PathMatch, Rejected, Route, RouteMeta, RouteTls, Rule, RuleMatch, ServicePort,
-    Translated, WebSocketAction, WeightedBackend, check_path, normalize_path_prefix,
+    self, AffinityCookie, Backend, BackendProtocol, BackendTarget, Balance, Cidr, ClientLimits,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAINTENANCE_BODY, FieldError, Filters, HashKey, Hostname,
+    HttpAction, ObjectKind, OriginPattern, PathMatch, PathRewrite, Rejected, Route, RouteMeta,
+    RouteTls, Rule, RuleMatch, ServicePort, Translated, WebSocketAction, WeightedBackend,
+    check_path, normalize_path_prefix,
 };
 
 /// `spec.controller` of the IngressClasses wsgate serves.
@@ -212,12 +213,17 @@ pub fn translate(ingress: &Ingress, opts: IngressOptions) -> Vec<Translated> {
             })));
             continue;
         }
-        let secret = host.and_then(|h| tls_of.get(h).copied().flatten());
-        let tls = secret.map(|secret| RouteTls {
-            secret: secret.to_string(),
-            http_redirect: settings.ssl_redirect,
-            hsts: None,
-        });
+        // A host listed in `tls` without a Secret is served with the default certificate,
+        // as is every host when https is forced.
+        let listed = host.and_then(|h| tls_of.get(h).copied());
+        let tls = match (listed, settings.force_ssl_redirect) {
+            (None, false) => None,
+            (listed, force) => Some(RouteTls {
+                secret: listed.flatten().map(str::to_string),
+                http_redirect: settings.ssl_redirect || force,
+                hsts: None,
+            }),
+        };
         let redirect_hostnames = match (&hostname, settings.www_redirect) {
             (Some(h), true) => www_twin(h).into_iter().collect(),
             _ => Vec::new(),
@@ -288,14 +294,23 @@ fn annotation(name: &str) -> String {
 #[derive(Debug, Clone)]
 struct Settings {
     ssl_redirect: bool,
+    /// `force-ssl-redirect`: redirect to https even without a `tls` entry for the host.
+    force_ssl_redirect: bool,
     www_redirect: bool,
     /// The WebSocket idle timeout; `None` never.
     idle_timeout: Option<Duration>,
     /// The time a backend has to answer a normal request.
     http_timeout: Duration,
+    connect_timeout: Option<Duration>,
     protocol: Protocol,
     balance: Option<Balance>,
+    /// `affinity: cookie`: the cookie, its path defaulting to each rule's path.
+    affinity: Option<Affinity>,
     limits: Option<ClientLimits>,
+    allowed_sources: Vec<Cidr>,
+    max_body: Option<u64>,
+    /// `rewrite-target`: what replaces the matched prefix.
+    rewrite_target: Option<Box<str>>,
     allowed_origins: Vec<OriginPattern>,
     /// `wsgate.dev/websocket-backend`: another Service for upgrades, `name:port`.
     websocket_backend: Option<(String, ServicePort)>,
@@ -309,6 +324,14 @@ enum Protocol {
     Http,
     Https,
     Grpc,
+    Grpcs,
+}
+
+#[derive(Debug, Clone)]
+struct Affinity {
+    name: Box<str>,
+    path: Option<Box<str>>,
+    max_age: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -325,6 +348,10 @@ pub const HONOURED_NGINX: &[(&str, &str)] = &[
         "redirect plain HTTP to https when the host has TLS (default true)",
     ),
     (
+        "force-ssl-redirect",
+        "redirect plain HTTP to https even without a tls entry (default certificate)",
+    ),
+    (
         "from-to-www-redirect",
         "redirect www.HOST to HOST, or HOST to www.HOST",
     ),
@@ -337,17 +364,53 @@ pub const HONOURED_NGINX: &[(&str, &str)] = &[
         "seconds: WebSocket idle timeout (the longer of read and send)",
     ),
     (
+        "proxy-connect-timeout",
+        "seconds: the time allowed to connect to a pod",
+    ),
+    (
         "backend-protocol",
-        "HTTP, HTTPS (TLS, not verified, as ingress-nginx), GRPC (h2c)",
+        "HTTP, HTTPS (TLS, not verified, as ingress-nginx), GRPC (h2c), GRPCS (h2 over TLS)",
     ),
     (
         "upstream-hash-by",
         "$remote_addr, $http_NAME or $cookie_NAME: consistent hashing",
     ),
+    (
+        "affinity",
+        "cookie: wsgate issues a sticky cookie; first request and later upgrade reach the same pod",
+    ),
+    (
+        "session-cookie-name",
+        "the sticky cookie's name (default INGRESSCOOKIE)",
+    ),
+    (
+        "session-cookie-path",
+        "the sticky cookie's Path (default the Ingress path)",
+    ),
+    (
+        "session-cookie-max-age",
+        "seconds: the sticky cookie's Max-Age (default a session cookie)",
+    ),
     ("limit-connections", "open WebSockets per client IP"),
     (
         "limit-rps",
-        "WebSocket upgrades per second per client IP (burst 5x, as ingress-nginx)",
+        "requests and WebSocket upgrades per second per client IP (burst 5x, as ingress-nginx); 429 beyond",
+    ),
+    (
+        "whitelist-source-range",
+        "CIDRs allowed to use the Ingress's paths; others get 403",
+    ),
+    (
+        "allowlist-source-range",
+        "as whitelist-source-range (both lists are allowed)",
+    ),
+    (
+        "proxy-body-size",
+        "largest request body (8m, 512k; 0 no limit); 413 beyond",
+    ),
+    (
+        "rewrite-target",
+        "a plain path that replaces the matched prefix (no capture groups)",
     ),
 ];
 
@@ -373,30 +436,8 @@ pub const HONOURED_WSGATE: &[(&str, &str)] = &[
     ),
 ];
 
-/// Annotations known from ingress-nginx that this build does not honour yet, with why.
+/// Annotations known from ingress-nginx that wsgate does not honour, with why.
 const NOT_YET: &[(&str, &str)] = &[
-    (
-        "force-ssl-redirect",
-        "not honoured yet: use tls with ssl-redirect",
-    ),
-    (
-        "affinity",
-        "not honoured yet: use upstream-hash-by $cookie_NAME",
-    ),
-    ("whitelist-source-range", "not honoured yet"),
-    ("allowlist-source-range", "not honoured yet"),
-    (
-        "proxy-body-size",
-        "not honoured yet: bodies are not limited",
-    ),
-    (
-        "rewrite-target",
-        "not honoured yet: paths reach the backend unchanged",
-    ),
-    (
-        "proxy-connect-timeout",
-        "not honoured yet: wsgate's connect timeout applies",
-    ),
     (
         "enable-cors",
         "out of scope: answer CORS in the application",
@@ -404,6 +445,23 @@ const NOT_YET: &[(&str, &str)] = &[
     (
         "use-regex",
         "regular-expression paths are not supported: paths are literal",
+    ),
+    (
+        "affinity-mode",
+        "wsgate's sticky cookie always keeps a client on its pod while the pod is up",
+    ),
+    ("session-cookie-expires", "use session-cookie-max-age"),
+    (
+        "proxy-buffering",
+        "wsgate streams bodies; there is nothing to buffer",
+    ),
+    (
+        "configuration-snippet",
+        "nginx configuration cannot be honoured (and snippets were a security hole)",
+    ),
+    (
+        "server-snippet",
+        "nginx configuration cannot be honoured (and snippets were a security hole)",
     ),
 ];
 
@@ -415,215 +473,282 @@ pub fn ignored_because(name: &str) -> &'static str {
         .map_or("not supported by wsgate", |(_, why)| why)
 }
 
+/// Reads annotation values, collecting what is wrong with them.
+struct Reader<'a> {
+    annotations: &'a BTreeMap<String, String>,
+    problems: Vec<FieldError>,
+}
+
+impl<'a> Reader<'a> {
+    /// The trimmed value of `prefix` + `name`.
+    fn get(&self, prefix: &str, name: &str) -> Option<&'a str> {
+        let value = self.annotations.get(&format!("{prefix}{name}"));
+        value.map(|v| v.trim())
+    }
+
+    fn wsgate(&self, name: &str) -> Option<&'a str> {
+        self.get(WSGATE, name)
+    }
+
+    fn bad(&mut self, prefix: &str, name: &str, why: impl Into<String>) {
+        self.problems
+            .push(problem(annotation(&format!("{prefix}{name}")), why));
+    }
+
+    /// `prefix` + `name` read with `parse`, whose error says what is wrong.
+    fn parsed<T>(
+        &mut self,
+        prefix: &str,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = self.get(prefix, name)?;
+        match parse(v) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.bad(prefix, name, why);
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, prefix: &str, name: &str, default: bool) -> bool {
+        let parse = |v: &str| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(format!("{other:?} is not true or false")),
+        };
+        self.parsed(prefix, name, parse).unwrap_or(default)
+    }
+
+    /// A whole number above 0 (ingress-nginx's seconds and counts).
+    fn positive(&mut self, name: &str, unit: &str) -> Option<u32> {
+        self.parsed(NGINX, name, |v| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{v:?} is not a number of {unit} above 0")),
+        })
+    }
+
+    fn seconds(&mut self, name: &str) -> Option<Duration> {
+        let n = self.positive(name, "seconds")?;
+        Some(Duration::from_secs(u64::from(n)))
+    }
+}
+
 impl Settings {
     /// Reads the annotations: the settings, and warnings for those that are not honoured.
     fn read(
         annotations: &BTreeMap<String, String>,
         opts: IngressOptions,
     ) -> Result<(Settings, Vec<FieldError>), Vec<FieldError>> {
-        let mut p = Vec::new();
-        let mut warnings = Vec::new();
-        let nginx = |name: &str| annotations.get(&format!("{NGINX}{name}")).map(|v| v.trim());
-        let wsgate = |name: &str| {
-            annotations
-                .get(&format!("{WSGATE}{name}"))
-                .map(|v| v.trim())
+        let mut r = Reader {
+            annotations,
+            problems: Vec::new(),
         };
-        let bool_of =
-            |p: &mut Vec<FieldError>, name: String, v: Option<&str>, default: bool| match v {
-                None => default,
-                Some("true") => true,
-                Some("false") => false,
-                Some(other) => {
-                    p.push(problem(
-                        annotation(&name),
-                        format!("{other:?} is not true or false"),
-                    ));
-                    default
-                }
-            };
-        for name in annotations.keys() {
-            if let Some(short) = name.strip_prefix(NGINX) {
-                if !HONOURED_NGINX.iter().any(|(n, _)| *n == short) {
-                    warnings.push(problem(
-                        annotation(name),
-                        format!("ignored: {}", ignored_because(short)),
-                    ));
-                }
-            } else if let Some(short) = name.strip_prefix(WSGATE) {
-                if !HONOURED_WSGATE.iter().any(|(n, _)| *n == short) {
-                    warnings.push(problem(
-                        annotation(name),
-                        "ignored: no such wsgate annotation",
-                    ));
-                }
-            }
-        }
+        let mut warnings = unhonoured(annotations);
 
-        let ssl_redirect = bool_of(
-            &mut p,
-            format!("{NGINX}ssl-redirect"),
-            nginx("ssl-redirect"),
-            true,
-        );
-        let www_redirect = bool_of(
-            &mut p,
-            format!("{NGINX}from-to-www-redirect"),
-            nginx("from-to-www-redirect"),
-            false,
-        );
-        let mut seconds = |name: &str| -> Option<Duration> {
-            let v = nginx(name)?;
-            match v.parse::<u64>() {
-                Ok(s) if s > 0 => Some(Duration::from_secs(s)),
-                _ => {
-                    p.push(problem(
-                        annotation(&format!("{NGINX}{name}")),
-                        format!("{v:?} is not a number of seconds above 0"),
-                    ));
-                    None
-                }
-            }
-        };
-        let read = seconds("proxy-read-timeout");
-        let send = seconds("proxy-send-timeout");
+        let read = r.seconds("proxy-read-timeout");
+        let send = r.seconds("proxy-send-timeout");
         let mut idle_timeout = read.max(send);
-        if let Some(v) = wsgate("idle-timeout") {
-            match parse_duration(v) {
-                Ok(d) if d.is_zero() => idle_timeout = None,
-                Ok(d) => idle_timeout = Some(d),
-                Err(e) => p.push(problem(
-                    annotation(&format!("{WSGATE}idle-timeout")),
-                    e.to_string(),
-                )),
-            }
+        if let Some(d) = r.parsed(WSGATE, "idle-timeout", |v| {
+            parse_duration(v).map_err(|e| e.to_string())
+        }) {
+            idle_timeout = (!d.is_zero()).then_some(d);
         }
-        let protocol = match nginx("backend-protocol")
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("HTTP") => Protocol::Http,
-            Some("HTTPS") => Protocol::Https,
-            Some("GRPC") => Protocol::Grpc,
-            Some(other) => {
-                p.push(problem(
-                    annotation(&format!("{NGINX}backend-protocol")),
-                    format!("{other:?} is not supported (HTTP, HTTPS or GRPC)"),
-                ));
-                Protocol::Http
-            }
-        };
-        let mut balance = nginx("upstream-hash-by").and_then(|v| match hash_key(v) {
-            Ok(key) => Some(Balance::ConsistentHash(key)),
-            Err(why) => {
-                p.push(problem(
-                    annotation(&format!("{NGINX}upstream-hash-by")),
-                    why,
-                ));
-                None
-            }
-        });
-        if let Some(v) = wsgate("load-balancing") {
-            match v {
-                "round-robin" => balance = Some(Balance::RoundRobin),
-                "least-connections" => balance = Some(Balance::LeastConnections),
-                other => p.push(problem(
-                    annotation(&format!("{WSGATE}load-balancing")),
-                    format!("{other:?} is not round-robin or least-connections"),
-                )),
-            }
-        }
-        let mut count = |name: &str| -> Option<u32> {
-            let v = nginx(name)?;
-            match v.parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    p.push(problem(
-                        annotation(&format!("{NGINX}{name}")),
-                        format!("{v:?} is not a whole number above 0"),
-                    ));
-                    None
+        let protocol = r
+            .parsed(NGINX, "backend-protocol", |v| {
+                match v.to_ascii_uppercase().as_str() {
+                    "HTTP" => Ok(Protocol::Http),
+                    "HTTPS" => Ok(Protocol::Https),
+                    "GRPC" => Ok(Protocol::Grpc),
+                    "GRPCS" => Ok(Protocol::Grpcs),
+                    other => Err(format!(
+                        "{other:?} is not supported (HTTP, HTTPS, GRPC or GRPCS)"
+                    )),
                 }
-            }
-        };
-        let max_connections = count("limit-connections");
-        let rate = count("limit-rps");
+            })
+            .unwrap_or(Protocol::Http);
+        let affinity = read_affinity(&mut r);
+        let mut balance = r
+            .parsed(NGINX, "upstream-hash-by", hash_key)
+            .map(Balance::ConsistentHash);
+        if let Some(lb) = r.parsed(WSGATE, "load-balancing", |v| match v {
+            "round-robin" => Ok(Balance::RoundRobin),
+            "least-connections" => Ok(Balance::LeastConnections),
+            other => Err(format!("{other:?} is not round-robin or least-connections")),
+        }) {
+            balance = Some(lb);
+        }
+        let max_connections = r.positive("limit-connections", "connections");
+        let rate = r.positive("limit-rps", "requests");
         let limits = (max_connections.is_some() || rate.is_some()).then(|| ClientLimits {
             max_connections,
             rate,
             // ingress-nginx's limit-burst-multiplier default.
             burst: rate.map_or(1, |r| r.saturating_mul(5)),
         });
-        let mut allowed_origins = Vec::new();
-        if let Some(v) = wsgate("allowed-origins") {
-            for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                match OriginPattern::parse(origin) {
-                    Ok(o) => allowed_origins.push(o),
-                    Err(why) => p.push(problem(
-                        annotation(&format!("{WSGATE}allowed-origins")),
-                        why,
-                    )),
-                }
+        let mut allowed_sources = Vec::new();
+        for name in ["whitelist-source-range", "allowlist-source-range"] {
+            if let Some(list) = r.parsed(NGINX, name, cidrs) {
+                allowed_sources.extend(list);
             }
         }
-        let websocket_backend = wsgate("websocket-backend").and_then(|v| match service_port(v) {
-            Ok(sp) => Some(sp),
-            Err(why) => {
-                p.push(problem(
-                    annotation(&format!("{WSGATE}websocket-backend")),
-                    why,
+        let max_body = r.parsed(NGINX, "proxy-body-size", body_size).flatten();
+        let rewrite_target = r.parsed(NGINX, "rewrite-target", |v| {
+            if v.contains('$') {
+                return Err(format!(
+                    "{v:?}: capture groups need regular-expression paths, which wsgate does not support; use a plain prefix such as /"
                 ));
-                None
             }
+            check_path(v)
+                .map(|()| Box::from(normalize_path_prefix(v)))
+                .map_err(|why| format!("{v:?}: {why}"))
         });
-        let maintenance = bool_of(
-            &mut p,
-            format!("{WSGATE}maintenance"),
-            wsgate("maintenance"),
-            false,
-        )
-        .then(|| Bytes::from_static(DEFAULT_MAINTENANCE_BODY.as_bytes()));
+        let mut allowed_origins = Vec::new();
+        if let Some(list) = r.parsed(WSGATE, "allowed-origins", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(OriginPattern::parse)
+                .collect::<Result<Vec<_>, _>>()
+        }) {
+            allowed_origins = list;
+        }
+        let websocket_backend = r.parsed(WSGATE, "websocket-backend", service_port);
+        let maintenance = r
+            .flag(WSGATE, "maintenance", false)
+            .then(|| Bytes::from_static(DEFAULT_MAINTENANCE_BODY.as_bytes()));
         let mut addresses = Addresses::default();
-        if let Some(v) = wsgate("address") {
-            let at = annotation(&format!("{WSGATE}address"));
-            if !opts.standalone {
-                warnings.push(problem(&at, "ignored in a cluster: backends are Services"));
-            } else {
-                for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let (service, addr) = match part.split_once('=') {
-                        Some((s, a)) => (Some(s.trim()), a.trim()),
-                        None => (None, part),
-                    };
-                    match (service, addr.parse::<SocketAddr>()) {
-                        (_, Err(_)) => p.push(problem(&at, format!("{addr:?} is not IP:PORT"))),
-                        (None, Ok(a)) => addresses.all = Some(a),
-                        (Some(s), Ok(a)) => {
-                            addresses.by_service.insert(s.to_string(), a);
-                        }
-                    }
-                }
+        if r.wsgate("address").is_some() && !opts.standalone {
+            warnings.push(problem(
+                annotation(&format!("{WSGATE}address")),
+                "ignored in a cluster: backends are Services",
+            ));
+        } else if let Some(a) = r.parsed(WSGATE, "address", standalone_addresses) {
+            addresses = a;
+        }
+        let settings = Settings {
+            ssl_redirect: r.flag(NGINX, "ssl-redirect", true),
+            force_ssl_redirect: r.flag(NGINX, "force-ssl-redirect", false),
+            www_redirect: r.flag(NGINX, "from-to-www-redirect", false),
+            idle_timeout,
+            http_timeout: read.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            connect_timeout: r.seconds("proxy-connect-timeout"),
+            protocol,
+            balance,
+            affinity,
+            limits,
+            allowed_sources,
+            max_body,
+            rewrite_target,
+            allowed_origins,
+            websocket_backend,
+            maintenance,
+            addresses,
+        };
+        match r.problems.is_empty() {
+            true => Ok((settings, warnings)),
+            false => Err(r.problems),
+        }
+    }
+}
+
+/// Warnings for every annotation under either prefix that wsgate does not honour.
+fn unhonoured(annotations: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut warnings = Vec::new();
+    for name in annotations.keys() {
+        if let Some(short) = name.strip_prefix(NGINX) {
+            if !HONOURED_NGINX.iter().any(|(n, _)| *n == short) {
+                warnings.push(problem(
+                    annotation(name),
+                    format!("ignored: {}", ignored_because(short)),
+                ));
+            }
+        } else if let Some(short) = name.strip_prefix(WSGATE) {
+            if !HONOURED_WSGATE.iter().any(|(n, _)| *n == short) {
+                warnings.push(problem(
+                    annotation(name),
+                    "ignored: no such wsgate annotation",
+                ));
             }
         }
-        if !p.is_empty() {
-            return Err(p);
-        }
-        Ok((
-            Settings {
-                ssl_redirect,
-                www_redirect,
-                idle_timeout,
-                http_timeout: read.unwrap_or(DEFAULT_HTTP_TIMEOUT),
-                protocol,
-                balance,
-                limits,
-                allowed_origins,
-                websocket_backend,
-                maintenance,
-                addresses,
-            },
-            warnings,
-        ))
     }
+    warnings
+}
+
+/// `affinity: cookie` and its `session-cookie-*` settings.
+fn read_affinity(r: &mut Reader<'_>) -> Option<Affinity> {
+    let on = r.parsed(NGINX, "affinity", |v| match v {
+        "cookie" => Ok(()),
+        other => Err(format!("{other:?} is not supported (cookie)")),
+    });
+    let name = r.parsed(NGINX, "session-cookie-name", |v| {
+        super::translate::is_token(v)
+            .then(|| Box::from(v))
+            .ok_or_else(|| format!("{v:?} is not a cookie name (RFC 6265 §4.1.1)"))
+    });
+    let path = r.parsed(NGINX, "session-cookie-path", |v| {
+        check_path(v)
+            .map(|()| Box::from(v))
+            .map_err(|why| format!("{v:?}: {why}"))
+    });
+    let max_age = r.positive("session-cookie-max-age", "seconds");
+    on?;
+    Some(Affinity {
+        // ingress-nginx's default name.
+        name: name.unwrap_or_else(|| "INGRESSCOOKIE".into()),
+        path,
+        max_age: max_age.map(u64::from),
+    })
+}
+
+/// A comma-separated CIDR list.
+fn cidrs(v: &str) -> Result<Vec<Cidr>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<Cidr>().map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// An nginx size (`8m`, `512k`, `1g`, bytes without a unit); `0` is no limit.
+fn body_size(v: &str) -> Result<Option<u64>, String> {
+    let bad = || format!("{v:?} is not a size such as 8m, 512k or 1g (0: no limit)");
+    let (digits, unit) = match v.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&v[..at], c.to_ascii_lowercase()),
+        _ => (v, 'b'),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(scale).ok_or_else(bad)?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
+/// `wsgate.dev/address`: `HOST:PORT` for every Service, or `SERVICE=HOST:PORT,...`.
+fn standalone_addresses(v: &str) -> Result<Addresses, String> {
+    let mut addresses = Addresses::default();
+    for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (service, addr) = match part.split_once('=') {
+            Some((s, a)) => (Some(s.trim()), a.trim()),
+            None => (None, part),
+        };
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not IP:PORT"))?;
+        match service {
+            None => addresses.all = Some(addr),
+            Some(s) => {
+                addresses.by_service.insert(s.to_string(), addr);
+            }
+        }
+    }
+    Ok(addresses)
 }
 
 /// An `upstream-hash-by` value.
@@ -732,28 +857,55 @@ impl Context<'_> {
             None => http_backend.clone(),
         };
         let one = |backend| vec![WeightedBackend { backend, weight: 1 }];
+        // Sticky cookies win over hashing, as in ingress-nginx; wsgate's own load-balancing
+        // annotation wins over both.
+        let balance = |default: Balance| match (&s.affinity, &s.balance) {
+            (_, Some(b @ (Balance::RoundRobin | Balance::LeastConnections))) => b.clone(),
+            (Some(a), _) => Balance::Cookie(AffinityCookie {
+                name: a.name.clone(),
+                path: a.path.clone().unwrap_or_else(|| matches.as_str().into()),
+                max_age: a.max_age,
+            }),
+            (None, b) => b.clone().unwrap_or(default),
+        };
+        let filters = Filters {
+            rewrite: s.rewrite_target.clone().map(PathRewrite::Prefix),
+            ..Filters::default()
+        };
         Some(Rule {
             index,
+            http: Some(HttpAction {
+                backends: one(http_backend),
+                timeout: s.http_timeout,
+                balance: balance(Balance::RoundRobin),
+                filters: filters.clone(),
+                max_body: s.max_body,
+                // Requests share the rule's bucket with upgrades; the connection count is
+                // for sockets.
+                limits: s.limits.and_then(|l| {
+                    l.rate.map(|_| ClientLimits {
+                        max_connections: None,
+                        ..l
+                    })
+                }),
+                connect_timeout: s.connect_timeout,
+            }),
+            websocket: Some(WebSocketAction {
+                backends: one(ws_backend),
+                idle_timeout: s.idle_timeout,
+                balance: balance(Balance::LeastConnections),
+                allowed_origins: s.allowed_origins.clone(),
+                limits: s.limits,
+                filters,
+                connect_timeout: s.connect_timeout,
+            }),
             matches: RuleMatch {
                 path: matches,
                 headers: Vec::new(),
                 method: None,
             },
-            http: Some(HttpAction {
-                backends: one(http_backend),
-                timeout: s.http_timeout,
-                balance: s.balance.clone().unwrap_or(Balance::RoundRobin),
-                filters: Filters::default(),
-            }),
-            websocket: Some(WebSocketAction {
-                backends: one(ws_backend),
-                idle_timeout: s.idle_timeout,
-                balance: s.balance.clone().unwrap_or(Balance::LeastConnections),
-                allowed_origins: s.allowed_origins.clone(),
-                limits: s.limits,
-                filters: Filters::default(),
-            }),
             fallback: false,
+            allowed_sources: s.allowed_sources.clone(),
         })
     }
 
@@ -807,16 +959,19 @@ impl Context<'_> {
                 port,
             },
         };
-        let tls = (s.protocol == Protocol::Https).then(|| model::BackendTls {
-            server_name: ServerName::try_from(format!("{name}.{}.svc", self.namespace))
-                .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())),
-            // ingress-nginx does not verify backend certificates unless told to.
-            ca_secret: None,
-        });
+        let tls =
+            matches!(s.protocol, Protocol::Https | Protocol::Grpcs).then(|| model::BackendTls {
+                server_name: ServerName::try_from(format!("{name}.{}.svc", self.namespace))
+                    .unwrap_or_else(|_| {
+                        ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
+                    }),
+                // ingress-nginx does not verify backend certificates unless told to.
+                ca_secret: None,
+            });
         Backend {
             target,
             protocol: match s.protocol {
-                Protocol::Grpc => BackendProtocol::H2c,
+                Protocol::Grpc | Protocol::Grpcs => BackendProtocol::H2c,
                 _ => BackendProtocol::Http,
             },
             tls,

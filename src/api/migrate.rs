@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::ingress::{self, HONOURED_NGINX, HONOURED_WSGATE, IngressOptions, NGINX, WSGATE};
 use super::{
     Backend, ClientLimits, HashOn, HttpTarget, LoadBalancing, LoadBalancingPolicy, Maintenance,
-    RouteTls, Rule, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget,
+    RouteTls, Rule, StickyCookie, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget,
 };
 use crate::model::{self, BackendTarget, Balance, HashKey, PathMatch, ServicePort};
 
@@ -147,10 +147,14 @@ fn websocket_route(
             .iter()
             .map(ToString::to_string)
             .collect(),
-        tls: route.tls.as_ref().map(|t| RouteTls {
-            secret_name: t.secret.clone(),
-            http_redirect: Some(t.http_redirect),
-            hsts: None,
+        // A WebSocketRoute's TLS names its Secret: https forced without one has no
+        // equivalent (the report says so).
+        tls: route.tls.as_ref().and_then(|t| {
+            Some(RouteTls {
+                secret_name: t.secret.clone()?,
+                http_redirect: Some(t.http_redirect),
+                hsts: None,
+            })
         }),
         maintenance: route.maintenance.as_ref().map(|_| Maintenance {
             enabled: true,
@@ -211,10 +215,12 @@ fn load_balancing(balance: &Balance, default: &Balance) -> Option<LoadBalancing>
         Balance::RoundRobin => LoadBalancing {
             policy: Some(LoadBalancingPolicy::RoundRobin),
             hash_on: None,
+            cookie: None,
         },
         Balance::LeastConnections => LoadBalancing {
             policy: Some(LoadBalancingPolicy::LeastConnections),
             hash_on: None,
+            cookie: None,
         },
         Balance::ConsistentHash(key) => LoadBalancing {
             policy: Some(LoadBalancingPolicy::ConsistentHash),
@@ -231,6 +237,16 @@ fn load_balancing(balance: &Balance, default: &Balance) -> Option<LoadBalancing>
                     source_ip: Some(true),
                     ..HashOn::default()
                 },
+            }),
+            cookie: None,
+        },
+        Balance::Cookie(c) => LoadBalancing {
+            policy: Some(LoadBalancingPolicy::StickyCookie),
+            hash_on: None,
+            cookie: Some(StickyCookie {
+                name: Some(c.name.to_string()),
+                path: Some(c.path.to_string()),
+                max_age_seconds: c.max_age,
             }),
         },
     })

@@ -229,6 +229,26 @@ pub struct LoadBalancing {
     /// The key of ConsistentHash: exactly one of header, cookie or sourceIP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_on: Option<HashOn>,
+    /// The cookie of StickyCookie (default: `wsgate-affinity`, the rule's path, a session
+    /// cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<StickyCookie>,
+}
+
+/// The cookie wsgate issues for StickyCookie.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyCookie {
+    /// Cookie name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Path` attribute (default: the rule's path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `Max-Age` in seconds (default: a session cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_age_seconds: Option<u64>,
 }
 
 /// How endpoints are picked.
@@ -241,6 +261,9 @@ pub enum LoadBalancingPolicy {
     /// The same key goes to the same endpoint while the endpoint set is stable; a change moves
     /// only about 1/N of the keys (rendezvous hashing).
     ConsistentHash,
+    /// wsgate issues a cookie naming the endpoint a client reached; later requests and
+    /// upgrades with it go back there while it is up (Socket.IO, SockJS long-polling).
+    StickyCookie,
 }
 
 /// The key of consistent hashing. Requests without the key fall back to round robin.

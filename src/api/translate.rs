@@ -147,7 +147,7 @@ fn route_tls(p: &mut Problems, tls: &api::RouteTls) -> model::RouteTls {
         p.add("spec.tls.secretName", why);
     }
     model::RouteTls {
-        secret: tls.secret_name.clone(),
+        secret: Some(tls.secret_name.clone()),
         http_redirect: tls.redirects_http(),
         hsts: tls.hsts.as_ref().and_then(|hsts| {
             if hsts.max_age < 0 {
@@ -199,11 +199,13 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
                 "needs an http or a websocket backend (or both)",
             );
         }
-        let http = rule.http.as_ref().map(|h| http_action(p, namespace, i, h));
+        let path = normalize_path_prefix(prefix);
+        let at = RuleAt { index: i, path };
+        let http = rule.http.as_ref().map(|h| http_action(p, namespace, at, h));
         let websocket = rule
             .websocket
             .as_ref()
-            .map(|ws| websocket_action(p, namespace, i, ws));
+            .map(|ws| websocket_action(p, namespace, at, ws));
         out.push(model::Rule {
             index: i,
             matches: RuleMatch {
@@ -214,6 +216,7 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
             http: http.flatten(),
             websocket: websocket.flatten(),
             fallback: false,
+            allowed_sources: Vec::new(),
         });
     }
     out
@@ -247,15 +250,23 @@ fn parse_hostnames(
     parsed
 }
 
+/// Which rule an action belongs to: its index and normalised path.
+#[derive(Clone, Copy)]
+struct RuleAt<'a> {
+    index: usize,
+    path: &'a str,
+}
+
 fn http_action(
     p: &mut Problems,
     namespace: &str,
-    rule: usize,
+    at_rule: RuleAt<'_>,
     http: &HttpTarget,
 ) -> Option<model::HttpAction> {
+    let rule = at_rule.index;
     let at = |field: &str| format!("spec.rules[{rule}].http.{field}");
     let backend = backend(p, namespace, rule, "http", &http.backend);
-    let balance = load_balancing(p, rule, "http", http.load_balancing.as_ref());
+    let balance = load_balancing(p, at_rule, "http", http.load_balancing.as_ref());
     let timeout = match &http.timeout {
         None => Some(DEFAULT_HTTP_TIMEOUT),
         Some(t) => positive_duration(p, at("timeout"), t, "must be greater than 0"),
@@ -268,18 +279,22 @@ fn http_action(
         timeout: timeout?,
         balance: balance?.unwrap_or(Balance::RoundRobin),
         filters: Filters::default(),
+        max_body: None,
+        limits: None,
+        connect_timeout: None,
     })
 }
 
 fn websocket_action(
     p: &mut Problems,
     namespace: &str,
-    rule: usize,
+    at_rule: RuleAt<'_>,
     ws: &WebSocketTarget,
 ) -> Option<model::WebSocketAction> {
+    let rule = at_rule.index;
     let at = |field: &str| format!("spec.rules[{rule}].websocket.{field}");
     let backend = backend(p, namespace, rule, "websocket", &ws.backend);
-    let balance = load_balancing(p, rule, "websocket", ws.load_balancing.as_ref());
+    let balance = load_balancing(p, at_rule, "websocket", ws.load_balancing.as_ref());
     let mut allowed_origins = Vec::with_capacity(ws.allowed_origins.len());
     for (j, origin) in ws.allowed_origins.iter().enumerate() {
         match OriginPattern::parse(origin) {
@@ -311,6 +326,7 @@ fn websocket_action(
         allowed_origins,
         limits: limits?,
         filters: Filters::default(),
+        connect_timeout: None,
     })
 }
 
@@ -472,12 +488,39 @@ fn backend_target(
 /// The balancing policy; `Some(None)` when the rule keeps its default.
 fn load_balancing(
     p: &mut Problems,
-    rule: usize,
+    rule: RuleAt<'_>,
     kind: &str,
     lb: Option<&LoadBalancing>,
 ) -> Option<Option<Balance>> {
     let Some(lb) = lb else { return Some(None) };
-    let at = |field: &str| format!("spec.rules[{rule}].{kind}.loadBalancing.{field}");
+    let at = |field: &str| format!("spec.rules[{}].{kind}.loadBalancing.{field}", rule.index);
+    let sticky = lb.policy == Some(LoadBalancingPolicy::StickyCookie);
+    if lb.cookie.is_some() && !sticky {
+        p.add(at("cookie"), "only applies to policy StickyCookie");
+        return None;
+    }
+    if sticky {
+        if lb.hash_on.is_some() {
+            p.add(at("hashOn"), "only applies to policy ConsistentHash");
+            return None;
+        }
+        let cookie = lb.cookie.clone().unwrap_or_default();
+        let name = cookie.name.as_deref().unwrap_or(DEFAULT_AFFINITY_COOKIE);
+        if !is_token(name) {
+            p.add(at("cookie.name"), format!("{name:?} is not a cookie name"));
+            return None;
+        }
+        let path = cookie.path.as_deref().unwrap_or(rule.path);
+        if let Err(why) = check_path(path) {
+            p.add(at("cookie.path"), why);
+            return None;
+        }
+        return Some(Some(Balance::Cookie(model::AffinityCookie {
+            name: name.into(),
+            path: path.into(),
+            max_age: cookie.max_age_seconds.filter(|&s| s > 0),
+        })));
+    }
     let hashing = lb.policy == Some(LoadBalancingPolicy::ConsistentHash);
     match (&lb.hash_on, hashing) {
         (None, true) => {
@@ -512,7 +555,7 @@ fn load_balancing(
                 }
             }
             if let Some(c) = &on.cookie {
-                if c.is_empty() || !c.bytes().all(is_token_byte) {
+                if !is_token(c) {
                     p.add(at("hashOn.cookie"), format!("{c:?} is not a cookie name"));
                 } else {
                     key = key.or(Some(HashKey::Cookie(c.as_str().into())));
@@ -526,9 +569,14 @@ fn load_balancing(
     }
 }
 
-/// An RFC 9110 `tchar`.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// The cookie name of StickyCookie when the route names none.
+const DEFAULT_AFFINITY_COOKIE: &str = "wsgate-affinity";
+
+/// An RFC 9110 `token` (what a cookie name is, RFC 6265 §4.1.1).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn client_limits(

@@ -45,7 +45,7 @@ impl RouteBuilder {
 
     pub(crate) fn tls(mut self, secret: &str) -> Self {
         self.0.tls = Some(RouteTls {
-            secret: secret.into(),
+            secret: Some(secret.into()),
             http_redirect: true,
             hsts: None,
         });
@@ -124,6 +124,7 @@ pub(crate) fn rule(prefix: &str) -> RuleBuilder {
         http: None,
         websocket: None,
         fallback: false,
+        allowed_sources: Vec::new(),
     })
 }
 
@@ -135,6 +136,12 @@ impl RuleBuilder {
     pub(crate) fn exact(mut self) -> Self {
         let path = self.0.matches.path.as_str().into();
         self.0.matches.path = PathMatch::Exact(path);
+        self
+    }
+
+    /// Only clients in these networks may use the rule.
+    pub(crate) fn sources(mut self, nets: &[&str]) -> Self {
+        self.0.allowed_sources = nets.iter().map(|n| n.parse().unwrap()).collect();
         self
     }
 
@@ -153,6 +160,9 @@ impl RuleBuilder {
             timeout: DEFAULT_HTTP_TIMEOUT,
             balance: Balance::RoundRobin,
             filters: Filters::default(),
+            max_body: None,
+            limits: None,
+            connect_timeout: None,
         };
         f(&mut http);
         self.0.http = Some(http);
@@ -175,6 +185,7 @@ impl RuleBuilder {
             allowed_origins: Vec::new(),
             limits: None,
             filters: Filters::default(),
+            connect_timeout: None,
         };
         f(&mut ws);
         self.0.websocket = Some(ws);

@@ -13,10 +13,12 @@
 
 #[cfg(test)]
 pub(crate) mod build;
+mod cidr;
 mod host;
 mod origin;
 mod path;
 
+pub use cidr::{Cidr, CidrError};
 pub use host::{Hostname, check_dns_label, check_object_name};
 pub use origin::{OriginPattern, origin_allowed};
 pub use path::{PathError, check_path, normalize_path_prefix, normalize_request_path};
@@ -138,8 +140,9 @@ pub const DEFAULT_MAINTENANCE_BODY: &str =
 /// TLS of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTls {
-    /// Name of a `kubernetes.io/tls` Secret in the route's namespace.
-    pub secret: String,
+    /// Name of a `kubernetes.io/tls` Secret in the route's namespace; `None` serves the
+    /// listener's default certificate (an Ingress that forces https without a `tls` entry).
+    pub secret: Option<String>,
     /// Redirect plain-HTTP requests to https.
     pub http_redirect: bool,
     /// `Strict-Transport-Security` on https answers.
@@ -171,6 +174,8 @@ pub struct Rule {
     /// A default (an Ingress `defaultBackend`): yields to any other rule of a merged host
     /// for the same path, whatever its age.
     pub fallback: bool,
+    /// Client networks allowed to use the rule (empty allows any); others get 403.
+    pub allowed_sources: Vec<Cidr>,
 }
 
 /// What a rule matches. Every part must match.
@@ -223,6 +228,12 @@ pub struct HttpAction {
     pub balance: Balance,
     /// Changes made on the way.
     pub filters: Filters,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body: Option<u64>,
+    /// Requests per second per client (the connection count does not apply to requests).
+    pub limits: Option<ClientLimits>,
+    /// Time allowed to connect to an endpoint; `None` is the proxy's default.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// Where WebSocket upgrades of a rule go, and the socket's settings.
@@ -240,14 +251,18 @@ pub struct WebSocketAction {
     pub limits: Option<ClientLimits>,
     /// Changes made to the handshake on the way.
     pub filters: Filters,
+    /// Time allowed to connect to an endpoint; `None` is the proxy's default.
+    pub connect_timeout: Option<Duration>,
 }
 
-/// Request and response changes of a rule (none of them served yet: the table refuses a
-/// route that sets one).
+/// Request and response changes of a rule (only `rewrite` with a prefix is served yet: the
+/// table refuses a route that sets another).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<RequestRedirect>,
+    /// Rewrite the path the backend sees.
+    pub rewrite: Option<PathRewrite>,
     /// Changes to the request's headers.
     pub request_headers: HeaderChanges,
     /// Changes to the response's headers.
@@ -379,6 +394,21 @@ pub enum Balance {
     LeastConnections,
     /// Rendezvous hashing of a request key; requests without the key go round robin.
     ConsistentHash(HashKey),
+    /// Sticky sessions: wsgate issues a cookie naming the endpoint a client was sent to, and
+    /// later requests and upgrades carrying it go back there while it is up; requests without
+    /// it (or naming a gone endpoint) go round robin and get a new cookie.
+    Cookie(AffinityCookie),
+}
+
+/// The cookie of [`Balance::Cookie`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityCookie {
+    /// Cookie name.
+    pub name: Box<str>,
+    /// `Path` attribute.
+    pub path: Box<str>,
+    /// `Max-Age` in seconds; `None` makes a session cookie.
+    pub max_age: Option<u64>,
 }
 
 /// What consistent hashing hashes.

@@ -1,7 +1,8 @@
-//! The admit phase: after [`decide`](super::decide) chose a WebSocket rule and before any
-//! backend is dialled, the request must come from an allowed origin (the guard against
-//! cross-site WebSocket hijacking) and fit the client's limits. Normal requests have nothing to
-//! pass here: origins only guard upgrades, so a page may fetch from anywhere the rule serves.
+//! The admit phase: after [`decide`](super::decide) chose a rule and before any backend is
+//! dialled, the request must come from an allowed source network, declare a body within the
+//! rule's limit, come (for an upgrade) from an allowed origin — the guard against cross-site
+//! WebSocket hijacking — and fit the client's limits. Origins only guard upgrades, so a page
+//! may fetch from anywhere the rule serves.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,11 +10,15 @@ use std::time::Instant;
 
 use super::answer::ClientFault;
 use super::limits::{Admission, ClientLimiter};
-use crate::model::{ClientLimits, OriginPattern, origin_allowed};
+use crate::model::{Cidr, ClientLimits, OriginPattern, origin_allowed};
 
-/// What an upgrade is checked against.
-#[derive(Debug, Clone, Copy)]
+/// What a request is checked against.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Checks<'a> {
+    /// The rule's allowed client networks; empty allows any.
+    pub allowed_sources: &'a [Cidr],
+    /// The declared body length (`Content-Length`) and the rule's limit.
+    pub body: (Option<u64>, Option<u64>),
     /// The rule's allowed origins; empty allows any.
     pub allowed_origins: &'a [OriginPattern],
     /// The `Origin` header the client sent.
@@ -22,7 +27,7 @@ pub(crate) struct Checks<'a> {
     pub limits: Option<(ClientLimits, usize)>,
 }
 
-/// Admits an upgrade or says why not. The returned slot (when the rule has limits) holds one of
+/// Admits a request or says why not. The returned slot (when the rule has limits) holds one of
 /// the client's connections until it is dropped.
 pub(crate) fn admit(
     checks: Checks<'_>,
@@ -31,7 +36,16 @@ pub(crate) fn admit(
     limiter: &Arc<ClientLimiter>,
     now: Instant,
 ) -> Result<Option<Admission>, ClientFault> {
-    // Origins first: a refused page must not use up the client's upgrade budget.
+    let sources = checks.allowed_sources;
+    if !sources.is_empty() && !sources.iter().any(|net| net.contains(client)) {
+        return Err(ClientFault::ForbiddenSource);
+    }
+    if let (Some(declared), Some(max)) = checks.body {
+        if declared > max {
+            return Err(ClientFault::PayloadTooLarge);
+        }
+    }
+    // Origins before limits: a refused page must not use up the client's upgrade budget.
     if !origin_allowed(checks.allowed_origins, checks.origin) {
         return Err(ClientFault::ForbiddenOrigin);
     }
@@ -69,6 +83,7 @@ mod tests {
             allowed_origins: &allowed,
             origin,
             limits: one_socket(),
+            ..Checks::default()
         };
         let now = Instant::now();
         for refused in [None, Some("https://evil.example"), Some("null")] {
@@ -113,9 +128,8 @@ mod tests {
     fn a_rule_without_origins_or_limits_admits_anyone() {
         let limiter = ClientLimiter::new(16);
         let checks = Checks {
-            allowed_origins: &[],
             origin: Some("https://anywhere.example"),
-            limits: None,
+            ..Checks::default()
         };
         let got = admit(
             checks,
@@ -125,5 +139,53 @@ mod tests {
             Instant::now(),
         );
         assert!(matches!(got, Ok(None)));
+    }
+
+    #[test]
+    fn sources_and_declared_bodies_are_checked_before_anything_is_counted() {
+        let limiter = ClientLimiter::new(16);
+        let route: Arc<str> = "apps/chat".into();
+        let nets: Vec<Cidr> = ["10.0.0.0/8", "2001:db8::/32"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let checks = |body| Checks {
+            allowed_sources: &nets,
+            body,
+            limits: one_socket(),
+            ..Checks::default()
+        };
+        let now = Instant::now();
+        let outside: IpAddr = [192, 0, 2, 7].into();
+        assert_eq!(
+            admit(checks((None, None)), &route, outside, &limiter, now).err(),
+            Some(ClientFault::ForbiddenSource)
+        );
+        let inside: IpAddr = [10, 1, 2, 3].into();
+        let v6: IpAddr = "2001:db8::9".parse().unwrap();
+        assert_eq!(
+            admit(
+                checks((Some(1025), Some(1024))),
+                &route,
+                inside,
+                &limiter,
+                now
+            )
+            .err(),
+            Some(ClientFault::PayloadTooLarge)
+        );
+        assert_eq!(limiter.tracked(), 0, "refusals took no slot");
+        let ok = admit(
+            checks((Some(1024), Some(1024))),
+            &route,
+            inside,
+            &limiter,
+            now,
+        );
+        assert!(matches!(ok, Ok(Some(_))));
+        assert!(matches!(
+            admit(checks((None, Some(1))), &route, v6, &limiter, now),
+            Ok(Some(_))
+        ));
     }
 }

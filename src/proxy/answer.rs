@@ -38,9 +38,13 @@ pub enum ClientFault {
     UpgradeRequired,
     /// A WebSocket upgrade from an origin the rule does not allow.
     ForbiddenOrigin,
+    /// A client address outside the rule's allowed sources.
+    ForbiddenSource,
+    /// A request body over the rule's limit.
+    PayloadTooLarge,
     /// CONNECT that is not a WebSocket (wsgate is not a forward proxy).
     MethodNotAllowed,
-    /// The client went over a per-client WebSocket limit.
+    /// The client went over a per-client limit (sockets, upgrades or requests per second).
     TooMany(Refusal),
 }
 
@@ -87,6 +91,8 @@ impl Answer {
                 ClientFault::Misdirected => "misdirected",
                 ClientFault::UpgradeRequired => "upgrade_required",
                 ClientFault::ForbiddenOrigin => "forbidden_origin",
+                ClientFault::ForbiddenSource => "forbidden_source",
+                ClientFault::PayloadTooLarge => "payload_too_large",
                 ClientFault::MethodNotAllowed => "method_not_allowed",
                 ClientFault::TooMany(_) => "rate_limited",
             },
@@ -108,7 +114,10 @@ impl Answer {
                 ClientFault::NotFound => StatusCode::NOT_FOUND,
                 ClientFault::Misdirected => StatusCode::MISDIRECTED_REQUEST,
                 ClientFault::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
-                ClientFault::ForbiddenOrigin => StatusCode::FORBIDDEN,
+                ClientFault::ForbiddenOrigin | ClientFault::ForbiddenSource => {
+                    StatusCode::FORBIDDEN
+                }
+                ClientFault::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ClientFault::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
                 ClientFault::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             },
@@ -136,6 +145,12 @@ impl Answer {
                 ClientFault::ForbiddenOrigin => {
                     "403 forbidden: this origin may not open a WebSocket here\n"
                 }
+                ClientFault::ForbiddenSource => {
+                    "403 forbidden: this client address may not use this path\n"
+                }
+                ClientFault::PayloadTooLarge => {
+                    "413 content too large: the request body is over this path's limit\n"
+                }
                 ClientFault::MethodNotAllowed => {
                     "405 method not allowed: wsgate is not a forward proxy\n"
                 }
@@ -143,7 +158,7 @@ impl Answer {
                     "429 too many requests: too many open WebSockets from this client\n"
                 }
                 ClientFault::TooMany(Refusal::TooFast(_)) => {
-                    "429 too many requests: too many WebSocket upgrades from this client\n"
+                    "429 too many requests: too many requests or WebSocket upgrades from this client\n"
                 }
                 ClientFault::TooMany(Refusal::Full) => {
                     "429 too many requests: too many clients are being tracked; try again shortly\n"
@@ -246,6 +261,8 @@ mod tests {
             ClientFault::Misdirected,
             ClientFault::UpgradeRequired,
             ClientFault::ForbiddenOrigin,
+            ClientFault::ForbiddenSource,
+            ClientFault::PayloadTooLarge,
             ClientFault::MethodNotAllowed,
             ClientFault::TooMany(Refusal::TooManyConnections),
             ClientFault::TooMany(Refusal::TooFast(Duration::from_millis(1500))),

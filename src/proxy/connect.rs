@@ -142,8 +142,10 @@ where
 
 /// The consistent-hashing key of a request, when the backend hashes and the request has it.
 pub(crate) fn hash_key(balance: &Balance, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
-    let Balance::ConsistentHash(on) = balance else {
-        return None;
+    let on = match balance {
+        Balance::ConsistentHash(on) => on,
+        Balance::Cookie(c) => return super::affinity::requested(c, headers),
+        Balance::RoundRobin | Balance::LeastConnections => return None,
     };
     match on {
         HashKey::Header(name) => headers.get(name).map(|v| hash_bytes(v.as_bytes())),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::answer::ClientFault;
-use crate::model::{ClientLimits, OriginPattern};
+use crate::model::{Cidr, ClientLimits, OriginPattern};
 use crate::table::{
     BackendSet, CompiledRoute, CompiledRule, HostBuf, HostEntry, HostRole, RouteTable,
     normalize_host,
@@ -70,17 +70,37 @@ pub enum Decision {
         /// Route, for logs, metrics and HSTS.
         route: Arc<CompiledRoute>,
     },
-    /// Forward a normal request.
-    Forward {
-        /// Where to.
-        backend: Arc<BackendSet>,
-        /// Time allowed for the response headers.
-        timeout: Duration,
-        /// Route, for logs, metrics and HSTS.
-        route: Arc<CompiledRoute>,
-    },
+    /// Admit and forward a normal request.
+    Forward(ForwardPlan),
     /// Admit and relay a WebSocket upgrade.
     Upgrade(UpgradePlan),
+}
+
+/// How to admit and forward one normal request.
+#[derive(Debug, Clone)]
+pub struct ForwardPlan {
+    /// Where to.
+    pub backend: Arc<BackendSet>,
+    /// Time allowed for the response headers.
+    pub timeout: Duration,
+    /// Who may send it, checked by `admit`.
+    pub access: Access,
+    /// Largest body accepted (413 beyond).
+    pub max_body: Option<u64>,
+    /// Route, for logs, metrics and HSTS.
+    pub route: Arc<CompiledRoute>,
+}
+
+/// What the admit phase checks before any backend is dialled, and what the backend sees.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Client networks allowed (empty allows any).
+    pub allowed_sources: Arc<[Cidr]>,
+    /// Per-client limits, with the rule they count under.
+    pub limits: Option<(ClientLimits, usize)>,
+    /// The path (without query) the backend gets instead of the request's, when the rule
+    /// rewrites its prefix.
+    pub rewritten_path: Option<String>,
 }
 
 /// How to admit and relay one WebSocket upgrade.
@@ -92,8 +112,8 @@ pub struct UpgradePlan {
     pub idle_timeout: Option<Duration>,
     /// Origins allowed to open a socket (empty allows any), checked by `admit`.
     pub allowed_origins: Arc<[OriginPattern]>,
-    /// Per-client limits, with the rule they count under, counted by `admit`.
-    pub limits: Option<(ClientLimits, usize)>,
+    /// Sources, limits and path, as for normal requests.
+    pub access: Access,
     /// Route, for logs, metrics and HSTS.
     pub route: Arc<CompiledRoute>,
 }
@@ -105,7 +125,7 @@ impl Decision {
             Decision::Reject(_, route) => route.as_ref(),
             Decision::Redirect { route, .. }
             | Decision::Maintenance { route, .. }
-            | Decision::Forward { route, .. }
+            | Decision::Forward(ForwardPlan { route, .. })
             | Decision::Upgrade(UpgradePlan { route, .. }) => Some(route),
         }
     }
@@ -164,7 +184,7 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
         };
     }
     match route.rule_for(req.path) {
-        Some(rule) => by_rule(rule, route, req.upgrade),
+        Some(rule) => by_rule(rule, route, req),
         None => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
     }
 }
@@ -247,14 +267,19 @@ fn by_listener(
 }
 
 /// The matched rule's answer: its websocket or http backend, by whether this is an upgrade.
-fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, upgrade: bool) -> Decision {
-    if upgrade {
+fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'_>) -> Decision {
+    let access = |limits: Option<ClientLimits>, rewrite: Option<&Arc<str>>| Access {
+        allowed_sources: rule.allowed_sources.clone(),
+        limits: limits.map(|l| (l, rule.index)),
+        rewritten_path: rewrite.map(|to| rewrite_prefix(rule, to, req.path)),
+    };
+    if req.upgrade {
         match (&rule.websocket, &rule.http) {
             (Some(ws), _) => Decision::Upgrade(UpgradePlan {
                 backend: ws.backend.clone(),
                 idle_timeout: ws.idle_timeout,
                 allowed_origins: ws.allowed_origins.clone(),
-                limits: ws.limits.map(|l| (l, rule.index)),
+                access: access(ws.limits, ws.rewrite.as_ref()),
                 route: route.clone(),
             }),
             // A rule with only `http` passes upgrades through to the http backend.
@@ -262,21 +287,41 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, upgrade: bool) -> De
                 backend: http.backend.clone(),
                 idle_timeout: None,
                 allowed_origins: Arc::default(),
-                limits: None,
+                access: access(None, http.rewrite.as_ref()),
                 route: route.clone(),
             }),
             (None, None) => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
         }
     } else {
         match &rule.http {
-            Some(http) => Decision::Forward {
+            Some(http) => Decision::Forward(ForwardPlan {
                 backend: http.backend.clone(),
                 timeout: http.timeout,
+                access: access(http.limits, http.rewrite.as_ref()),
+                max_body: http.max_body,
                 route: route.clone(),
-            },
+            }),
             None => Decision::Reject(ClientFault::UpgradeRequired, Some(route.clone())),
         }
     }
+}
+
+/// `path` with the rule's matched prefix replaced by `to` (Gateway API's ReplacePrefixMatch,
+/// ingress-nginx's `rewrite-target` for a plain prefix): `/app` → `/` turns `/app/x` into `/x`
+/// and `/app` into `/`; the rest keeps its segments, with no doubled `/`.
+fn rewrite_prefix(rule: &CompiledRule, to: &str, path: &str) -> String {
+    let rest = match (rule.exact, &*rule.prefix) {
+        (true, _) => "",
+        (false, "/") => path,
+        (false, prefix) => path.get(prefix.len()..).unwrap_or(""),
+    };
+    if rest.is_empty() || rest == "/" && to.ends_with('/') {
+        return to.to_string();
+    }
+    let mut out = String::with_capacity(to.len() + rest.len());
+    out.push_str(to.trim_end_matches('/'));
+    out.push_str(rest);
+    out
 }
 
 fn location(

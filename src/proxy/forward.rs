@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::header;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
-use http_body_util::Either;
+use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use super::answer::ClientFault;
@@ -15,18 +15,23 @@ use super::connect::{Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, prepare_request, prepare_response};
 
-/// Forwards `req` to the target backend and returns its response.
+/// Forwards `req` to the target backend and returns its response. A body longer than
+/// `max_body` is cut off there; the request then fails with 413 (a declared length over the
+/// limit was refused before, by `admit`).
 pub(crate) async fn forward(
     shared: &Shared,
     mut req: Request<Incoming>,
     target: Target<'_>,
     timeout: Duration,
+    max_body: Option<u64>,
     fwd: &Forwarded<'_>,
     key: Option<u64>,
 ) -> Result<Served, Failure> {
     if let Err(fault) = for_backend(&mut req, target.backend.h2c, fwd) {
         return Err(Failure::from(fault));
     }
+    let limit = max_body.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let req = req.map(|body| Limited::new(body, limit));
     let retry = idempotent(req.method());
     let now_ms = || shared.upstreams.now_ms();
     // A request that could not connect never left, so its body is still unread: `send` hands
@@ -38,6 +43,7 @@ pub(crate) async fn forward(
     match tokio::time::timeout(timeout, attempts).await {
         Err(_) => Err(target.timed_out(None)),
         Ok(Err(failure)) => Err(failure),
+        Ok(Ok((Err(e), _))) if too_large(&e) => Err(Failure::from(ClientFault::PayloadTooLarge)),
         Ok(Ok((Err(e), endpoint))) => Err(target.unreachable(endpoint.addr, &e)),
         // A 101 to a request that asked for no upgrade (RFC 9110 §15.2.2) would reach the
         // client as a bare 101 and leave the connection in an unknown protocol.
@@ -91,6 +97,18 @@ fn for_backend<B>(req: &mut Request<B>, h2c: bool, fwd: &Forwarded<'_>) -> Resul
         *req.version_mut() = Version::HTTP_11;
     }
     Ok(())
+}
+
+/// Whether sending failed because the request body went over its limit.
+fn too_large(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether a request may be sent twice (RFC 9110 §9.2.2).

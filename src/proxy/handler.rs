@@ -16,14 +16,17 @@ use hyper::body::Incoming;
 
 use super::access::{AccessRecord, Finish, Metered};
 use super::admit::{Checks, admit};
+use super::affinity::set_cookie;
 use super::answer::{Answer, Body, ClientFault, maintenance, redirect};
 use super::client_ip::TrustedProxies;
 use super::connect::{Target, hash_key};
-use super::decide::{DecideConfig, Decision, Listener, RequestFacts, UpgradePlan, decide};
+use super::decide::{
+    DecideConfig, Decision, ForwardPlan, Listener, RequestFacts, UpgradePlan, decide,
+};
 use super::drain::DrainRegistry;
 use super::forward::forward;
 use super::headers::{Forwarded, ip_value, is_websocket_upgrade};
-use super::limits::ClientLimiter;
+use super::limits::{Admission, ClientLimiter};
 use super::request_target::{self, Malformed};
 use super::tracker::Tracker;
 use super::upgrade::{UpgradeOutcome, UpgradeRequest, upgrade};
@@ -163,9 +166,28 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The balancing key of `backend` for this request (`None` unless it hashes).
+    /// The balancing key of `backend` for this request (`None` unless it hashes or sticks).
     fn hash_key(self, backend: &BackendSet, headers: &http::HeaderMap) -> Option<u64> {
         hash_key(&backend.balance, headers, self.inbound.client)
+    }
+
+    /// The admit phase for this client, now.
+    fn admit(self, checks: Checks<'_>, route: &Arc<str>) -> Result<Option<Admission>, Failure> {
+        let limiter = &self.shared.limiter;
+        admit(checks, route, self.inbound.client, limiter, Instant::now()).map_err(Failure::from)
+    }
+
+    /// Sticky sessions: the cookie naming the endpoint that served, unless the request's
+    /// `requested` key already named it.
+    fn stick(self, backend: &BackendSet, requested: Option<u64>, mut served: Served) -> Served {
+        let tls = self.conn.tls;
+        if let Some(cookie) = set_cookie(&backend.balance, requested, served.backend, tls) {
+            served
+                .response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie);
+        }
+        served
     }
 }
 
@@ -312,18 +334,38 @@ async fn carry_out(
             ))
         }
         Decision::Maintenance { body, .. } => Ok(ours(maintenance(body), UpgradeOutcome::Rejected)),
-        Decision::Forward {
-            backend,
-            timeout,
-            route,
-        } => {
-            let key = ctx.hash_key(&backend, req.headers());
-            let fwd = ctx.inbound.forwarded(ctx.conn);
-            let target = ctx.target(&backend, &route.id);
-            forward(ctx.shared, req, target, timeout, &fwd, key).await
-        }
+        Decision::Forward(plan) => admit_and_forward(ctx, req, plan).await,
         Decision::Upgrade(plan) => admit_and_upgrade(ctx, req, plan, access).await,
     }
+}
+
+/// The admit phase (sources, declared body, request rate), then forwarding.
+async fn admit_and_forward(
+    ctx: Context<'_>,
+    mut req: Request<Incoming>,
+    plan: ForwardPlan,
+) -> Result<Served, Failure> {
+    let ForwardPlan {
+        backend,
+        timeout,
+        access,
+        max_body,
+        route,
+    } = plan;
+    let checks = Checks {
+        allowed_sources: &access.allowed_sources,
+        body: (content_length(&req), max_body),
+        limits: access.limits,
+        ..Checks::default()
+    };
+    // A request holds no slot: only its rate counts.
+    drop(ctx.admit(checks, &route.id)?);
+    rewrite_path(&mut req, access.rewritten_path.as_deref());
+    let key = ctx.hash_key(&backend, req.headers());
+    let fwd = ctx.inbound.forwarded(ctx.conn);
+    let target = ctx.target(&backend, &route.id);
+    let served = forward(ctx.shared, req, target, timeout, max_body, &fwd, key).await?;
+    Ok(ctx.stick(&backend, key, served))
 }
 
 /// The admit phase (origin, per-client limits), then the upgrade.
@@ -331,7 +373,7 @@ async fn admit_and_upgrade(
     ctx: Context<'_>,
     req: Request<Incoming>,
     plan: UpgradePlan,
-    access: Option<&AccessRecord>,
+    log: Option<&AccessRecord>,
 ) -> Result<Served, Failure> {
     let Context {
         shared,
@@ -343,26 +385,25 @@ async fn admit_and_upgrade(
         backend,
         idle_timeout,
         allowed_origins,
-        limits,
+        access,
         route,
     } = plan;
     let checks = Checks {
+        allowed_sources: &access.allowed_sources,
         allowed_origins: &allowed_origins,
         origin: req
             .headers()
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok()),
-        limits,
+        limits: access.limits,
+        ..Checks::default()
     };
-    let admission = admit(
-        checks,
-        &route.id,
-        inbound.client,
-        &shared.limiter,
-        Instant::now(),
-    )?;
+    let admission = ctx.admit(checks, &route.id)?;
+    let mut req = req;
+    rewrite_path(&mut req, access.rewritten_path.as_deref());
+    let key = ctx.hash_key(&backend, req.headers());
     let request = UpgradeRequest {
-        key: ctx.hash_key(&backend, req.headers()),
+        key,
         req,
         extended_connect: inbound.extended_connect,
         idle_timeout,
@@ -370,7 +411,32 @@ async fn admit_and_upgrade(
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };
     let target = ctx.target(&backend, &route.id);
-    upgrade(shared, request, target, &inbound.forwarded(conn), access).await
+    let served = upgrade(shared, request, target, &inbound.forwarded(conn), log).await?;
+    Ok(ctx.stick(&backend, key, served))
+}
+
+/// The declared body length, when the request declares one.
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    let value = req.headers().get(header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
+}
+
+/// Gives the request the path its rule rewrote, keeping the query.
+fn rewrite_path(req: &mut Request<Incoming>, path: Option<&str>) {
+    let Some(path) = path else { return };
+    let with_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    // The rewritten path came from a normalised path and a validated prefix, so it parses;
+    // if it somehow did not, the request keeps its own path rather than failing.
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(with_query) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// The log phase: HSTS on TLS answers, request and upgrade metrics. The access log line and

@@ -21,6 +21,7 @@
 
 mod access;
 mod admit;
+mod affinity;
 pub mod answer;
 pub mod client_ip;
 mod connect;

@@ -24,6 +24,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::connect::ConnectFailed;
+
+/// A request body on its way to a backend, cut off (as an error) beyond the rule's size limit.
+pub(crate) type RequestBody = http_body_util::Limited<Incoming>;
 use crate::table::{ActiveGuard, BackendSet, BackendTlsEntry, Endpoint, FnvMap, HealthPolicy};
 
 /// How long to wait for a backend TCP connection (and its TLS handshake).
@@ -59,7 +62,7 @@ pub(crate) enum ConnectError {
 /// for [`connect_with_retry`](super::connect::connect_with_retry), so forwarding hands it the
 /// send future itself.
 pub(crate) type Sent =
-    Result<Result<Response<UpstreamBody>, hyper::Error>, ConnectFailed<Request<Incoming>>>;
+    Result<Result<Response<UpstreamBody>, hyper::Error>, ConnectFailed<Request<RequestBody>>>;
 
 /// A backend byte stream: plain TCP or TLS.
 pub(crate) enum BackendIo {
@@ -148,7 +151,7 @@ impl PoolKey {
 }
 
 struct IdleConn {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -162,7 +165,7 @@ impl IdleConn {
 pub(crate) struct Upstreams {
     /// Most recently returned at the back.
     idle: Mutex<FnvMap<PoolKey, VecDeque<IdleConn>>>,
-    h2: Mutex<FnvMap<PoolKey, http2::SendRequest<Incoming>>>,
+    h2: Mutex<FnvMap<PoolKey, http2::SendRequest<RequestBody>>>,
     health: HealthPolicy,
     ejections: prometheus::IntCounter,
     epoch: Instant,
@@ -210,14 +213,16 @@ impl Upstreams {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A new connection to `endpoint`, TLS when the backend asks for it. Records the outcome
-    /// for passive health.
+    /// A new connection to `endpoint` of `backend`, TLS when the backend asks for it, within
+    /// the backend's connect timeout. Records the outcome for passive health.
     pub(crate) async fn connect(
         &self,
+        backend: &BackendSet,
         endpoint: &Endpoint,
-        tls: Option<&BackendTlsEntry>,
     ) -> Result<BackendIo, ConnectError> {
-        let result = tokio::time::timeout(CONNECT_TIMEOUT, connect_io(endpoint.addr, tls))
+        let tls = backend.tls.as_deref();
+        let limit = backend.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+        let result = tokio::time::timeout(limit, connect_io(endpoint.addr, tls))
             .await
             .unwrap_or(Err(ConnectError::Timeout));
         match &result {
@@ -243,7 +248,7 @@ impl Upstreams {
         self: &Arc<Self>,
         backend: &BackendSet,
         endpoint: &Endpoint,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         active: ActiveGuard,
     ) -> Sent {
         let key = PoolKey::new(backend, endpoint);
@@ -286,7 +291,7 @@ impl Upstreams {
         backend: &BackendSet,
         endpoint: &Endpoint,
         key: PoolKey,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         active: ActiveGuard,
     ) -> Sent {
         let shared = {
@@ -296,7 +301,7 @@ impl Upstreams {
         let mut sender = match shared {
             Some(sender) => sender,
             None => {
-                let io = match self.connect(endpoint, backend.tls.as_deref()).await {
+                let io = match self.connect(backend, endpoint).await {
                     Ok(io) => io,
                     Err(e) => return Err(ConnectFailed::new(e, req)),
                 };
@@ -327,8 +332,8 @@ impl Upstreams {
         &self,
         backend: &BackendSet,
         endpoint: &Endpoint,
-    ) -> Result<http1::SendRequest<Incoming>, ConnectError> {
-        let io = self.connect(endpoint, backend.tls.as_deref()).await?;
+    ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
+        let io = self.connect(backend, endpoint).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(ConnectError::Handshake)?;
@@ -341,7 +346,7 @@ impl Upstreams {
     }
 
     /// The most recently used idle connection that is still open.
-    async fn checkout(&self, key: PoolKey) -> Option<http1::SendRequest<Incoming>> {
+    async fn checkout(&self, key: PoolKey) -> Option<http1::SendRequest<RequestBody>> {
         loop {
             let idle = {
                 let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -367,7 +372,7 @@ impl Upstreams {
         }
     }
 
-    fn checkin(&self, key: PoolKey, sender: http1::SendRequest<Incoming>) {
+    fn checkin(&self, key: PoolKey, sender: http1::SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }
@@ -402,7 +407,7 @@ async fn connect_io(
 }
 
 struct GiveBack {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     pool: Arc<Upstreams>,
     key: PoolKey,
 }

@@ -354,8 +354,10 @@ impl FileSource {
         let mut made = Vec::new();
         let mut wanted: Vec<((String, String), Vec<String>)> = Vec::new();
         for route in snapshot.accepted() {
-            let Some(tls) = &route.tls else { continue };
-            let key = (route.meta.namespace.clone(), tls.secret.clone());
+            let Some(secret) = route.tls.as_ref().and_then(|t| t.secret.as_ref()) else {
+                continue;
+            };
+            let key = (route.meta.namespace.clone(), secret.clone());
             let provided = snapshot
                 .secrets
                 .iter()

@@ -2,12 +2,15 @@
 //! pods or a fixed address), how to pick among them, and TLS towards them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::certs::Certs;
 use super::compile::{ServiceKey, Snapshot};
 use super::report::{Problem, ProblemKind};
 use super::shared::SharedEndpoints;
-use super::{BackendSet, BackendTlsEntry, Endpoint, backend_client_config};
+use super::{
+    BackendSet, BackendTlsEntry, Endpoint, backend_client_config, backend_h2_client_config,
+};
 use crate::model::{Backend, BackendProtocol, BackendTarget, BackendTls, Balance, ServicePort};
 
 /// What building a backend needs from the route being compiled.
@@ -24,9 +27,11 @@ pub(super) fn backend_set<'s>(
     ctx: &BackendContext<'_, 's, '_>,
     backend: &'s Backend,
     balance: Balance,
+    connect_timeout: Option<Duration>,
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendSet> {
+    let h2 = backend.protocol == BackendProtocol::H2c;
     let (name, endpoints) = match &backend.target {
         BackendTarget::Address(addr) => (
             Arc::from(addr.to_string()),
@@ -44,11 +49,12 @@ pub(super) fn backend_set<'s>(
     let tls = backend
         .tls
         .as_ref()
-        .map(|t| backend_tls(ctx, t, shared, problems));
+        .map(|t| backend_tls(ctx, t, h2, shared, problems));
     Arc::new(BackendSet {
         balance,
-        h2c: backend.protocol == BackendProtocol::H2c,
+        h2c: h2,
         tls,
+        connect_timeout,
         ..BackendSet::with_endpoints(name, endpoints)
     })
 }
@@ -125,14 +131,17 @@ fn service_endpoints<'s>(
 fn backend_tls(
     ctx: &BackendContext<'_, '_, '_>,
     tls: &BackendTls,
+    h2: bool,
     shared: &mut SharedEndpoints<'_, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendTlsEntry> {
     let namespace = ctx.namespace;
+    let build = |ca: Option<&[u8]>| match h2 {
+        true => backend_h2_client_config(ca),
+        false => backend_client_config(ca),
+    };
     let config = match tls.ca_secret.as_deref() {
-        None => shared
-            .client_config(None, || backend_client_config(None))
-            .ok(),
+        None => shared.client_config((None, h2), || build(None)).ok(),
         Some(name) => match ctx.certs.ca(namespace, name) {
             None => {
                 problems.push(Problem {
@@ -145,7 +154,7 @@ fn backend_tls(
             }
             Some(pem) => {
                 let digest = ctx.certs.digest(pem);
-                match shared.client_config(Some(digest), || backend_client_config(Some(pem))) {
+                match shared.client_config((Some(digest), h2), || build(Some(pem))) {
                     Ok(config) => Some(config),
                     Err(e) => {
                         problems.push(Problem {

@@ -129,8 +129,10 @@ pub type FnvMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDe
 /// A map keyed by endpoint address.
 pub(crate) type AddrMap<V> = FnvMap<SocketAddr, V>;
 
-/// The hash of an endpoint address, computed once at compile time.
-pub(super) fn hash_addr(addr: SocketAddr) -> u64 {
+/// The hash of an endpoint address, computed once at compile time. It is also the endpoint's
+/// affinity id (the value of a sticky cookie): the same in every replica and every version,
+/// so a cookie issued by one wsgate is honoured by all.
+pub fn hash_addr(addr: SocketAddr) -> u64 {
     let mut buf = [0u8; 18];
     let ip: &[u8] = match addr.ip() {
         std::net::IpAddr::V4(v4) => {
@@ -177,6 +179,14 @@ impl BackendSet {
                 .iter()
                 .filter(usable)
                 .max_by_key(|e| mix(key ^ e.hash)),
+            // The endpoint the affinity cookie names, while it is usable; else a new one.
+            (Balance::Cookie(_), Some(id)) => {
+                let named = self.endpoints.iter().filter(usable).find(|e| e.hash == id);
+                named.or_else(|| {
+                    let start = self.next.fetch_add(1, Ordering::Relaxed);
+                    self.rotated(start).find(usable)
+                })
+            }
             (Balance::LeastConnections, _) => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 self.rotated(start)
@@ -336,6 +346,32 @@ mod tests {
                 assert_eq!(before[i], after[i]);
             }
         }
+    }
+
+    #[test]
+    fn a_sticky_cookie_names_its_endpoint_while_it_is_usable() {
+        let a = addrs(3);
+        let cookie = crate::model::AffinityCookie {
+            name: "sid".into(),
+            path: "/".into(),
+            max_age: None,
+        };
+        let set = set(Balance::Cookie(cookie), &a);
+        let id = hash_addr(a[2]);
+        for _ in 0..5 {
+            assert_eq!(pick(&set, Some(id)), Some(a[2]));
+        }
+        // Ejected (or gone): another endpoint, round robin.
+        let policy = HealthPolicy {
+            failures: 1,
+            backoff_ms: 1000,
+        };
+        set.endpoints()[2].state.connect_failed(0, policy);
+        let elsewhere = pick(&set, Some(id));
+        assert!(elsewhere.is_some() && elsewhere != Some(a[2]));
+        // No cookie, or one naming no endpoint: round robin.
+        let first = pick(&set, None);
+        assert_ne!(first, pick(&set, Some(12345)));
     }
 
     #[test]

@@ -21,7 +21,8 @@ use super::{
     RouteTlsEntry, TlsSecret, WebSocketBackend,
 };
 use crate::model::{
-    BackendTarget, Hsts, PathMatch, Rejected, Route, Rule, Translated, WeightedBackend, meta,
+    BackendTarget, Filters, Hsts, PathMatch, PathRewrite, Rejected, Route, Rule, Translated,
+    WeightedBackend, meta,
 };
 
 /// Everything the table is compiled from.
@@ -82,7 +83,7 @@ pub struct CompileCache {
     /// Endpoints of `address` backends in the last compile.
     pub(super) addresses: AddrMap<Endpoint>,
     /// Backend TLS client configs by digest of their CA bundle (`None`: no verification).
-    client_configs: HashMap<Option<u64>, Arc<ClientConfig>>,
+    client_configs: HashMap<(Option<u64>, bool), Arc<ClientConfig>>,
 }
 
 /// The report of a rejected version whose last good version is served: the new generation
@@ -370,8 +371,16 @@ fn unsupported(rule: &Rule) -> Vec<&'static str> {
         rule.http.as_ref().map(|h| &h.filters),
         rule.websocket.as_ref().map(|w| &w.filters),
     ];
-    if filters.into_iter().flatten().any(|f| !f.is_empty()) {
-        found.push("a filter (redirect or header change)");
+    // A prefix rewrite is served; every other filter is not yet.
+    let served = |f: &Filters| Filters {
+        rewrite: match f.rewrite {
+            Some(PathRewrite::Prefix(_)) => None,
+            ref other => other.clone(),
+        },
+        ..f.clone()
+    };
+    if filters.into_iter().flatten().any(|f| !served(f).is_empty()) {
+        found.push("a filter (redirect, full-path rewrite or header change)");
     }
     found
 }
@@ -386,7 +395,10 @@ fn compile_route<'s>(
 ) -> CompiledRoute {
     let namespace = route.meta.namespace.as_str();
     let tls = route.tls.as_ref().map(|t| RouteTlsEntry {
-        cert: certs.get(namespace, &t.secret, &mut report.problems),
+        cert: t
+            .secret
+            .as_ref()
+            .and_then(|secret| certs.get(namespace, secret, &mut report.problems)),
         http_redirect: t.http_redirect,
     });
     let hsts = route.tls.as_ref().and_then(|t| t.hsts).and_then(hsts_value);
@@ -451,11 +463,21 @@ fn compile_group<'s>(
     }
     let mut tls = None;
     let mut hsts = None;
-    if let Some(&(route, at)) = group.members.iter().find(|(r, _)| r.tls.is_some()) {
+    // The oldest member naming a Secret, else the oldest with TLS at all (https forced with
+    // the default certificate).
+    let with_secret =
+        |(r, _): &&(&Route, usize)| r.tls.as_ref().is_some_and(|t| t.secret.is_some());
+    let member = group.members.iter().find(with_secret);
+    let member = member.or_else(|| group.members.iter().find(|(r, _)| r.tls.is_some()));
+    if let Some(&(route, at)) = member {
         if let Some(t) = &route.tls {
             let namespace = route.meta.namespace.as_str();
+            let problems = &mut reports[at].problems;
             tls = Some(RouteTlsEntry {
-                cert: certs.get(namespace, &t.secret, &mut reports[at].problems),
+                cert: t
+                    .secret
+                    .as_ref()
+                    .and_then(|secret| certs.get(namespace, secret, problems)),
                 http_redirect: t.http_redirect,
             });
             hsts = t.hsts.and_then(hsts_value);
@@ -523,16 +545,43 @@ fn compile_rule<'s>(
         prefix: rule.matches.path.as_str().into(),
         exact: matches!(rule.matches.path, PathMatch::Exact(_)),
         index: rule.index,
+        allowed_sources: rule.allowed_sources.as_slice().into(),
         http: http.map(|(h, b)| HttpBackend {
-            backend: backend_set(ctx, &b.backend, h.balance.clone(), shared, problems),
+            backend: backend_set(
+                ctx,
+                &b.backend,
+                h.balance.clone(),
+                h.connect_timeout,
+                shared,
+                problems,
+            ),
             timeout: h.timeout,
+            max_body: h.max_body,
+            limits: h.limits,
+            rewrite: prefix_rewrite(&h.filters),
         }),
         websocket: websocket.map(|(w, b)| WebSocketBackend {
-            backend: backend_set(ctx, &b.backend, w.balance.clone(), shared, problems),
+            backend: backend_set(
+                ctx,
+                &b.backend,
+                w.balance.clone(),
+                w.connect_timeout,
+                shared,
+                problems,
+            ),
             idle_timeout: w.idle_timeout,
             allowed_origins: w.allowed_origins.as_slice().into(),
             limits: w.limits,
+            rewrite: prefix_rewrite(&w.filters),
         }),
+    }
+}
+
+/// What replaces the matched prefix, when the filters rewrite one.
+fn prefix_rewrite(filters: &Filters) -> Option<Arc<str>> {
+    match &filters.rewrite {
+        Some(PathRewrite::Prefix(to)) => Some(Arc::from(&**to)),
+        _ => None,
     }
 }
 

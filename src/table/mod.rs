@@ -19,14 +19,14 @@ mod shared;
 mod tls;
 mod upstream_tls;
 
-pub use balance::{ActiveGuard, EndpointState, FnvMap, HealthPolicy, hash_bytes};
+pub use balance::{ActiveGuard, EndpointState, FnvMap, HealthPolicy, hash_addr, hash_bytes};
 pub use certs::CertificateCache;
 pub use compile::{CompileCache, ServiceKey, Snapshot, compile, compile_with};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use report::{Problem, ProblemKind, RouteReport};
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
-pub use upstream_tls::{BackendTlsEntry, backend_client_config};
+pub use upstream_tls::{BackendTlsEntry, backend_client_config, backend_h2_client_config};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ use http::HeaderValue;
 use http::uri::Authority;
 use rustls::sign::CertifiedKey;
 
-use crate::model::{Balance, ClientLimits, OriginPattern};
+use crate::model::{Balance, Cidr, ClientLimits, OriginPattern};
 
 /// The live routing table, published whole through an `ArcSwap` and never mutated.
 #[derive(Debug, Default)]
@@ -114,6 +114,8 @@ pub struct CompiledRule {
     pub prefix: Box<str>,
     /// Whether `prefix` must be the whole path.
     pub exact: bool,
+    /// Client networks allowed (empty allows any); others get 403.
+    pub allowed_sources: Arc<[Cidr]>,
     /// Index of the rule in the route's spec, for logs and metrics.
     pub index: usize,
     /// Backend of normal requests.
@@ -129,6 +131,12 @@ pub struct HttpBackend {
     pub backend: Arc<BackendSet>,
     /// How long to wait for response headers.
     pub timeout: Duration,
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body: Option<u64>,
+    /// Requests per second per client.
+    pub limits: Option<ClientLimits>,
+    /// What replaces the matched prefix in the path the backend sees.
+    pub rewrite: Option<Arc<str>>,
 }
 
 /// Backend of WebSocket upgrades with its idle timeout.
@@ -142,6 +150,8 @@ pub struct WebSocketBackend {
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.
     pub limits: Option<ClientLimits>,
+    /// What replaces the matched prefix in the path the backend sees.
+    pub rewrite: Option<Arc<str>>,
 }
 
 /// The endpoints of one backend, with how to pick among them and how to talk to them.
@@ -157,6 +167,8 @@ pub struct BackendSet {
     pub h2c: bool,
     /// TLS towards the endpoints.
     pub tls: Option<Arc<BackendTlsEntry>>,
+    /// Time allowed to connect to an endpoint; `None` is the proxy's default.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// One backend address, with its URI authority prepared at compile time so forwarding a
@@ -216,6 +228,7 @@ impl BackendSet {
             balance: Balance::RoundRobin,
             h2c: false,
             tls: None,
+            connect_timeout: None,
         }
     }
 

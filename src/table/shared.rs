@@ -22,14 +22,15 @@ pub(super) struct SharedEndpoints<'s, 'c> {
     pub(super) services: &'c mut HashMap<ServiceKey, Arc<[Endpoint]>>,
     pub(super) old_addresses: AddrMap<Endpoint>,
     pub(super) addresses: &'c mut AddrMap<Endpoint>,
-    pub(super) client_configs: &'c mut HashMap<Option<u64>, Arc<ClientConfig>>,
+    /// By CA digest (`None`: no verification) and whether ALPN offers h2.
+    pub(super) client_configs: &'c mut HashMap<(Option<u64>, bool), Arc<ClientConfig>>,
 }
 
 impl SharedEndpoints<'_, '_> {
     /// The cached client config for a CA digest, built on first use.
     pub(super) fn client_config(
         &mut self,
-        digest: Option<u64>,
+        digest: (Option<u64>, bool),
         build: impl FnOnce() -> Result<Arc<ClientConfig>, TlsError>,
     ) -> Result<Arc<ClientConfig>, TlsError> {
         if let Some(config) = self.client_configs.get(&digest) {

@@ -29,6 +29,15 @@ fn provider() -> Arc<CryptoProvider> {
 /// when `None`. ALPN offers only `http/1.1`: requests and upgrades both speak it to TLS
 /// backends.
 pub fn backend_client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config(ca_pem, b"http/1.1")
+}
+
+/// As [`backend_client_config`], offering only `h2` (gRPC over TLS, which requires it).
+pub fn backend_h2_client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config(ca_pem, b"h2")
+}
+
+fn client_config(ca_pem: Option<&[u8]>, alpn: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -56,7 +65,7 @@ pub fn backend_client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>,
             )))
             .with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -60,7 +60,10 @@ fn one_route_per_host_every_path_takes_upgrades_with_the_longer_timeout() {
     assert!(chat.merge && !chat.catch_all);
     assert_eq!(chat.hostnames[0].as_str(), "chat.example.com");
     let tls = chat.tls.as_ref().unwrap_or_else(|| panic!("tls"));
-    assert_eq!((tls.secret.as_str(), tls.http_redirect), ("chat-tls", true));
+    assert_eq!(
+        (tls.secret.as_deref(), tls.http_redirect),
+        (Some("chat-tls"), true)
+    );
     assert_eq!(
         chat.rules[0].matches.path,
         PathMatch::Prefix("/socket.io".into())
@@ -182,6 +185,82 @@ fn honoured_annotations_map_onto_the_model() {
 }
 
 #[test]
+fn affinity_sources_body_rewrite_connect_and_https_map_onto_the_model() {
+    let yaml = CHAT.replace(
+        "    nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"\n",
+        concat!(
+            "    nginx.ingress.kubernetes.io/affinity: cookie\n",
+            "    nginx.ingress.kubernetes.io/session-cookie-max-age: \"172800\"\n",
+            "    nginx.ingress.kubernetes.io/upstream-hash-by: \"$remote_addr\"\n",
+            "    nginx.ingress.kubernetes.io/whitelist-source-range: \"10.0.0.0/8, 192.168.1.7\"\n",
+            "    nginx.ingress.kubernetes.io/allowlist-source-range: \"2001:db8::/32\"\n",
+            "    nginx.ingress.kubernetes.io/proxy-body-size: \"8m\"\n",
+            "    nginx.ingress.kubernetes.io/limit-rps: \"4\"\n",
+            "    nginx.ingress.kubernetes.io/limit-connections: \"2\"\n",
+            "    nginx.ingress.kubernetes.io/rewrite-target: /\n",
+            "    nginx.ingress.kubernetes.io/proxy-connect-timeout: \"3\"\n",
+            "    nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"\n",
+            "    nginx.ingress.kubernetes.io/backend-protocol: GRPCS\n",
+        ),
+    );
+    let routes = routes(&yaml);
+    let chat = &routes[0];
+    let rule = &chat.rules[0];
+    let http = rule.http.as_ref().unwrap_or_else(|| panic!("http"));
+    let ws = rule.websocket.as_ref().unwrap_or_else(|| panic!("ws"));
+    // The sticky cookie wins over hashing; its path defaults to the Ingress path.
+    let sticky = Balance::Cookie(AffinityCookie {
+        name: "INGRESSCOOKIE".into(),
+        path: "/socket.io".into(),
+        max_age: Some(172_800),
+    });
+    assert_eq!((&http.balance, &ws.balance), (&sticky, &sticky));
+    let nets: Vec<Cidr> = ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]
+        .iter()
+        .map(|c| c.parse().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(rule.allowed_sources, nets);
+    assert_eq!(http.max_body, Some(8 << 20));
+    // Requests count against the rate only; sockets against both.
+    let rate_only = ClientLimits {
+        max_connections: None,
+        rate: Some(4),
+        burst: 20,
+    };
+    assert_eq!(http.limits, Some(rate_only));
+    assert_eq!(ws.limits.and_then(|l| l.max_connections), Some(2));
+    let rewrite = Some(PathRewrite::Prefix("/".into()));
+    assert_eq!(
+        (&http.filters.rewrite, &ws.filters.rewrite),
+        (&rewrite, &rewrite)
+    );
+    assert_eq!(http.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(ws.connect_timeout, Some(Duration::from_secs(3)));
+    let backend = &http.backends[0].backend;
+    assert_eq!(backend.protocol, BackendProtocol::H2c);
+    assert!(backend.tls.is_some(), "GRPCS is h2 over TLS");
+    // force-ssl-redirect: the host without a tls entry is redirected too.
+    let wildcard = routes[1].tls.as_ref().unwrap_or_else(|| panic!("tls"));
+    assert_eq!(
+        (wildcard.secret.as_deref(), wildcard.http_redirect),
+        (None, true)
+    );
+    assert!(chat.warnings.is_empty(), "{:?}", chat.warnings);
+}
+
+#[test]
+fn nginx_sizes_read_as_nginx_does() {
+    assert_eq!(body_size("0"), Ok(None));
+    assert_eq!(body_size("1024"), Ok(Some(1024)));
+    assert_eq!(body_size("512k"), Ok(Some(512 << 10)));
+    assert_eq!(body_size("8M"), Ok(Some(8 << 20)));
+    assert_eq!(body_size("1g"), Ok(Some(1 << 30)));
+    for bad in ["", "m", "8mb", "-1", "1.5m", "99999999999999g"] {
+        assert!(body_size(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn other_annotations_are_reported_as_ignored_never_dropped() {
     let yaml = CHAT.replace(
         "    nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"\n",
@@ -231,6 +310,32 @@ fn bad_values_name_their_field() {
             "ssl-redirect]",
         ),
         ("wsgate.dev/websocket-backend", "chat", "websocket-backend]"),
+        ("nginx.ingress.kubernetes.io/affinity", "ip", "affinity]"),
+        (
+            "nginx.ingress.kubernetes.io/session-cookie-name",
+            "a=b",
+            "session-cookie-name]",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "10.0.0.0/33",
+            "whitelist-source-range]",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-body-size",
+            "big",
+            "proxy-body-size]",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/rewrite-target",
+            "/$2",
+            "rewrite-target]: \"/$2\": capture groups",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-connect-timeout",
+            "5s",
+            "proxy-connect-timeout]",
+        ),
     ] {
         let yaml = CHAT.replace(
             "nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"",

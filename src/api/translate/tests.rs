@@ -170,6 +170,7 @@ fn load_balancing() {
         Some(LoadBalancing {
             policy: Some(policy),
             hash_on,
+            cookie: None,
         })
     };
     let on = |header: Option<&str>, cookie: Option<&str>, ip: Option<bool>| {
@@ -286,6 +287,7 @@ fn every_field_is_parsed_into_the_model() {
                 cookie: Some("room".into()),
                 ..Default::default()
             }),
+            cookie: None,
         });
         ws.limits = Some(ClientLimits {
             upgrades_per_second_per_client: Some(4),
@@ -375,6 +377,7 @@ fn values_that_do_not_parse_reject_the_route() {
                         header: Some("x user".into()),
                         ..Default::default()
                     }),
+                    cookie: None,
                 })
             },
             "spec.rules[0].websocket.loadBalancing.hashOn.header",
@@ -387,6 +390,7 @@ fn values_that_do_not_parse_reject_the_route() {
                         cookie: Some("a=b".into()),
                         ..Default::default()
                     }),
+                    cookie: None,
                 })
             },
             "spec.rules[0].websocket.loadBalancing.hashOn.cookie",

@@ -34,6 +34,25 @@ fn routes() -> Vec<Route> {
             .redirect_host("www.plain.example.com")
             .rule(rule("/app").http(address("127.0.0.1:9000")))
             .build(),
+        route("apps/rewrite")
+            .host("rw.example.com")
+            .rule(rewriting(rule("/app"), "/"))
+            .rule(rewriting(rule("/v1"), "/api/v1/"))
+            .rule(rewriting(rule("/"), "/root"))
+            .rule(rewriting(rule("/x").exact(), "/y"))
+            .rule(
+                rule("/private")
+                    .http_with(address("127.0.0.1:9002"), |h| {
+                        h.max_body = Some(1024);
+                        h.limits = Some(Limits {
+                            max_connections: None,
+                            rate: Some(3),
+                            burst: 15,
+                        });
+                    })
+                    .sources(&["10.0.0.0/8"]),
+            )
+            .build(),
         route("apps/optout")
             .host("optout.example.com")
             .tls("chat-tls")
@@ -42,6 +61,16 @@ fn routes() -> Vec<Route> {
             .rule(rule("/").http(address("127.0.0.1:9001")))
             .build(),
     ]
+}
+
+/// `r` with an http and a websocket backend that both replace its prefix with `to`.
+fn rewriting(r: crate::model::build::RuleBuilder, to: &str) -> crate::model::build::RuleBuilder {
+    let rewrite = Some(crate::model::PathRewrite::Prefix(to.into()));
+    let ws_rewrite = rewrite.clone();
+    r.http_with(address("127.0.0.1:9003"), |h| h.filters.rewrite = rewrite)
+        .websocket_with(address("127.0.0.1:9004"), |w| {
+            w.filters.rewrite = ws_rewrite
+        })
 }
 
 fn table() -> RouteTable {
@@ -143,7 +172,9 @@ fn reject_of(d: Decision) -> ClientFault {
 
 fn backend_of(d: Decision) -> (&'static str, String, Option<Duration>) {
     match d {
-        Decision::Forward { backend, .. } => ("forward", backend.name.to_string(), None),
+        Decision::Forward(ForwardPlan { backend, .. }) => {
+            ("forward", backend.name.to_string(), None)
+        }
         Decision::Upgrade(UpgradePlan {
             backend,
             idle_timeout,
@@ -246,12 +277,12 @@ fn routing_by_path_and_upgrade() {
         Decision::Upgrade(UpgradePlan {
             backend,
             allowed_origins,
-            limits,
+            access,
             ..
         }) => {
             assert_eq!(&*backend.name, "127.0.0.1:5001");
             assert_eq!(allowed_origins.len(), 1);
-            let (limits, rule) = limits.unwrap_or_else(|| panic!("limits"));
+            let (limits, rule) = access.limits.unwrap_or_else(|| panic!("limits"));
             assert_eq!((limits.max_connections, rule), (Some(5), 1));
         }
         other => panic!("{other:?}"),
@@ -348,5 +379,51 @@ fn a_malformed_target_is_400_before_any_route_is_looked_at() {
             ),
             "malformed"
         );
+    }
+}
+
+fn access_of(d: Decision) -> Access {
+    match d {
+        Decision::Forward(plan) => plan.access,
+        Decision::Upgrade(plan) => plan.access,
+        other => panic!("expected forward or upgrade, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rewritten_prefix_keeps_the_rest_of_the_path_for_requests_and_upgrades() {
+    for (path, want) in [
+        ("/app", "/"),
+        ("/app/", "/"),
+        ("/app/chat/room", "/chat/room"),
+        ("/v1", "/api/v1/"),
+        ("/v1/users", "/api/v1/users"),
+        ("/other", "/root/other"),
+        ("/", "/root/"),
+        ("/x", "/y"),
+    ] {
+        let plain = access_of(run(get("rw.example.com", path), 443));
+        assert_eq!(plain.rewritten_path.as_deref(), Some(want), "{path}");
+        let upgrade = access_of(run(get("rw.example.com", path).upgrade(), 443));
+        assert_eq!(upgrade.rewritten_path.as_deref(), Some(want), "{path}");
+    }
+    // Rules without a rewrite leave the path alone.
+    let chat = access_of(run(get("chat.example.com", "/x").tls(None), 443));
+    assert_eq!(chat.rewritten_path, None);
+}
+
+#[test]
+fn sources_body_limit_and_request_rate_travel_with_a_forward() {
+    match run(get("rw.example.com", "/private/doc"), 443) {
+        Decision::Forward(plan) => {
+            assert_eq!(plan.max_body, Some(1024));
+            assert_eq!(plan.access.allowed_sources.len(), 1);
+            let (limits, rule) = plan.access.limits.unwrap_or_else(|| panic!("limits"));
+            assert_eq!(
+                (limits.rate, limits.max_connections, rule),
+                (Some(3), None, 4)
+            );
+        }
+        other => panic!("{other:?}"),
     }
 }

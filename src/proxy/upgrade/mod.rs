@@ -111,9 +111,9 @@ pub(crate) async fn upgrade(
     let backend_req = handshake::backend_request(parts, extended_connect, fwd, handshake::new_key);
     let sent_key = backend_req.headers().get(&SEC_WEBSOCKET_KEY).cloned();
     let now_ms = || shared.upstreams.now_ms();
-    let tls = target.backend.tls.as_deref();
+    let backend = target.backend;
     let (io, endpoint) = connect_with_retry(&target, now_ms, key, true, (), |endpoint, ()| {
-        let connecting = shared.upstreams.connect(endpoint, tls);
+        let connecting = shared.upstreams.connect(backend, endpoint);
         async move {
             connecting
                 .await
