@@ -457,9 +457,35 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
     service_with_pods(&server, "other", 80, &["127.0.0.1"], other.addr.port());
     // A lease far longer than any wait here: a takeover in time proves the lease was
     // released, not left to expire.
-    let long_lease = |k: &mut KubeOptions| k.lease.duration = Duration::from_secs(120);
-    let a = controller_with(&server, "replica-a", long_lease).await;
-    let b = controller_with(&server, "replica-b", long_lease).await;
+    // Each replica would publish its own address in Ingress status: whose address the
+    // status shows says who wrote it.
+    let replica = |address: &'static str| {
+        move |k: &mut KubeOptions| {
+            k.lease.duration = Duration::from_secs(120);
+            k.publish_status_address = vec![address.into()];
+        }
+    };
+    server.apply(
+        Res::IngressClasses,
+        "metadata: { name: wsgate }\nspec: { controller: wsgate.dev/ingress-controller }\n",
+    );
+    server.apply(
+        Res::Ingresses,
+        "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: wsgate\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
+    );
+    let a = controller_with(&server, "replica-a", replica("192.0.2.1")).await;
+    let b = controller_with(&server, "replica-b", replica("192.0.2.2")).await;
+    let published = || {
+        server.get(Res::Ingresses, "apps", "site").unwrap()["status"]["loadBalancer"]["ingress"][0]
+            ["ip"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let address_of = |holder: &str| match holder {
+        "replica-a" => "192.0.2.1",
+        _ => "192.0.2.2",
+    };
     let leaders = || async {
         let mut n = 0.0;
         for gw in [&a, &b] {
@@ -507,6 +533,8 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
         .as_str()
         .unwrap()
         .to_string();
+    // Both replicas rebuilt twice since the Ingress appeared; only the leader wrote its status.
+    assert_eq!(published(), address_of(&holder));
 
     // The leader shuts down and releases its lease; the other takes over at its next check
     // and writes status.
@@ -534,6 +562,15 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
     })
     .await;
     assert_eq!(status_writes(), 3);
+    let new_holder = if holder == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    eventually("the new leader publishes its address", || async {
+        published() == address_of(new_holder)
+    })
+    .await;
 }
 
 #[tokio::test]

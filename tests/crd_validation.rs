@@ -244,6 +244,16 @@ fn bounded_lists_and_numbers_have_maxima() {
     );
     assert_eq!(
         ws["loadBalancing"]["properties"]["policy"]["enum"],
-        json!(["RoundRobin", "LeastConnections", "ConsistentHash"])
+        json!([
+            "RoundRobin",
+            "LeastConnections",
+            "ConsistentHash",
+            "StickyCookie"
+        ])
+    );
+    // Browsers cap Max-Age at 400 days (RFC 6265bis §5.5); so does the schema.
+    assert_eq!(
+        ws["loadBalancing"]["properties"]["cookie"]["properties"]["maxAgeSeconds"]["maximum"],
+        34_560_000.0
     );
 }

@@ -361,3 +361,338 @@ async fn the_ingress_nginx_websocket_example_is_served_unchanged() {
     let mut ws = ws_over(stream, "chat.example.com", "/ws", &[]).await;
     echo_roundtrip(&mut ws, Message::text("chat over an unchanged Ingress")).await;
 }
+
+/// Service `name` (port 80 named `http`) whose pods are `addrs` (they share one port).
+fn service_pods(server: &ApiServer, name: &str, addrs: &[std::net::SocketAddr]) {
+    server.apply(
+        Res::Services,
+        &format!(
+            "metadata: {{ name: {name}, namespace: apps }}\nspec:\n  ports: [ {{ name: http, port: 80, targetPort: http }} ]\n"
+        ),
+    );
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{}\"", a.ip())).collect();
+    server.apply(
+        Res::Slices,
+        &format!(
+            "metadata: {{ name: {name}-1, namespace: apps, labels: {{ kubernetes.io/service-name: {name} }} }}\naddressType: IPv4\nports: [ {{ name: http, port: {} }} ]\nendpoints:\n  - addresses: [{}]\n    conditions: {{ ready: true }}\n",
+            addrs[0].port(),
+            list.join(", ")
+        ),
+    );
+}
+
+/// `n` pods on 127.0.0.`first`.. sharing one port.
+async fn pods(first: u8, n: u8) -> Vec<std::net::SocketAddr> {
+    let one = pod_at(std::net::SocketAddr::from(([127, 0, 0, first], 0))).await;
+    let mut all = vec![one];
+    for i in 1..n {
+        let at = std::net::SocketAddr::from(([127, 0, 0, first + i], one.port()));
+        all.push(pod_at(at).await);
+    }
+    all
+}
+
+async fn get_with(gw: &Gateway, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = request("GET", host, path);
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    http(gw.http_addr, req).await
+}
+
+#[tokio::test]
+async fn the_affinity_cookie_sends_the_first_request_and_its_upgrade_to_one_pod() {
+    let server = ApiServer::start().await;
+    let pods = pods(21, 3).await;
+    service_pods(&server, "chat", &pods);
+    class(&server, "wsgate", wsgate::api::ingress::CONTROLLER, false);
+    let head = concat!(
+        "  annotations:\n",
+        "    nginx.ingress.kubernetes.io/affinity: cookie\n",
+        "    nginx.ingress.kubernetes.io/session-cookie-name: SRV\n",
+        "    nginx.ingress.kubernetes.io/session-cookie-max-age: \"600\"\n",
+    );
+    let root = [("/", "Prefix", "chat", "{ number: 80 }")];
+    server.apply(
+        Res::Ingresses,
+        &ingress("chat", head, OURS, "chat.test", &root),
+    );
+    let gw = controller(&server).await;
+    eventually("all three pods are in the table", || async {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..6 {
+            seen.insert(
+                get_with(&gw, "chat.test", "/", &[])
+                    .await
+                    .header("x-served-by")
+                    .to_string(),
+            );
+        }
+        seen.len() == 3
+    })
+    .await;
+
+    // Socket.IO's first request: long-polling, no cookie yet. wsgate issues one.
+    let first = get_with(&gw, "chat.test", "/socket.io/?EIO=4&transport=polling", &[]).await;
+    let pod = first.header("x-served-by").to_string();
+    let set = first.header("set-cookie").to_string();
+    assert!(set.starts_with("SRV="), "{set}");
+    assert!(set.contains("; Path=/; Max-Age=600; HttpOnly"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let with_cookie = [("cookie", cookie.as_str())];
+    // Every later request with the cookie lands on the same pod, and gets no new cookie.
+    for _ in 0..6 {
+        let again = get_with(
+            &gw,
+            "chat.test",
+            "/socket.io/?transport=polling",
+            &with_cookie,
+        )
+        .await;
+        assert_eq!(again.header("x-served-by"), pod);
+        assert_eq!(again.header("set-cookie"), "");
+    }
+    // The upgrade too.
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (mut ws, resp) = ws_handshake(
+        stream,
+        "chat.test",
+        "/socket.io/?transport=websocket",
+        &with_cookie,
+    )
+    .await;
+    assert_eq!(resp.headers()["x-served-by"], pod.as_str());
+    assert!(!resp.headers().contains_key("set-cookie"));
+    echo_roundtrip(&mut ws, Message::text("same pod as the polling")).await;
+    // An upgrade without the cookie gets one in its 101 (RFC 6455 §4.1).
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (_ws, resp) = ws_handshake(stream, "chat.test", "/", &[]).await;
+    let issued = resp.headers()["set-cookie"].to_str().unwrap();
+    let served = resp.headers()["x-served-by"].to_str().unwrap();
+    let cookie_of_101 = issued.split(';').next().unwrap().to_string();
+    let follow = get_with(&gw, "chat.test", "/", &[("cookie", &cookie_of_101)]).await;
+    assert_eq!(follow.header("x-served-by"), served);
+
+    // The pod goes away: the cookie's requests go elsewhere, with a new cookie.
+    let rest: Vec<_> = pods
+        .iter()
+        .copied()
+        .filter(|a| a.to_string() != pod)
+        .collect();
+    service_pods(&server, "chat", &rest);
+    eventually("the pod left the table", || async {
+        get_with(&gw, "chat.test", "/", &with_cookie)
+            .await
+            .header("x-served-by")
+            != pod
+    })
+    .await;
+    let moved = get_with(&gw, "chat.test", "/", &with_cookie).await;
+    assert!(moved.header("set-cookie").starts_with("SRV="));
+    assert_ne!(
+        moved.header("set-cookie").split(';').next().unwrap(),
+        cookie
+    );
+}
+
+#[tokio::test]
+async fn a_hashed_key_keeps_its_pod_through_a_scale_out() {
+    let server = ApiServer::start().await;
+    let pods = pods(31, 3).await;
+    service_pods(&server, "chat", &pods[..2]);
+    class(&server, "wsgate", wsgate::api::ingress::CONTROLLER, false);
+    let head =
+        "  annotations: { nginx.ingress.kubernetes.io/upstream-hash-by: \"$http_x_user\" }\n";
+    let root = [("/", "Prefix", "chat", "{ number: 80 }")];
+    server.apply(
+        Res::Ingresses,
+        &ingress("chat", head, OURS, "chat.test", &root),
+    );
+    let gw = controller(&server).await;
+    let users: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let placement = || async {
+        let mut out = Vec::new();
+        for u in &users {
+            let r = get_with(&gw, "chat.test", "/", &[("x-user", u)]).await;
+            out.push(r.header("x-served-by").to_string());
+        }
+        out
+    };
+    eventually("both pods serve", || async {
+        placement()
+            .await
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == 2
+    })
+    .await;
+    let before = placement().await;
+    assert_eq!(before, placement().await, "the same key, the same pod");
+    // Scale out to three pods: a key either stays or moves to the new pod, never between
+    // the old ones.
+    service_pods(&server, "chat", &pods);
+    let new_pod = pods[2].to_string();
+    eventually("the new pod takes keys", || async {
+        placement().await.contains(&new_pod)
+    })
+    .await;
+    let after = placement().await;
+    let moved = (0..users.len()).filter(|&i| after[i] != before[i]).count();
+    for i in 0..users.len() {
+        assert!(
+            after[i] == before[i] || after[i] == new_pod,
+            "{} moved between old pods",
+            users[i]
+        );
+    }
+    assert!(
+        moved > 0 && moved < users.len() * 2 / 3,
+        "{moved} of {} moved",
+        users.len()
+    );
+    // An upgrade with the key lands where its requests do.
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (mut ws, resp) = ws_handshake(stream, "chat.test", "/", &[("x-user", &users[0])]).await;
+    assert_eq!(resp.headers()["x-served-by"], after[0].as_str());
+    echo_roundtrip(&mut ws, Message::text("hashed")).await;
+}
+
+#[tokio::test]
+async fn allow_lists_body_limits_request_rates_rewrites_and_www_redirects() {
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    let (chat, uploads) = (ws_backend().await, http_backend().await);
+    service(&server, "web", web.addr);
+    service(&server, "chat", chat.addr);
+    service(&server, "uploads", uploads.addr);
+    class(&server, "wsgate", wsgate::api::ingress::CONTROLLER, false);
+    let root = [("/", "Prefix", "web", "{ number: 80 }")];
+    let annotated = |name: &str,
+                     host: &str,
+                     annotations: &[(&str, &str)],
+                     paths: &[(&str, &str, &str, &str)]| {
+        let list: String = annotations
+            .iter()
+            .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: \"{v}\"\n"))
+            .collect();
+        ingress(name, &format!("  annotations:\n{list}"), OURS, host, paths)
+    };
+    let both = [
+        ("/", "Prefix", "web", "{ number: 80 }"),
+        ("/ws", "Prefix", "chat", "{ number: 80 }"),
+    ];
+    server.apply(
+        Res::Ingresses,
+        &annotated(
+            "closed",
+            "closed.test",
+            &[("whitelist-source-range", "10.0.0.0/8")],
+            &both,
+        ),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated(
+            "open",
+            "open.test",
+            &[("allowlist-source-range", "10.0.0.0/8, 127.0.0.0/8")],
+            &root,
+        ),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated(
+            "upload",
+            "upload.test",
+            &[("proxy-body-size", "1k")],
+            &[("/", "Prefix", "uploads", "{ number: 80 }")],
+        ),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated("rate", "rate.test", &[("limit-rps", "1")], &root),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated(
+            "app",
+            "app.test",
+            &[("rewrite-target", "/"), ("from-to-www-redirect", "true")],
+            &[("/app", "Prefix", "web", "{ number: 80 }")],
+        ),
+    );
+    let gw = controller(&server).await;
+    eventually("every Ingress is served", || async {
+        get(&gw, "app.test", "/app").await.0 == StatusCode::OK
+    })
+    .await;
+
+    // Allow-lists: 127.0.0.1 is outside 10/8 for requests and upgrades alike.
+    assert_eq!(get(&gw, "closed.test", "/").await.0, StatusCode::FORBIDDEN);
+    let upgrade = raw_head(
+        gw.http_addr,
+        b"GET /ws HTTP/1.1\r\nHost: closed.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(upgrade.starts_with("HTTP/1.1 403"), "{upgrade}");
+    assert!(
+        chat.handshakes.lock().unwrap().is_empty(),
+        "refused before any backend"
+    );
+    assert_eq!(get(&gw, "open.test", "/").await.0, StatusCode::OK);
+
+    // Bodies: a declared length over 1k is refused before the backend; a streamed one is cut.
+    let post = |len: usize| {
+        let mut req = request("POST", "upload.test", "/");
+        *req.body_mut() = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; len]));
+        req
+    };
+    // The uploads backend has seen nothing yet: the refusal must not reach it.
+    let connections = || {
+        uploads
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(
+        http(gw.http_addr, post(1025)).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(connections(), 0, "refused before any backend");
+    let fits = http(gw.http_addr, post(1024)).await;
+    assert_eq!(fits.status, StatusCode::OK);
+    assert!(fits.text().ends_with("\n\n1024"), "{}", fits.text());
+    let chunk = "x".repeat(2000);
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: upload.test\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let head = raw_head(gw.http_addr, chunked.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    // limit-rps 1 (burst 5): a burst of ten requests meets 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = get_with(&gw, "rate.test", "/", &[]).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("ten requests at once were never limited"));
+    assert!(!limited.header("retry-after").is_empty());
+
+    // rewrite-target /: the matched prefix is replaced, the rest and the query kept.
+    let r = get_with(&gw, "app.test", "/app/chat/room?x=1", &[]).await;
+    assert!(r.text().starts_with("GET /chat/room?x=1\n"), "{}", r.text());
+    let r = get_with(&gw, "app.test", "/app", &[]).await;
+    assert!(r.text().starts_with("GET /\n"), "{}", r.text());
+
+    // from-to-www-redirect: www.app.test goes to app.test.
+    let r = get_with(&gw, "www.app.test", "/app/x?y=2", &[]).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.header("location"), "http://app.test/app/x?y=2");
+}

@@ -247,7 +247,7 @@ pub struct StickyCookie {
     pub path: Option<String>,
     /// `Max-Age` in seconds (default: a session cookie).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 34_560_000))]
     pub max_age_seconds: Option<u64>,
 }
 

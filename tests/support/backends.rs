@@ -171,6 +171,66 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
     }
 }
 
+/// A pod serving what a Socket.IO server does on one port: normal requests answered as
+/// [`http_backend_at`] does, and WebSocket upgrades echoed; both answers (the 101 too) carry
+/// `x-served-by: <its address>`.
+pub async fn pod_at(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| async move {
+                    let mut resp = match req.headers().get("sec-websocket-key").cloned() {
+                        Some(key) => upgrade_to_echo(req, key.as_bytes()),
+                        None => echo(req).await,
+                    };
+                    resp.headers_mut()
+                        .insert("x-served-by", addr.to_string().parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Answers a WebSocket handshake with 101 and echoes messages on the upgraded connection.
+fn upgrade_to_echo(mut req: Request<Incoming>, key: &[u8]) -> Response<Full<Bytes>> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let accept = derive_accept_key(key);
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if matches!(msg, Message::Text(_) | Message::Binary(_)) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 /// A TLS terminator in front of `target` presenting `leaf`: turns any test backend into a TLS
 /// backend. Returns its address.
 pub async fn tls_front(target: SocketAddr, leaf: &Leaf) -> SocketAddr {

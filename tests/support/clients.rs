@@ -114,6 +114,20 @@ pub async fn ws_over<I>(io: I, host: &str, path: &str, extra: &[(&str, &str)]) -
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    ws_handshake(io, host, path, extra).await.0
+}
+
+/// As [`ws_over`], also returning the handshake's answer (its headers: `Set-Cookie`,
+/// `x-served-by`).
+pub async fn ws_handshake<I>(
+    io: I,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (WebSocketStream<I>, http::Response<Option<Vec<u8>>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
     let mut req = http::Request::builder()
         .uri(format!("ws://{host}{path}"))
         .header("host", host)
@@ -134,7 +148,7 @@ where
     .await
     .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-    ws
+    (ws, resp)
 }
 
 /// Sends `msg` and expects the same message back.

@@ -218,6 +218,57 @@ fn load_balancing() {
 }
 
 #[test]
+fn a_sticky_cookie_defaults_to_the_rules_path_and_checks_its_fields() {
+    use crate::api::{LoadBalancing, LoadBalancingPolicy::StickyCookie, StickyCookie as Cookie};
+    let mut spec = valid();
+    spec.rules[0].path_prefix = Some("/chat/".into());
+    let sticky = |cookie: Option<Cookie>| {
+        Some(LoadBalancing {
+            policy: Some(StickyCookie),
+            hash_on: None,
+            cookie,
+        })
+    };
+    if let Some(ws) = spec.rules[0].websocket.as_mut() {
+        ws.load_balancing = sticky(None);
+    }
+    let route = translated(spec.clone());
+    let ws = route.rules[0].websocket.as_ref().unwrap();
+    assert_eq!(
+        ws.balance,
+        Balance::Cookie(model::AffinityCookie {
+            name: "wsgate-affinity".into(),
+            path: "/chat".into(),
+            max_age: None,
+        })
+    );
+    for (cookie, field) in [
+        (
+            Cookie {
+                name: Some("a=b".into()),
+                ..Cookie::default()
+            },
+            "cookie.name",
+        ),
+        (
+            Cookie {
+                path: Some("no-slash".into()),
+                ..Cookie::default()
+            },
+            "cookie.path",
+        ),
+    ] {
+        if let Some(ws) = spec.rules[0].websocket.as_mut() {
+            ws.load_balancing = sticky(Some(cookie));
+        }
+        assert_eq!(
+            paths(&spec),
+            vec![format!("spec.rules[0].websocket.loadBalancing.{field}")]
+        );
+    }
+}
+
+#[test]
 fn limits_hsts_and_backend_tls() {
     use crate::api::{BackendTls, ClientLimits, Hsts};
     let mut spec = valid();
