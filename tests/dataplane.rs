@@ -208,6 +208,8 @@ async fn h2c_and_tls_backends() {
     let backend_leaf = ca.leaf(&["backend.test"]);
     let tls_http = tls_front(http_backend().await.addr, &backend_leaf).await;
     let tls_ws = tls_front(ws_backend().await.addr, &backend_leaf).await;
+    // HTTP/2 over TLS: the h2c server behind a front that negotiates only ALPN h2 (gRPC).
+    let tls_h2 = tls_front_alpn(h2c_addr, &backend_leaf, &[b"h2"]).await;
     let other_ca = TestCa::new();
     let routes = RoutesDir::new();
     let body = |host: &str, backend: String| {
@@ -225,6 +227,7 @@ async fn h2c_and_tls_backends() {
         "routes.yaml",
         &[
             route_yaml("h2c", &body("h2c.test", format!("{{ address: \"{h2c_addr}\", protocol: h2c }}"))),
+            route_yaml("h2", &format!("  hostnames: [h2.test]\n  rules:\n    - http: {{ backend: {{ address: \"{tls_h2}\", protocol: h2, tls: {{}} }} }}\n")),
             route_yaml(
                 "tls",
                 &format!(
@@ -245,6 +248,8 @@ async fn h2c_and_tls_backends() {
     let r = http(gw.http_addr, request("GET", "h2c.test", "/x")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "HTTP/2.0 GET http://h2c.test/x");
+    let r = http(gw.http_addr, request("GET", "h2.test", "/rpc")).await;
+    assert_eq!(r.text(), "HTTP/2.0 GET http://h2.test/rpc");
 
     let r = http(gw.http_addr, request("GET", "tls.test", "/secure")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

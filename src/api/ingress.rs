@@ -971,7 +971,7 @@ impl Context<'_> {
         Backend {
             target,
             protocol: match s.protocol {
-                Protocol::Grpc | Protocol::Grpcs => BackendProtocol::H2c,
+                Protocol::Grpc | Protocol::Grpcs => BackendProtocol::Http2,
                 _ => BackendProtocol::Http,
             },
             tls,

@@ -197,7 +197,8 @@ fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
         port,
         address,
         protocol: match b.protocol {
-            model::BackendProtocol::H2c => Some(super::BackendProtocol::H2c),
+            model::BackendProtocol::Http2 if b.tls.is_some() => Some(super::BackendProtocol::H2),
+            model::BackendProtocol::Http2 => Some(super::BackendProtocol::H2c),
             model::BackendProtocol::Http => None,
         },
         tls: b.tls.as_ref().map(|t| super::BackendTls {

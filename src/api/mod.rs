@@ -319,8 +319,9 @@ pub struct Backend {
     /// A fixed `ip:port` address instead of a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// What normal requests speak to the backend: `http` (HTTP/1.1, the default) or `h2c`
-    /// (cleartext HTTP/2 with prior knowledge). WebSocket upgrades always use HTTP/1.1.
+    /// What normal requests speak to the backend: `http` (HTTP/1.1, the default), `h2c`
+    /// (cleartext HTTP/2 with prior knowledge) or `h2` (HTTP/2 over TLS, e.g. gRPC; needs
+    /// `tls`). WebSocket upgrades always use HTTP/1.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<BackendProtocol>,
     /// Connect to the backend over TLS.
@@ -336,6 +337,8 @@ pub enum BackendProtocol {
     Http,
     /// HTTP/2 over cleartext TCP, with prior knowledge.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`), as gRPC servers speak it.
+    H2,
 }
 
 /// TLS towards a backend.

@@ -360,18 +360,21 @@ fn backend(
     let at = |field: &str| format!("spec.rules[{rule}].{kind}.backend{field}");
     let before = p.0.len();
     let protocol = match b.protocol {
-        Some(BackendProtocol::H2c) => model::BackendProtocol::H2c,
+        Some(BackendProtocol::H2c | BackendProtocol::H2) => model::BackendProtocol::Http2,
         Some(BackendProtocol::Http) | None => model::BackendProtocol::Http,
     };
-    let sni = b.tls.as_ref().and_then(|tls| {
-        if protocol == model::BackendProtocol::H2c {
-            p.add(
-                at(".tls"),
-                "h2c is cleartext HTTP/2; drop tls or protocol: h2c",
-            );
-        }
-        backend_sni(p, &at, tls)
-    });
+    match (b.protocol, &b.tls) {
+        (Some(BackendProtocol::H2c), Some(_)) => p.add(
+            at(".tls"),
+            "h2c is cleartext HTTP/2; drop tls, or use protocol: h2 for HTTP/2 over TLS",
+        ),
+        (Some(BackendProtocol::H2), None) => p.add(
+            at(".protocol"),
+            "h2 is HTTP/2 over TLS and needs tls (use h2c for cleartext)",
+        ),
+        _ => {}
+    }
+    let sni = b.tls.as_ref().and_then(|tls| backend_sni(p, &at, tls));
     let target = backend_target(p, &at, b);
     if p.0.len() != before {
         return None;

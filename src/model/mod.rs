@@ -371,8 +371,8 @@ pub enum BackendProtocol {
     /// HTTP/1.1.
     #[default]
     Http,
-    /// HTTP/2 over cleartext TCP with prior knowledge.
-    H2c,
+    /// HTTP/2 with prior knowledge: h2c over cleartext TCP, h2 (ALPN) over TLS.
+    Http2,
 }
 
 /// TLS towards a backend.

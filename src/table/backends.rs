@@ -31,7 +31,7 @@ pub(super) fn backend_set<'s>(
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendSet> {
-    let h2 = backend.protocol == BackendProtocol::H2c;
+    let h2 = backend.protocol == BackendProtocol::Http2;
     let (name, endpoints) = match &backend.target {
         BackendTarget::Address(addr) => (
             Arc::from(addr.to_string()),

@@ -234,6 +234,12 @@ fn upgrade_to_echo(mut req: Request<Incoming>, key: &[u8]) -> Response<Full<Byte
 /// A TLS terminator in front of `target` presenting `leaf`: turns any test backend into a TLS
 /// backend. Returns its address.
 pub async fn tls_front(target: SocketAddr, leaf: &Leaf) -> SocketAddr {
+    tls_front_alpn(target, leaf, &[]).await
+}
+
+/// As [`tls_front`], negotiating only the ALPN protocols in `alpn` (when not empty): a client
+/// offering none of them fails the handshake, as a gRPC server does without `h2`.
+pub async fn tls_front_alpn(target: SocketAddr, leaf: &Leaf, alpn: &[&[u8]]) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
     let chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
@@ -244,6 +250,8 @@ pub async fn tls_front(target: SocketAddr, leaf: &Leaf) -> SocketAddr {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

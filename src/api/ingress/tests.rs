@@ -237,7 +237,7 @@ fn affinity_sources_body_rewrite_connect_and_https_map_onto_the_model() {
     assert_eq!(http.connect_timeout, Some(Duration::from_secs(3)));
     assert_eq!(ws.connect_timeout, Some(Duration::from_secs(3)));
     let backend = &http.backends[0].backend;
-    assert_eq!(backend.protocol, BackendProtocol::H2c);
+    assert_eq!(backend.protocol, BackendProtocol::Http2);
     assert!(backend.tls.is_some(), "GRPCS is h2 over TLS");
     // force-ssl-redirect: the host without a tls entry is redirected too.
     let wildcard = routes[1].tls.as_ref().unwrap_or_else(|| panic!("tls"));

@@ -611,19 +611,54 @@ impl Builder {
             if current_list == desired.get("ingress") {
                 continue;
             }
-            let api: Api<Ingress> = Api::namespaced(self.opts.client.clone(), &report.namespace);
-            let patch = serde_json::json!({
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "status": { "loadBalancer": desired },
-            });
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            if let Err(e) = api
-                .patch_status(&report.name, &params, &Patch::Apply(&patch))
-                .await
-            {
-                tracing::warn!(ingress = %report.id(), error = %e, "publishing the Ingress address failed; retrying on the next rebuild");
+            self.patch_load_balancer(&report.namespace, &report.name, &desired)
+                .await;
+        }
+        // An Ingress that is no longer ours (another class, no longer served) must not keep
+        // pointing clients at wsgate: the addresses we published are withdrawn.
+        if !self.leadership.is_leader() {
+            return;
+        }
+        let ours: std::collections::HashSet<(&str, &str)> = reports
+            .iter()
+            .filter(|r| r.kind == ObjectKind::Ingress)
+            .map(|r| (r.namespace.as_str(), r.name.as_str()))
+            .collect();
+        for object in ingresses.state() {
+            let (Some(namespace), Some(name)) =
+                (&object.metadata.namespace, &object.metadata.name)
+            else {
+                continue;
+            };
+            if ours.contains(&(namespace.as_str(), name.as_str())) {
+                continue;
             }
+            let current = object
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| serde_json::to_value(l).ok());
+            if current.as_ref().and_then(|c| c.get("ingress")) == desired.get("ingress") {
+                let empty = serde_json::json!({});
+                self.patch_load_balancer(namespace, name, &empty).await;
+            }
+        }
+    }
+
+    /// Sets `status.loadBalancer` of one Ingress (server-side apply, our field manager).
+    async fn patch_load_balancer(&self, namespace: &str, name: &str, value: &serde_json::Value) {
+        let api: Api<Ingress> = Api::namespaced(self.opts.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "status": { "loadBalancer": value },
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if let Err(e) = api
+            .patch_status(name, &params, &Patch::Apply(&patch))
+            .await
+        {
+            tracing::warn!(ingress = %format!("{namespace}/{name}"), error = %e, "writing the Ingress address failed; retrying on the next rebuild");
         }
     }
 

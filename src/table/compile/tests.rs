@@ -186,7 +186,12 @@ fn invalid_route_is_left_out_and_others_keep_serving() {
 fn unsupported_model_values_refuse_the_route() {
     use crate::model::{HeaderMatch, WeightedBackend};
     type Edit = fn(&mut Route);
-    let edits: [Edit; 3] = [
+    let edits: [Edit; 4] = [
+        |r| {
+            if let Some(h) = r.rules[0].http.as_mut() {
+                h.filters.rewrite = Some(crate::model::PathRewrite::Full("/x".into()));
+            }
+        },
         |r| r.rules[0].matches.method = Some(http::Method::POST),
         |r| {
             r.rules[0].matches.headers.push(HeaderMatch {
@@ -254,7 +259,7 @@ fn balanced() -> Route {
         ..service("api", 80)
     };
     let grpc = crate::model::Backend {
-        protocol: crate::model::BackendProtocol::H2c,
+        protocol: crate::model::BackendProtocol::Http2,
         ..address("10.0.0.9:8080")
     };
     route("apps/lb")
@@ -274,7 +279,12 @@ fn balanced() -> Route {
                 burst: 4,
             });
         }))
-        .rule(rule("/grpc").http_with(grpc, |h| h.balance = Balance::LeastConnections))
+        .rule(rule("/grpc").http_with(grpc, |h| {
+            h.balance = Balance::LeastConnections;
+            h.connect_timeout = Some(std::time::Duration::from_secs(3));
+            h.max_body = Some(4096);
+            h.filters.rewrite = Some(crate::model::PathRewrite::Prefix("/".into()));
+        }))
         .build()
 }
 
@@ -335,6 +345,15 @@ fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
     let grpc = grpc.unwrap_or_else(|| panic!("grpc"));
     assert!(grpc.backend.h2c);
     assert_eq!(grpc.backend.balance, Balance::LeastConnections);
+    assert_eq!(
+        grpc.backend.connect_timeout,
+        Some(std::time::Duration::from_secs(3))
+    );
+    assert_eq!(
+        (grpc.max_body, grpc.rewrite.as_deref()),
+        (Some(4096), Some("/"))
+    );
+    assert_eq!(http.backend.connect_timeout, None);
 }
 
 #[test]
