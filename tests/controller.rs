@@ -668,10 +668,13 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         Res::Ingresses,
         "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: other\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
     );
-    eventually("the Ingress's status no longer points at wsgate", || async {
-        server.get(Res::Ingresses, "apps", "site").unwrap()["status"]["loadBalancer"]["ingress"]
-            .is_null()
-    })
+    eventually(
+        "the Ingress's status no longer points at wsgate",
+        || async {
+            server.get(Res::Ingresses, "apps", "site").unwrap()["status"]["loadBalancer"]["ingress"]
+                .is_null()
+        },
+    )
     .await;
     // A route whose Service is missing (Warning event), then present, then missing again (the
     // same event again: the recorder patches its series).

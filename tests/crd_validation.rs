@@ -120,6 +120,21 @@ fn each_cel_rule_refuses_its_bad_fixture_as_translate_does() {
         "each rule needs its own pathPrefix",
         "is used by an earlier rule",
     ));
+    let mut h2_plain = good_spec();
+    h2_plain["rules"][0]["http"]["backend"]["protocol"] = json!("h2");
+    cases.push((
+        h2_plain,
+        "protocol h2 is HTTP/2 over TLS and needs tls",
+        "h2 is HTTP/2 over TLS and needs tls",
+    ));
+    let mut h2c_tls = good_spec();
+    h2c_tls["rules"][0]["http"]["backend"]["protocol"] = json!("h2c");
+    h2c_tls["rules"][0]["http"]["backend"]["tls"] = json!({});
+    cases.push((
+        h2c_tls,
+        "h2c is cleartext HTTP/2",
+        "h2c is cleartext HTTP/2",
+    ));
     let mut empty_rule = good_spec();
     empty_rule["rules"][1] = json!({ "pathPrefix": "/ws" });
     cases.push((

@@ -84,6 +84,43 @@ pub fn migrate(object: &Ingress) -> Migration {
     out
 }
 
+/// Notes for what a rule does that a WebSocketRoute cannot say yet (those stay in the Ingress).
+fn unexpressed(rule: &model::Rule, host: &str, prefix: &str, notes: &mut Vec<String>) {
+    let mut missing = Vec::new();
+    if !rule.allowed_sources.is_empty() {
+        missing.push("the source allow-list");
+    }
+    let http = rule.http.as_ref();
+    if http.is_some_and(|h| h.max_body.is_some()) {
+        missing.push("the body size limit");
+    }
+    if http.is_some_and(|h| h.limits.is_some()) {
+        missing.push("the request rate limit (upgrades keep theirs)");
+    }
+    let rewrites = http.is_some_and(|h| h.filters.rewrite.is_some())
+        || rule
+            .websocket
+            .as_ref()
+            .is_some_and(|w| w.filters.rewrite.is_some());
+    if rewrites {
+        missing.push("rewrite-target");
+    }
+    let connect = http.is_some_and(|h| h.connect_timeout.is_some())
+        || rule
+            .websocket
+            .as_ref()
+            .is_some_and(|w| w.connect_timeout.is_some());
+    if connect {
+        missing.push("the connect timeout");
+    }
+    if !missing.is_empty() {
+        notes.push(format!(
+            "{host}{prefix}: a WebSocketRoute cannot say {} yet; keep the Ingress for this path",
+            missing.join(", ")
+        ));
+    }
+}
+
 /// The WebSocketRoute for one host's route; `None` for the catch-all route.
 fn websocket_route(
     route: &model::Route,
@@ -105,6 +142,7 @@ fn websocket_route(
         if rules.iter().any(|r: &Rule| r.prefix() == prefix) {
             continue;
         }
+        unexpressed(rule, host.as_str(), &prefix, notes);
         let http = rule.http.as_ref().and_then(|h| {
             Some(HttpTarget {
                 backend: backend(&h.backends.first()?.backend, host.as_str(), notes),
@@ -131,6 +169,11 @@ fn websocket_route(
             websocket,
         });
     }
+    if route.tls.as_ref().is_some_and(|t| t.secret.is_none()) {
+        notes.push(format!(
+            "{host}: https without a tls Secret (force-ssl-redirect, or a tls host without secretName) has no WebSocketRoute equivalent; add spec.tls.secretName"
+        ));
+    }
     let name = match i {
         0 => route.meta.name.clone(),
         _ => format!(
@@ -147,8 +190,8 @@ fn websocket_route(
             .iter()
             .map(ToString::to_string)
             .collect(),
-        // A WebSocketRoute's TLS names its Secret: https forced without one has no
-        // equivalent (the report says so).
+        // A WebSocketRoute's TLS names its Secret: https without one has no equivalent
+        // (noted above).
         tls: route.tls.as_ref().and_then(|t| {
             Some(RouteTls {
                 secret_name: t.secret.clone()?,

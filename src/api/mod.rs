@@ -305,7 +305,9 @@ pub struct ClientLimits {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.service) != has(self.address)", "message": "set either service+port or address, not both"},
     {"rule": "!has(self.service) || has(self.port)", "message": "port is required with service"},
-    {"rule": "!has(self.address) || !has(self.port)", "message": "port goes with service; put the port in address"}
+    {"rule": "!has(self.address) || !has(self.port)", "message": "port goes with service; put the port in address"},
+    {"rule": "!has(self.protocol) || self.protocol != 'h2' || has(self.tls)", "message": "protocol h2 is HTTP/2 over TLS and needs tls"},
+    {"rule": "!has(self.protocol) || self.protocol != 'h2c' || !has(self.tls)", "message": "h2c is cleartext HTTP/2; drop tls or use protocol h2"}
 ]))]
 pub struct Backend {
     /// Service name (with `port`).

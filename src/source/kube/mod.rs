@@ -625,8 +625,7 @@ impl Builder {
             .map(|r| (r.namespace.as_str(), r.name.as_str()))
             .collect();
         for object in ingresses.state() {
-            let (Some(namespace), Some(name)) =
-                (&object.metadata.namespace, &object.metadata.name)
+            let (Some(namespace), Some(name)) = (&object.metadata.namespace, &object.metadata.name)
             else {
                 continue;
             };
@@ -654,10 +653,7 @@ impl Builder {
             "status": { "loadBalancer": value },
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        if let Err(e) = api
-            .patch_status(name, &params, &Patch::Apply(&patch))
-            .await
-        {
+        if let Err(e) = api.patch_status(name, &params, &Patch::Apply(&patch)).await {
             tracing::warn!(ingress = %format!("{namespace}/{name}"), error = %e, "writing the Ingress address failed; retrying on the next rebuild");
         }
     }
