@@ -283,11 +283,7 @@ impl Inbound {
             method: req.method().clone(),
             host: self.host.clone(),
             uri: req.uri().clone(),
-            bytes_in: req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+            bytes_in: content_length(req),
             backend: None,
         }
     }
@@ -360,7 +356,7 @@ async fn admit_and_forward(
     };
     // A request holds no slot: only its rate counts.
     drop(ctx.admit(checks, &route.id)?);
-    rewrite_path(&mut req, access.rewritten_path.as_deref());
+    rewrite_path(&mut req, access.rewritten_path.as_deref())?;
     let key = ctx.hash_key(&backend, req.headers());
     let fwd = ctx.inbound.forwarded(ctx.conn);
     let target = ctx.target(&backend, &route.id);
@@ -400,7 +396,7 @@ async fn admit_and_upgrade(
     };
     let admission = ctx.admit(checks, &route.id)?;
     let mut req = req;
-    rewrite_path(&mut req, access.rewritten_path.as_deref());
+    rewrite_path(&mut req, access.rewritten_path.as_deref())?;
     let key = ctx.hash_key(&backend, req.headers());
     let request = UpgradeRequest {
         key,
@@ -421,22 +417,20 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
     value.to_str().ok()?.parse().ok()
 }
 
-/// Gives the request the path its rule rewrote, keeping the query.
-fn rewrite_path(req: &mut Request<Incoming>, path: Option<&str>) {
-    let Some(path) = path else { return };
+/// Gives the request the path its rule rewrote, keeping the query. The path is built from
+/// the normalised request path and a validated prefix, so it parses; if it did not, the
+/// request is refused rather than forwarded with a path the rule did not mean.
+fn rewrite_path(req: &mut Request<Incoming>, path: Option<&str>) -> Result<(), Failure> {
+    let Some(path) = path else { return Ok(()) };
     let with_query = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
     let mut parts = req.uri().clone().into_parts();
-    // The rewritten path came from a normalised path and a validated prefix, so it parses;
-    // if it somehow did not, the request keeps its own path rather than failing.
-    if let Ok(pq) = http::uri::PathAndQuery::try_from(with_query) {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = http::Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
+    let bad = |_| Failure::from(ClientFault::BadRequest);
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(with_query).map_err(bad)?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| ClientFault::BadRequest)?;
+    Ok(())
 }
 
 /// The log phase: HSTS on TLS answers, request and upgrade metrics. The access log line and

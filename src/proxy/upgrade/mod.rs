@@ -69,7 +69,9 @@ impl UpgradeOutcome {
     /// The outcome of an upgrade that got `answer` instead of a backend's.
     pub(crate) fn of(answer: Answer) -> Self {
         match answer {
-            Answer::Client(ClientFault::ForbiddenOrigin) => UpgradeOutcome::Forbidden,
+            Answer::Client(ClientFault::ForbiddenOrigin | ClientFault::ForbiddenSource) => {
+                UpgradeOutcome::Forbidden
+            }
             Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,
             Answer::Backend(BackendFault::NoEndpoints) => UpgradeOutcome::Rejected,
             Answer::Backend(_) => UpgradeOutcome::BackendError,
