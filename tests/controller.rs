@@ -448,6 +448,16 @@ async fn within_long<T>(what: &str, fut: impl std::future::Future<Output = T>) -
     }
 }
 
+/// Ingress `apps/site` of class `class`, all of it to Service `web`.
+fn site_ingress(server: &ApiServer, class: &str) {
+    server.apply(
+        Res::Ingresses,
+        &format!(
+            "metadata: {{ name: site, namespace: apps }}\nspec:\n  ingressClassName: {class}\n  defaultBackend: {{ service: {{ name: web, port: {{ number: 80 }} }} }}\n"
+        ),
+    );
+}
+
 #[tokio::test]
 async fn two_controllers_serve_but_only_the_leader_writes_status() {
     let server = ApiServer::start().await;
@@ -469,10 +479,7 @@ async fn two_controllers_serve_but_only_the_leader_writes_status() {
         Res::IngressClasses,
         "metadata: { name: wsgate }\nspec: { controller: wsgate.dev/ingress-controller }\n",
     );
-    server.apply(
-        Res::Ingresses,
-        "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: wsgate\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
-    );
+    site_ingress(&server, "wsgate");
     let a = controller_with(&server, "replica-a", replica("192.0.2.1")).await;
     let b = controller_with(&server, "replica-b", replica("192.0.2.2")).await;
     let published = || {
@@ -653,10 +660,7 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         Res::IngressClasses,
         "metadata: { name: wsgate }\nspec: { controller: wsgate.dev/ingress-controller }\n",
     );
-    server.apply(
-        Res::Ingresses,
-        "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: wsgate\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
-    );
+    site_ingress(&server, "wsgate");
     eventually("the Ingress's status carries the address", || async {
         server.get(Res::Ingresses, "apps", "site").unwrap()["status"]["loadBalancer"]["ingress"][0]
             ["ip"]
@@ -664,10 +668,7 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
     })
     .await;
     // Handed to another controller: the address wsgate published is withdrawn.
-    server.apply(
-        Res::Ingresses,
-        "metadata: { name: site, namespace: apps }\nspec:\n  ingressClassName: other\n  defaultBackend: { service: { name: web, port: { number: 80 } } }\n",
-    );
+    site_ingress(&server, "other");
     eventually(
         "the Ingress's status no longer points at wsgate",
         || async {

@@ -602,13 +602,7 @@ impl Builder {
             let Some(object) = ingresses.get(&key) else {
                 continue;
             };
-            let current = object
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| serde_json::to_value(l).ok());
-            let current_list = current.as_ref().and_then(|c| c.get("ingress"));
-            if current_list == desired.get("ingress") {
+            if published(&object) == desired.get("ingress").cloned() {
                 continue;
             }
             self.patch_load_balancer(&report.namespace, &report.name, &desired)
@@ -632,12 +626,7 @@ impl Builder {
             if ours.contains(&(namespace.as_str(), name.as_str())) {
                 continue;
             }
-            let current = object
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| serde_json::to_value(l).ok());
-            if current.as_ref().and_then(|c| c.get("ingress")) == desired.get("ingress") {
+            if published(&object) == desired.get("ingress").cloned() {
                 let empty = serde_json::json!({});
                 self.patch_load_balancer(namespace, name, &empty).await;
             }
@@ -805,4 +794,10 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// `status.loadBalancer.ingress` of an Ingress, as JSON.
+fn published(ingress: &Ingress) -> Option<serde_json::Value> {
+    let balancer = ingress.status.as_ref()?.load_balancer.as_ref()?;
+    serde_json::to_value(balancer.ingress.as_ref()?).ok()
 }
