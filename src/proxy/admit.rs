@@ -27,6 +27,16 @@ pub(crate) struct Checks<'a> {
     pub limits: Option<(ClientLimits, usize)>,
 }
 
+impl Checks<'_> {
+    /// Whether there is nothing to check: [`admit`] would admit anyone, holding no slot.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.allowed_sources.is_empty()
+            && self.body.1.is_none()
+            && self.allowed_origins.is_empty()
+            && self.limits.is_none()
+    }
+}
+
 /// Admits a request or says why not. The returned slot (when the rule has limits) holds one of
 /// the client's connections until it is dropped.
 pub(crate) fn admit(

@@ -94,8 +94,8 @@ pub struct ForwardPlan {
 /// What the admit phase checks before any backend is dialled, and what the backend sees.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// Client networks allowed (empty allows any).
-    pub allowed_sources: Arc<[Cidr]>,
+    /// Client networks allowed (`None` allows any).
+    pub allowed_sources: Option<Arc<[Cidr]>>,
     /// Per-client limits, with the rule they count under.
     pub limits: Option<(ClientLimits, usize)>,
     /// The path (without query) the backend gets instead of the request's, when the rule

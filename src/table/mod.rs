@@ -114,8 +114,8 @@ pub struct CompiledRule {
     pub prefix: Box<str>,
     /// Whether `prefix` must be the whole path.
     pub exact: bool,
-    /// Client networks allowed (empty allows any); others get 403.
-    pub allowed_sources: Arc<[Cidr]>,
+    /// Client networks allowed (`None` allows any); others get 403.
+    pub allowed_sources: Option<Arc<[Cidr]>>,
     /// Index of the rule in the route's spec, for logs and metrics.
     pub index: usize,
     /// Backend of normal requests.
