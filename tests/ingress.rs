@@ -619,6 +619,24 @@ async fn allow_lists_body_limits_request_rates_rewrites_and_www_redirects() {
     server.apply(
         Res::Ingresses,
         &annotated(
+            "sockets",
+            "sockets.test",
+            &[("limit-connections", "1")],
+            &[("/", "Prefix", "chat", "{ number: 80 }")],
+        ),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated(
+            "forced",
+            "forced.test",
+            &[("force-ssl-redirect", "true")],
+            &root,
+        ),
+    );
+    server.apply(
+        Res::Ingresses,
+        &annotated(
             "app",
             "app.test",
             &[("rewrite-target", "/"), ("from-to-www-redirect", "true")],
@@ -695,4 +713,42 @@ async fn allow_lists_body_limits_request_rates_rewrites_and_www_redirects() {
     let r = get_with(&gw, "www.app.test", "/app/x?y=2", &[]).await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(r.header("location"), "http://app.test/app/x?y=2");
+
+    // force-ssl-redirect: to https although the Ingress has no tls entry; https then serves
+    // with the default certificate.
+    let r = get_with(&gw, "forced.test", "/p", &[]).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert!(
+        r.header("location").starts_with("https://forced.test"),
+        "{}",
+        r.header("location")
+    );
+    let r = https(
+        gw.https_addr,
+        trust_anything(),
+        request("GET", "forced.test", "/p"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // limit-connections 1: a second socket from the same client gets 429 while the first is
+    // open, and a socket once the first closed.
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let first = ws_over(stream, "sockets.test", "/", &[]).await;
+    let second = raw_head(
+        gw.http_addr,
+        b"GET / HTTP/1.1\r\nHost: sockets.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(second.starts_with("HTTP/1.1 429"), "{second}");
+    drop(first);
+    eventually("the slot is free again", || async {
+        let head = raw_head(
+            gw.http_addr,
+            b"GET / HTTP/1.1\r\nHost: sockets.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await;
+        head.starts_with("HTTP/1.1 101")
+    })
+    .await;
 }
