@@ -12,7 +12,7 @@ use serde::Deserialize;
 use wsgate::api::WebSocketRoute;
 use wsgate::proxy::decide::{DecideConfig, Listener, RequestFacts, decide};
 use wsgate::proxy::headers::{Forwarded, is_websocket_upgrade, prepare_request};
-use wsgate::table::{HostBuf, Snapshot, compile, normalize_host};
+use wsgate::table::{HostBuf, RuleInput, Snapshot, compile, normalize_host};
 
 fn table() -> wsgate::table::RouteTable {
     let routes = (0..10_000)
@@ -42,6 +42,7 @@ fn main() {
         })
         .collect();
     let mut c = Criterion::default().configure_from_args();
+    let no_headers = HeaderMap::new();
     c.bench_function("lookup: host + longest prefix, 10k routes", |b| {
         let mut i = 0;
         b.iter(|| {
@@ -49,9 +50,13 @@ fn main() {
             let mut buf = HostBuf::default();
             let host = normalize_host(black_box(&hosts[i]), &mut buf).unwrap_or("");
             let entry = table.lookup(host);
-            black_box(
-                entry.and_then(|e| e.route.rule_for(black_box("/ws/room/42")).map(|r| r.index)),
-            )
+            let input = RuleInput {
+                path: black_box("/ws/room/42"),
+                method: &Method::GET,
+                headers: &no_headers,
+                query: None,
+            };
+            black_box(entry.and_then(|e| e.route.rule_for(&input).map(|r| r.index)))
         })
     });
     let cfg = DecideConfig {
@@ -66,6 +71,7 @@ fn main() {
                 path: "/api/v1/users",
                 query: Some("page=2"),
                 method: &Method::GET,
+                headers: &no_headers,
                 upgrade: false,
                 malformed: false,
                 listener: Listener::Https { sni: None },

@@ -46,6 +46,7 @@ impl RouteBuilder {
     pub(crate) fn tls(mut self, secret: &str) -> Self {
         self.0.tls = Some(RouteTls {
             secret: Some(secret.into()),
+            secret_namespace: None,
             http_redirect: true,
             hsts: None,
         });
@@ -120,6 +121,7 @@ pub(crate) fn rule(prefix: &str) -> RuleBuilder {
             path: PathMatch::Prefix(normalize_path_prefix(prefix).into()),
             headers: Vec::new(),
             method: None,
+            query: Vec::new(),
         },
         http: None,
         websocket: None,
@@ -145,6 +147,54 @@ impl RuleBuilder {
         self
     }
 
+    /// Takes only this method.
+    pub(crate) fn method(mut self, method: http::Method) -> Self {
+        self.0.matches.method = Some(method);
+        self
+    }
+
+    /// Takes only requests with this header value.
+    pub(crate) fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.0.matches.headers.push(HeaderMatch {
+            name: http::HeaderName::from_static(name),
+            value: http::HeaderValue::from_static(value),
+        });
+        self
+    }
+
+    /// Takes only requests with this query parameter value.
+    pub(crate) fn query(mut self, name: &str, value: &str) -> Self {
+        self.0.matches.query.push(QueryMatch {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Answers with this redirect (on both requests and upgrades).
+    pub(crate) fn redirect(mut self, to: RequestRedirect) -> Self {
+        let filters = Filters {
+            redirect: Some(to),
+            ..Filters::default()
+        };
+        self.0.http = Some(HttpAction {
+            backends: Vec::new(),
+            filters,
+            ..http_action(Vec::new())
+        });
+        self
+    }
+
+    /// Normal requests split over weighted backends.
+    pub(crate) fn http_split(mut self, backends: Vec<(Backend, u32)>) -> Self {
+        let backends = backends
+            .into_iter()
+            .map(|(backend, weight)| WeightedBackend { backend, weight })
+            .collect();
+        self.0.http = Some(http_action(backends));
+        self
+    }
+
     pub(crate) fn fallback(mut self) -> Self {
         self.0.fallback = true;
         self
@@ -155,15 +205,7 @@ impl RuleBuilder {
     }
 
     pub(crate) fn http_with(mut self, backend: Backend, f: impl FnOnce(&mut HttpAction)) -> Self {
-        let mut http = HttpAction {
-            backends: vec![WeightedBackend { backend, weight: 1 }],
-            timeout: DEFAULT_HTTP_TIMEOUT,
-            balance: Balance::RoundRobin,
-            filters: Filters::default(),
-            max_body: None,
-            limits: None,
-            connect_timeout: None,
-        };
+        let mut http = http_action(vec![WeightedBackend { backend, weight: 1 }]);
         f(&mut http);
         self.0.http = Some(http);
         self
@@ -193,6 +235,18 @@ impl RuleBuilder {
     }
 }
 
+fn http_action(backends: Vec<WeightedBackend>) -> HttpAction {
+    HttpAction {
+        backends,
+        timeout: DEFAULT_HTTP_TIMEOUT,
+        balance: Balance::RoundRobin,
+        filters: Filters::default(),
+        max_body: None,
+        limits: None,
+        connect_timeout: None,
+    }
+}
+
 /// A fixed-address backend.
 pub(crate) fn address(addr: &str) -> Backend {
     Backend {
@@ -207,6 +261,7 @@ pub(crate) fn address(addr: &str) -> Backend {
 pub(crate) fn service(name: &str, port: u16) -> Backend {
     Backend {
         target: BackendTarget::Service {
+            namespace: None,
             name: name.into(),
             port: ServicePort::Number(port),
         },

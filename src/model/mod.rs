@@ -7,9 +7,7 @@
 //! disagree. Each API has one translate step returning `Result<Route, Vec<FieldError>>`
 //! with the field paths of its own object; the [`crate::table`] compiles only this model.
 //!
-//! Depends on nothing else in the crate. Some fields (exact and header matches, several
-//! weighted backends, filters) can be expressed before the data plane implements them: the
-//! table compiler refuses a route that uses one rather than serving it without.
+//! Depends on nothing else in the crate.
 
 #[cfg(test)]
 pub(crate) mod build;
@@ -54,6 +52,8 @@ pub enum ObjectKind {
     WebSocketRoute,
     /// `networking.k8s.io/v1` `Ingress`.
     Ingress,
+    /// `gateway.networking.k8s.io/v1` `HTTPRoute`.
+    HttpRoute,
 }
 
 impl ObjectKind {
@@ -62,6 +62,7 @@ impl ObjectKind {
         match self {
             ObjectKind::WebSocketRoute => "WebSocketRoute",
             ObjectKind::Ingress => "Ingress",
+            ObjectKind::HttpRoute => "HTTPRoute",
         }
     }
 }
@@ -140,9 +141,11 @@ pub const DEFAULT_MAINTENANCE_BODY: &str =
 /// TLS of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTls {
-    /// Name of a `kubernetes.io/tls` Secret in the route's namespace; `None` serves the
-    /// listener's default certificate (an Ingress that forces https without a `tls` entry).
+    /// Name of a `kubernetes.io/tls` Secret; `None` serves the listener's default certificate
+    /// (an Ingress that forces https without a `tls` entry).
     pub secret: Option<String>,
+    /// Namespace of the Secret when it is not the route's (a Gateway's certificate).
+    pub secret_namespace: Option<String>,
     /// Redirect plain-HTTP requests to https.
     pub http_redirect: bool,
     /// `Strict-Transport-Security` on https answers.
@@ -187,6 +190,18 @@ pub struct RuleMatch {
     pub headers: Vec<HeaderMatch>,
     /// The method, when the rule takes only one.
     pub method: Option<Method>,
+    /// Query parameters that must be present with these exact values.
+    pub query: Vec<QueryMatch>,
+}
+
+/// An exact query parameter match: the first parameter of that name, percent-decoded, must
+/// have this value (names are case-sensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMatch {
+    /// The parameter name.
+    pub name: Box<str>,
+    /// Its required value.
+    pub value: Box<str>,
 }
 
 /// How a rule matches the request path (already normalised by the proxy).
@@ -255,8 +270,7 @@ pub struct WebSocketAction {
     pub connect_timeout: Option<Duration>,
 }
 
-/// Request and response changes of a rule (only `rewrite` with a prefix is served yet: the
-/// table refuses a route that sets another).
+/// Request and response changes of a rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     /// Answer with a redirect instead of forwarding.
@@ -285,6 +299,21 @@ pub struct HeaderChanges {
     pub add: Vec<(HeaderName, HeaderValue)>,
     /// Remove these headers.
     pub remove: Vec<HeaderName>,
+}
+
+impl HeaderChanges {
+    /// Applies the changes to `headers`.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
 }
 
 /// A redirect answered instead of forwarding; unset parts keep the request's.
@@ -336,8 +365,11 @@ pub struct Backend {
 /// Where a backend is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BackendTarget {
-    /// A Service port in the route's namespace.
+    /// A Service port.
     Service {
+        /// Namespace of the Service when it is not the route's (a Gateway API backendRef
+        /// that a ReferenceGrant allows).
+        namespace: Option<String>,
         /// Service name.
         name: String,
         /// The port, by number or by name.
@@ -345,6 +377,9 @@ pub enum BackendTarget {
     },
     /// A fixed address.
     Address(SocketAddr),
+    /// A reference translation could not resolve (a kind wsgate does not serve, a namespace
+    /// no ReferenceGrant opens): its share of the traffic gets 500 (Gateway API).
+    Unresolved,
 }
 
 /// A Service port as a backend names it.

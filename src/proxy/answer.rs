@@ -53,6 +53,9 @@ pub enum ClientFault {
 pub enum BackendFault {
     /// The backend has no ready endpoint.
     NoEndpoints,
+    /// The route names a backend it may not use or that wsgate cannot serve (Gateway API:
+    /// that share of the traffic gets 500).
+    Unresolved,
     /// Connecting failed, or the connection broke before a response.
     Unreachable,
     /// No response (headers) within the route's timeout.
@@ -98,6 +101,7 @@ impl Answer {
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "no_endpoints",
+                BackendFault::Unresolved => "unresolved_backend",
                 BackendFault::Unreachable => "unreachable",
                 BackendFault::Timeout => "timeout",
                 BackendFault::BadSwitch => "bad_switch",
@@ -123,6 +127,7 @@ impl Answer {
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+                BackendFault::Unresolved => StatusCode::INTERNAL_SERVER_ERROR,
                 BackendFault::Unreachable | BackendFault::BadSwitch => StatusCode::BAD_GATEWAY,
                 BackendFault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             },
@@ -166,6 +171,9 @@ impl Answer {
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "503 service unavailable: no ready backend\n",
+                BackendFault::Unresolved => {
+                    "500 internal server error: the route's backend is not valid (see its status)\n"
+                }
                 BackendFault::Unreachable => "502 bad gateway: the backend is unreachable\n",
                 BackendFault::Timeout => {
                     "504 gateway timeout: the backend did not answer in time\n"
@@ -270,6 +278,7 @@ mod tests {
         ];
         let backend = [
             BackendFault::NoEndpoints,
+            BackendFault::Unresolved,
             BackendFault::Unreachable,
             BackendFault::Timeout,
             BackendFault::BadSwitch,

@@ -118,6 +118,12 @@ where
     F: FnMut(&'a Endpoint, R) -> Fut,
     Fut: Future<Output = Result<T, ConnectFailed<R>>>,
 {
+    if target.backend.unresolved {
+        return Err(Failure {
+            answer: Answer::Backend(BackendFault::Unresolved),
+            backend: None,
+        });
+    }
     let mut exclude = None;
     loop {
         let Some(endpoint) = target.backend.pick(key, now_ms(), exclude) else {

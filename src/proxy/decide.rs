@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 
 use super::answer::ClientFault;
-use crate::model::{Cidr, ClientLimits, OriginPattern};
+use crate::model::{Cidr, ClientLimits, OriginPattern, PathRewrite, RequestRedirect};
 use crate::table::{
-    BackendSet, CompiledRoute, CompiledRule, HostBuf, HostEntry, HostRole, RouteTable,
-    normalize_host,
+    BackendSet, CompiledRoute, CompiledRule, HeaderFilters, HostBuf, HostEntry, HostRole,
+    RouteTable, RuleInput, normalize_host,
 };
 
 /// Which listener a request arrived on.
@@ -38,6 +38,8 @@ pub struct RequestFacts<'a> {
     pub query: Option<&'a str>,
     /// Method.
     pub method: &'a Method,
+    /// Headers, for rules that match on them.
+    pub headers: &'a HeaderMap,
     /// Whether this is a WebSocket upgrade (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT).
     pub upgrade: bool,
     /// The target cannot be trusted (two Hosts, a contradicting `:authority`, a path that
@@ -83,24 +85,28 @@ pub struct ForwardPlan {
     pub backend: Arc<BackendSet>,
     /// Time allowed for the response headers.
     pub timeout: Duration,
-    /// Who may send it, checked by `admit`.
-    pub access: Access,
-    /// Largest body accepted (413 beyond).
-    pub max_body: Option<u64>,
+    /// Who may send it and how it reaches the backend; `None` (most rules): anyone, as sent.
+    pub access: Option<Box<Access>>,
     /// Route, for logs, metrics and HSTS.
     pub route: Arc<CompiledRoute>,
 }
 
 /// What the admit phase checks before any backend is dialled, and what the backend sees.
+/// Boxed in the plans: most rules set none of it, and the plans are moved through every
+/// request's futures.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
+    /// Largest body accepted (413 beyond).
+    pub max_body: Option<u64>,
     /// Client networks allowed (`None` allows any).
     pub allowed_sources: Option<Arc<[Cidr]>>,
     /// Per-client limits, with the rule they count under.
     pub limits: Option<(ClientLimits, usize)>,
     /// The path (without query) the backend gets instead of the request's, when the rule
-    /// rewrites its prefix.
+    /// rewrites it.
     pub rewritten_path: Option<String>,
+    /// Header changes on the way to the backend and back.
+    pub headers: Option<Arc<HeaderFilters>>,
 }
 
 /// How to admit and relay one WebSocket upgrade.
@@ -113,7 +119,7 @@ pub struct UpgradePlan {
     /// Origins allowed to open a socket (empty allows any), checked by `admit`.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Sources, limits and path, as for normal requests.
-    pub access: Access,
+    pub access: Option<Box<Access>>,
     /// Route, for logs, metrics and HSTS.
     pub route: Arc<CompiledRoute>,
 }
@@ -138,6 +144,8 @@ pub enum RedirectKind {
     Https,
     /// A `redirectHostnames` host to the route's first hostname.
     Host,
+    /// A rule's redirect filter (Gateway API `RequestRedirect`).
+    Rule,
 }
 
 impl RedirectKind {
@@ -146,6 +154,7 @@ impl RedirectKind {
         match self {
             RedirectKind::Https => "https",
             RedirectKind::Host => "host",
+            RedirectKind::Rule => "rule",
         }
     }
 }
@@ -183,10 +192,64 @@ pub fn decide(table: &RouteTable, req: &RequestFacts<'_>, cfg: &DecideConfig) ->
             route: route.clone(),
         };
     }
-    match route.rule_for(req.path) {
-        Some(rule) => by_rule(rule, route, req),
+    let input = RuleInput {
+        path: req.path,
+        method: req.method,
+        headers: req.headers,
+        query: req.query,
+    };
+    match route.rule_for(&input) {
+        Some(rule) => match &rule.redirect {
+            Some(to) => rule_redirect(rule, to, host, route, req),
+            None => by_rule(rule, route, req),
+        },
         None => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
     }
+}
+
+/// A rule's redirect (Gateway API `RequestRedirect`): what the filter leaves unset keeps the
+/// request's. Without a port, a changed scheme goes to its well-known port and an unchanged
+/// one keeps the port the client used; a well-known port is left out of the URL.
+fn rule_redirect(
+    rule: &CompiledRule,
+    to: &RequestRedirect,
+    host: &str,
+    route: &Arc<CompiledRoute>,
+    req: &RequestFacts<'_>,
+) -> Decision {
+    let scheme = to.scheme.unwrap_or(match req.listener {
+        Listener::Http => "http",
+        Listener::Https { .. } => "https",
+    });
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port_text;
+    let port = match (to.port, to.scheme) {
+        (Some(p), _) if p == default_port => None,
+        (Some(p), _) => {
+            port_text = p.to_string();
+            Some(port_text.as_str())
+        }
+        (None, Some(_)) => None,
+        (None, None) => client_port(req.host).filter(|p| *p != default_port.to_string()),
+    };
+    let host = to.hostname.as_ref().map_or(host, |h| h.as_str());
+    let path = match &to.path {
+        None => req.path.to_string(),
+        Some(rewrite) => rewritten(rule, rewrite, req.path),
+    };
+    Decision::Redirect {
+        status: to.status,
+        location: location(scheme, host, port, &path, req.query),
+        kind: RedirectKind::Rule,
+        route: route.clone(),
+    }
+}
+
+/// The port in a Host value (`host:port`, `[v6]:port`), if it has one.
+fn client_port(host: Option<&str>) -> Option<&str> {
+    host.and_then(|h| h.rsplit_once(':'))
+        .filter(|(h, _)| !h.contains(':') || h.ends_with(']'))
+        .map(|(_, p)| p)
 }
 
 /// What the listener alone settles: redirects to https or to the route's main host, and
@@ -214,11 +277,7 @@ fn by_listener(
         route: route.clone(),
     };
     // The port the client used, kept on same-scheme redirects.
-    let client_port = req
-        .host
-        .and_then(|h| h.rsplit_once(':'))
-        .filter(|(h, _)| !h.contains(':') || h.ends_with(']'))
-        .map(|(_, p)| p);
+    let client_port = client_port(req.host);
     match req.listener {
         Listener::Http => {
             let https_port_text;
@@ -267,27 +326,41 @@ fn by_listener(
 }
 
 /// The matched rule's answer: its websocket or http backend, by whether this is an upgrade.
+/// A new request or socket picks its backend from the rule's split here.
 fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'_>) -> Decision {
-    let access = |limits: Option<ClientLimits>, rewrite: Option<&Arc<str>>| Access {
-        allowed_sources: rule.allowed_sources.clone(),
-        limits: limits.map(|l| (l, rule.index)),
-        rewritten_path: rewrite.map(|to| rewrite_prefix(rule, to, req.path)),
+    let access = |limits: Option<ClientLimits>,
+                  rewrite: Option<&PathRewrite>,
+                  max_body: Option<u64>,
+                  headers: Option<&Arc<HeaderFilters>>| {
+        let none = rule.allowed_sources.is_none()
+            && limits.is_none()
+            && rewrite.is_none()
+            && headers.is_none();
+        (!none || max_body.is_some()).then(|| {
+            Box::new(Access {
+                max_body,
+                allowed_sources: rule.allowed_sources.clone(),
+                limits: limits.map(|l| (l, rule.index)),
+                rewritten_path: rewrite.map(|to| rewritten(rule, to, req.path)),
+                headers: headers.cloned(),
+            })
+        })
     };
     if req.upgrade {
         match (&rule.websocket, &rule.http) {
             (Some(ws), _) => Decision::Upgrade(UpgradePlan {
-                backend: ws.backend.clone(),
+                backend: ws.backends.pick().clone(),
                 idle_timeout: ws.idle_timeout,
                 allowed_origins: ws.allowed_origins.clone(),
-                access: access(ws.limits, ws.rewrite.as_ref()),
+                access: access(ws.limits, ws.rewrite.as_ref(), None, ws.headers.as_ref()),
                 route: route.clone(),
             }),
             // A rule with only `http` passes upgrades through to the http backend.
             (None, Some(http)) => Decision::Upgrade(UpgradePlan {
-                backend: http.backend.clone(),
+                backend: http.backends.pick().clone(),
                 idle_timeout: None,
                 allowed_origins: Arc::default(),
-                access: access(None, http.rewrite.as_ref()),
+                access: access(None, http.rewrite.as_ref(), None, http.headers.as_ref()),
                 route: route.clone(),
             }),
             (None, None) => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
@@ -295,14 +368,26 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
     } else {
         match &rule.http {
             Some(http) => Decision::Forward(ForwardPlan {
-                backend: http.backend.clone(),
+                backend: http.backends.pick().clone(),
                 timeout: http.timeout,
-                access: access(http.limits, http.rewrite.as_ref()),
-                max_body: http.max_body,
+                access: access(
+                    http.limits,
+                    http.rewrite.as_ref(),
+                    http.max_body,
+                    http.headers.as_ref(),
+                ),
                 route: route.clone(),
             }),
             None => Decision::Reject(ClientFault::UpgradeRequired, Some(route.clone())),
         }
+    }
+}
+
+/// The path a rule's rewrite gives `path`.
+fn rewritten(rule: &CompiledRule, rewrite: &PathRewrite, path: &str) -> String {
+    match rewrite {
+        PathRewrite::Full(to) => to.to_string(),
+        PathRewrite::Prefix(to) => rewrite_prefix(rule, to, path),
     }
 }
 

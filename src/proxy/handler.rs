@@ -21,7 +21,7 @@ use super::answer::{Answer, Body, ClientFault, maintenance, redirect};
 use super::client_ip::TrustedProxies;
 use super::connect::{Target, hash_key};
 use super::decide::{
-    DecideConfig, Decision, ForwardPlan, Listener, RequestFacts, UpgradePlan, decide,
+    Access, DecideConfig, Decision, ForwardPlan, Listener, RequestFacts, UpgradePlan, decide,
 };
 use super::drain::DrainRegistry;
 use super::forward::forward;
@@ -252,6 +252,7 @@ impl Inbound {
             path: req.uri().path(),
             query: req.uri().query(),
             method: req.method(),
+            headers: req.headers(),
             upgrade: self.upgrade,
             malformed: self.malformed.is_some(),
             listener: match conn.tls {
@@ -349,22 +350,33 @@ async fn admit_and_forward(
         backend,
         timeout,
         access,
-        max_body,
         route,
     } = plan;
-    let checks = Checks {
-        allowed_sources: access.allowed_sources.as_deref().unwrap_or_default(),
-        body: (content_length(&req), max_body),
-        limits: access.limits,
-        ..Checks::default()
-    };
-    // A request holds no slot: only its rate counts.
-    drop(ctx.admit(checks, &route.id)?);
-    rewrite_path(&mut req, access.rewritten_path.as_deref())?;
+    let mut max_body = None;
+    let mut headers = None;
+    if let Some(access) = access {
+        max_body = access.max_body;
+        headers = access.headers;
+        let checks = Checks {
+            allowed_sources: access.allowed_sources.as_deref().unwrap_or_default(),
+            body: (content_length(&req), max_body),
+            limits: access.limits,
+            ..Checks::default()
+        };
+        // A request holds no slot: only its rate counts.
+        drop(ctx.admit(checks, &route.id)?);
+        rewrite_path(&mut req, access.rewritten_path.as_deref())?;
+    }
+    if let Some(h) = &headers {
+        h.request.apply(req.headers_mut());
+    }
     let key = ctx.hash_key(&backend, req.headers());
     let fwd = ctx.inbound.forwarded(ctx.conn);
     let target = ctx.target(&backend, &route.id);
-    let served = forward(ctx.shared, req, target, timeout, max_body, &fwd, key).await?;
+    let mut served = forward(ctx.shared, req, target, timeout, max_body, &fwd, key).await?;
+    if let Some(h) = &headers {
+        h.response.apply(served.response.headers_mut());
+    }
     Ok(ctx.stick(&backend, key, served))
 }
 
@@ -388,6 +400,8 @@ async fn admit_and_upgrade(
         access,
         route,
     } = plan;
+    let nothing = Access::default();
+    let access = access.as_deref().unwrap_or(&nothing);
     let checks = Checks {
         allowed_sources: access.allowed_sources.as_deref().unwrap_or_default(),
         allowed_origins: &allowed_origins,
@@ -401,6 +415,9 @@ async fn admit_and_upgrade(
     let admission = ctx.admit(checks, &route.id)?;
     let mut req = req;
     rewrite_path(&mut req, access.rewritten_path.as_deref())?;
+    if let Some(h) = &access.headers {
+        h.request.apply(req.headers_mut());
+    }
     let key = ctx.hash_key(&backend, req.headers());
     let request = UpgradeRequest {
         key,
@@ -411,7 +428,10 @@ async fn admit_and_upgrade(
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };
     let target = ctx.target(&backend, &route.id);
-    let served = upgrade(shared, request, target, &inbound.forwarded(conn), log).await?;
+    let mut served = upgrade(shared, request, target, &inbound.forwarded(conn), log).await?;
+    if let Some(h) = &access.headers {
+        h.response.apply(served.response.headers_mut());
+    }
     Ok(ctx.stick(&backend, key, served))
 }
 

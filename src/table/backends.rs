@@ -37,14 +37,28 @@ pub(super) fn backend_set<'s>(
             Arc::from(addr.to_string()),
             Arc::from([shared.address(*addr)]),
         ),
-        BackendTarget::Service { name, port } => match service_port(ctx, name, port) {
-            Ok(port) => service_endpoints(ctx, name, port, shared, problems),
-            Err(problem) => {
-                let name = format!("service {}/{name}:{port}", ctx.namespace);
-                problems.push(problem);
-                (Arc::from(name), Arc::from(Vec::new()))
+        BackendTarget::Service {
+            namespace,
+            name,
+            port,
+        } => {
+            let namespace = namespace.as_deref().unwrap_or(ctx.namespace);
+            match service_port(ctx, namespace, name, port) {
+                Ok(port) => service_endpoints(ctx, namespace, name, port, shared, problems),
+                Err(problem) => {
+                    let name = format!("service {namespace}/{name}:{port}");
+                    problems.push(problem);
+                    (Arc::from(name), Arc::from(Vec::new()))
+                }
             }
-        },
+        }
+        // Translation reported why; the share of traffic it had gets 500.
+        BackendTarget::Unresolved => {
+            return Arc::new(BackendSet {
+                unresolved: true,
+                ..BackendSet::new(format!("{} (unresolved)", backend.field), Vec::new())
+            });
+        }
     };
     let tls = backend
         .tls
@@ -62,22 +76,18 @@ pub(super) fn backend_set<'s>(
 /// The number of a Service port named by number or by name.
 fn service_port(
     ctx: &BackendContext<'_, '_, '_>,
+    namespace: &str,
     service: &str,
     port: &ServicePort,
 ) -> Result<u16, Problem> {
     match port {
         ServicePort::Number(n) => Ok(*n),
         ServicePort::Name(name) => {
-            let key = (
-                ctx.namespace.to_string(),
-                service.to_string(),
-                name.to_string(),
-            );
+            let key = (namespace.to_string(), service.to_string(), name.to_string());
             ctx.snapshot.port_names.get(&key).copied().ok_or_else(|| Problem {
                 kind: ProblemKind::ServiceNotFound,
                 message: format!(
-                    "service {}/{service} has no port named {name:?} (is the Service created, with that port?)",
-                    ctx.namespace
+                    "service {namespace}/{service} has no port named {name:?} (is the Service created, with that port?)"
                 ),
             })
         }
@@ -86,12 +96,12 @@ fn service_port(
 
 fn service_endpoints<'s>(
     ctx: &BackendContext<'_, 's, '_>,
+    namespace: &'s str,
     service: &'s str,
     port: u16,
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> (Arc<str>, Arc<[Endpoint]>) {
-    let namespace = ctx.namespace;
     let (name, endpoints) = match shared.ports.get(&(namespace, service, port)) {
         Some(resolved) => resolved.clone(),
         None => {

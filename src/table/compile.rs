@@ -17,11 +17,11 @@ use super::certs::{CertificateCache, Certs};
 use super::report::{Problem, ProblemKind, RouteReport};
 use super::shared::SharedEndpoints;
 use super::{
-    CompiledRoute, CompiledRule, Endpoint, HostEntry, HostRole, HttpBackend, RouteTable,
-    RouteTlsEntry, TlsSecret, WebSocketBackend,
+    BackendSet, CompiledRoute, CompiledRule, Conditions, Endpoint, HeaderFilters, HostEntry,
+    HostRole, HttpBackend, RouteTable, RouteTlsEntry, Split, TlsSecret, WebSocketBackend,
 };
 use crate::model::{
-    BackendTarget, Filters, Hsts, PathMatch, PathRewrite, Rejected, Route, Rule, Translated,
+    BackendTarget, Balance, Filters, Hsts, PathMatch, Rejected, Route, Rule, Translated,
     WeightedBackend, meta,
 };
 
@@ -292,8 +292,8 @@ impl<'s> Group<'s> {
     }
 }
 
-/// What keeps a translated route out of the table: a value this data plane does not serve,
-/// an address backend where they are refused, or a hostname an older route already owns.
+/// What keeps a translated route out of the table: an address backend where they are
+/// refused, or a hostname an older route already owns.
 fn refuse(
     route: &Route,
     snapshot: &Snapshot,
@@ -301,12 +301,6 @@ fn refuse(
     report: &mut RouteReport,
 ) {
     for rule in &route.rules {
-        for why in unsupported(rule) {
-            report.add(
-                ProblemKind::Unsupported,
-                format!("rule {}: {why} is not supported yet", rule.index),
-            );
-        }
         if snapshot.deny_address_backends {
             for b in rule_backends(rule) {
                 if matches!(b.backend.target, BackendTarget::Address(_)) {
@@ -352,39 +346,6 @@ fn rule_backends(rule: &Rule) -> impl Iterator<Item = &WeightedBackend> {
     http.chain(rule.websocket.iter().flat_map(|w| &w.backends))
 }
 
-/// The parts of a rule that the model expresses but the data plane does not serve yet. A
-/// route using one is refused rather than served without it.
-fn unsupported(rule: &Rule) -> Vec<&'static str> {
-    let mut found = Vec::new();
-    if !rule.matches.headers.is_empty() {
-        found.push("a header match");
-    }
-    if rule.matches.method.is_some() {
-        found.push("a method match");
-    }
-    let http_backends = rule.http.as_ref().map_or(1, |h| h.backends.len());
-    let ws_backends = rule.websocket.as_ref().map_or(1, |w| w.backends.len());
-    if http_backends != 1 || ws_backends != 1 {
-        found.push("a rule without exactly one backend");
-    }
-    let filters = [
-        rule.http.as_ref().map(|h| &h.filters),
-        rule.websocket.as_ref().map(|w| &w.filters),
-    ];
-    // A prefix rewrite is served; every other filter is not yet.
-    let served = |f: &Filters| Filters {
-        rewrite: match f.rewrite {
-            Some(PathRewrite::Prefix(_)) => None,
-            ref other => other.clone(),
-        },
-        ..f.clone()
-    };
-    if filters.into_iter().flatten().any(|f| !served(f).is_empty()) {
-        found.push("a filter (redirect, full-path rewrite or header change)");
-    }
-    found
-}
-
 /// A route that passed [`refuse`], with what it refers to resolved.
 fn compile_route<'s>(
     route: &'s Route,
@@ -395,10 +356,10 @@ fn compile_route<'s>(
 ) -> CompiledRoute {
     let namespace = route.meta.namespace.as_str();
     let tls = route.tls.as_ref().map(|t| RouteTlsEntry {
-        cert: t
-            .secret
-            .as_ref()
-            .and_then(|secret| certs.get(namespace, secret, &mut report.problems)),
+        cert: t.secret.as_ref().and_then(|secret| {
+            let ns = t.secret_namespace.as_deref().unwrap_or(namespace);
+            certs.get(ns, secret, &mut report.problems)
+        }),
         http_redirect: t.http_redirect,
     });
     let hsts = route.tls.as_ref().and_then(|t| t.hsts).and_then(hsts_value);
@@ -474,10 +435,10 @@ fn compile_group<'s>(
             let namespace = route.meta.namespace.as_str();
             let problems = &mut reports[at].problems;
             tls = Some(RouteTlsEntry {
-                cert: t
-                    .secret
-                    .as_ref()
-                    .and_then(|secret| certs.get(namespace, secret, problems)),
+                cert: t.secret.as_ref().and_then(|secret| {
+                    let ns = t.secret_namespace.as_deref().unwrap_or(namespace);
+                    certs.get(ns, secret, problems)
+                }),
                 http_redirect: t.http_redirect,
             });
             hsts = t.hsts.and_then(hsts_value);
@@ -532,65 +493,133 @@ fn compile_rule<'s>(
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> CompiledRule {
-    // `refuse` made sure each action has exactly one backend.
-    let http = rule
-        .http
-        .as_ref()
-        .and_then(|h| Some((h, h.backends.first()?)));
-    let websocket = rule
-        .websocket
-        .as_ref()
-        .and_then(|w| Some((w, w.backends.first()?)));
+    let m = &rule.matches;
+    let conditions =
+        (m.method.is_some() || !m.headers.is_empty() || !m.query.is_empty()).then(|| {
+            Box::new(Conditions {
+                method: m.method.clone(),
+                headers: m.headers.as_slice().into(),
+                query: m.query.as_slice().into(),
+            })
+        });
+    let redirect = [
+        rule.http.as_ref().map(|h| &h.filters),
+        rule.websocket.as_ref().map(|w| &w.filters),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|f| f.redirect.clone());
+    let http = rule.http.as_ref().and_then(|h| {
+        let on = BalanceOn {
+            balance: &h.balance,
+            connect_timeout: h.connect_timeout,
+        };
+        Some(HttpBackend {
+            backends: split(ctx, &h.backends, on, shared, problems)?,
+            timeout: h.timeout,
+            max_body: h.max_body,
+            limits: h.limits,
+            rewrite: h.filters.rewrite.clone(),
+            headers: header_filters(&h.filters),
+        })
+    });
+    let websocket = rule.websocket.as_ref().and_then(|w| {
+        let on = BalanceOn {
+            balance: &w.balance,
+            connect_timeout: w.connect_timeout,
+        };
+        Some(WebSocketBackend {
+            backends: split(ctx, &w.backends, on, shared, problems)?,
+            idle_timeout: w.idle_timeout,
+            allowed_origins: w.allowed_origins.as_slice().into(),
+            limits: w.limits,
+            rewrite: w.filters.rewrite.clone(),
+            headers: header_filters(&w.filters),
+        })
+    });
     CompiledRule {
-        prefix: rule.matches.path.as_str().into(),
-        exact: matches!(rule.matches.path, PathMatch::Exact(_)),
+        prefix: m.path.as_str().into(),
+        exact: matches!(m.path, PathMatch::Exact(_)),
+        conditions,
         index: rule.index,
         // `None` rather than an empty list: the common case costs no reference count.
         allowed_sources: (!rule.allowed_sources.is_empty())
             .then(|| rule.allowed_sources.as_slice().into()),
-        http: http.map(|(h, b)| HttpBackend {
-            backend: backend_set(
-                ctx,
-                &b.backend,
-                h.balance.clone(),
-                h.connect_timeout,
-                shared,
-                problems,
-            ),
-            timeout: h.timeout,
-            max_body: h.max_body,
-            limits: h.limits,
-            rewrite: prefix_rewrite(&h.filters),
-        }),
-        websocket: websocket.map(|(w, b)| WebSocketBackend {
-            backend: backend_set(
-                ctx,
-                &b.backend,
-                w.balance.clone(),
-                w.connect_timeout,
-                shared,
-                problems,
-            ),
-            idle_timeout: w.idle_timeout,
-            allowed_origins: w.allowed_origins.as_slice().into(),
-            limits: w.limits,
-            rewrite: prefix_rewrite(&w.filters),
-        }),
+        redirect: redirect.map(Box::new),
+        http,
+        websocket,
     }
 }
 
-/// What replaces the matched prefix, when the filters rewrite one.
-fn prefix_rewrite(filters: &Filters) -> Option<Arc<str>> {
-    match &filters.rewrite {
-        Some(PathRewrite::Prefix(to)) => Some(Arc::from(&**to)),
-        _ => None,
+/// How an action's backends pick endpoints.
+#[derive(Clone, Copy)]
+struct BalanceOn<'a> {
+    balance: &'a Balance,
+    connect_timeout: Option<std::time::Duration>,
+}
+
+/// The weighted backends of an action; `None` when it has none (a redirect). When every
+/// weight is zero the action has nowhere to go, and its traffic gets 500 (Gateway API).
+fn split<'s>(
+    ctx: &BackendContext<'_, 's, '_>,
+    backends: &'s [WeightedBackend],
+    on: BalanceOn<'_>,
+    shared: &mut SharedEndpoints<'s, '_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Split> {
+    if backends.is_empty() {
+        return None;
     }
+    let sets: Vec<_> = backends
+        .iter()
+        .filter(|b| b.weight > 0)
+        .map(|b| {
+            let set = backend_set(
+                ctx,
+                &b.backend,
+                on.balance.clone(),
+                on.connect_timeout,
+                shared,
+                problems,
+            );
+            (set, b.weight)
+        })
+        .collect();
+    Split::weighted(sets).or_else(|| {
+        let nowhere = BackendSet {
+            unresolved: true,
+            ..BackendSet::new("no backend with a weight", Vec::new())
+        };
+        Some(Split::single(Arc::new(nowhere)))
+    })
+}
+
+/// The header changes of an action, if it makes any.
+fn header_filters(filters: &Filters) -> Option<Arc<HeaderFilters>> {
+    let changes = HeaderFilters {
+        request: filters.request_headers.clone(),
+        response: filters.response_headers.clone(),
+    };
+    (changes != HeaderFilters::default()).then(|| Arc::new(changes))
 }
 
 /// Rules in match order: the longest path first, an exact match before a prefix of the same
-/// path (the Ingress rule); the stable sort keeps the object's order among equals.
+/// path (the Ingress rule; and as an exact match is never shorter than a prefix that also
+/// matches, every exact match wins first, as the Gateway API asks); then a rule with a method,
+/// then more header matches, then more query matches (Gateway API precedence). The stable
+/// sort keeps the older route and the object's order among equals.
 fn sorted(mut rules: Vec<CompiledRule>) -> Vec<CompiledRule> {
-    rules.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), !r.exact));
+    use std::cmp::Reverse;
+    rules.sort_by_key(|r| {
+        let c = r.conditions.as_deref();
+        (
+            Reverse(r.prefix.len()),
+            !r.exact,
+            c.is_none_or(|c| c.method.is_none()),
+            Reverse(c.map_or(0, |c| c.headers.len())),
+            Reverse(c.map_or(0, |c| c.query.len())),
+        )
+    });
     rules
 }
 

@@ -16,6 +16,7 @@ mod endpoints;
 mod host;
 mod report;
 mod shared;
+mod split;
 mod tls;
 mod upstream_tls;
 
@@ -25,6 +26,7 @@ pub use compile::{CompileCache, ServiceKey, Snapshot, compile, compile_with};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use report::{Problem, ProblemKind, RouteReport};
+pub use split::Split;
 pub use tls::{TlsError, TlsSecret, certified_key_from_pem, not_after, self_signed};
 pub use upstream_tls::{BackendTlsEntry, backend_client_config, backend_h2_client_config};
 
@@ -34,11 +36,14 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
 use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Method};
 use rustls::sign::CertifiedKey;
 
-use crate::model::{Balance, Cidr, ClientLimits, OriginPattern};
+use crate::model::{
+    Balance, Cidr, ClientLimits, HeaderChanges, HeaderMatch, OriginPattern, PathRewrite,
+    QueryMatch, RequestRedirect,
+};
 
 /// The live routing table, published whole through an `ArcSwap` and never mutated.
 #[derive(Debug, Default)]
@@ -114,44 +119,139 @@ pub struct CompiledRule {
     pub prefix: Box<str>,
     /// Whether `prefix` must be the whole path.
     pub exact: bool,
+    /// Method, headers and query parameters the request must also have; `None` (most
+    /// rules): the path alone decides.
+    pub conditions: Option<Box<Conditions>>,
     /// Client networks allowed (`None` allows any); others get 403.
     pub allowed_sources: Option<Arc<[Cidr]>>,
     /// Index of the rule in the route's spec, for logs and metrics.
     pub index: usize,
+    /// Answer requests and upgrades with this redirect instead of forwarding them.
+    pub redirect: Option<Box<RequestRedirect>>,
     /// Backend of normal requests.
     pub http: Option<HttpBackend>,
     /// Backend of WebSocket upgrades.
     pub websocket: Option<WebSocketBackend>,
 }
 
+/// What a rule matches beyond the path (Gateway API `matches`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conditions {
+    /// The method, when the rule takes one.
+    pub method: Option<Method>,
+    /// Headers with exact values.
+    pub headers: Box<[HeaderMatch]>,
+    /// Query parameters with exact values.
+    pub query: Box<[QueryMatch]>,
+}
+
+impl Conditions {
+    /// Whether a request with this method, these headers and this query string (without
+    /// `?`) meets every condition.
+    pub fn met(&self, method: &Method, headers: &HeaderMap, query: Option<&str>) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
+            && self.headers.iter().all(|h| header_is(headers, h))
+            && self.query.iter().all(|q| query_is(query.unwrap_or(""), q))
+    }
+}
+
+/// A header repeated in the request is compared as its values joined by `,` (RFC 9110 §5.3
+/// makes the two forms equivalent).
+fn header_is(headers: &HeaderMap, want: &HeaderMatch) -> bool {
+    let mut values = headers.get_all(&want.name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(one), None) => one == want.value,
+        (Some(_), Some(_)) => {
+            let joined: Vec<&[u8]> = headers
+                .get_all(&want.name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect();
+            joined.join(&b","[..]) == want.value.as_bytes()
+        }
+    }
+}
+
+/// The first parameter named `want.name` (both sides percent-decoded) has `want.value`.
+fn query_is(query: &str, want: &QueryMatch) -> bool {
+    let first = query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decoded_is(name, &want.name)).then_some(value)
+    });
+    first.is_some_and(|value| decoded_is(value, &want.value))
+}
+
+/// Whether `raw`, percent-decoded (RFC 3986 §2.1; `+` stays `+`), is `want`. A malformed
+/// escape is compared as written.
+fn decoded_is(raw: &str, want: &str) -> bool {
+    if !raw.contains('%') {
+        return raw == want;
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        let escape = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escape {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out == want.as_bytes()
+}
+
+/// Header changes of a rule, applied to what goes to the backend and what comes back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderFilters {
+    /// Changes to the request.
+    pub request: HeaderChanges,
+    /// Changes to the response.
+    pub response: HeaderChanges,
+}
+
 /// Backend of normal requests with its timeout.
 #[derive(Debug)]
 pub struct HttpBackend {
     /// Where requests go.
-    pub backend: Arc<BackendSet>,
+    pub backends: Split,
     /// How long to wait for response headers.
     pub timeout: Duration,
     /// Largest request body, in bytes (413 beyond).
     pub max_body: Option<u64>,
     /// Requests per second per client.
     pub limits: Option<ClientLimits>,
-    /// What replaces the matched prefix in the path the backend sees.
-    pub rewrite: Option<Arc<str>>,
+    /// How the path the backend sees is rewritten.
+    pub rewrite: Option<PathRewrite>,
+    /// Header changes (`None`: none).
+    pub headers: Option<Arc<HeaderFilters>>,
 }
 
 /// Backend of WebSocket upgrades with its idle timeout.
 #[derive(Debug)]
 pub struct WebSocketBackend {
     /// Where upgrades go.
-    pub backend: Arc<BackendSet>,
+    pub backends: Split,
     /// Close a relayed connection idle this long; `None` = never.
     pub idle_timeout: Option<Duration>,
     /// Origins allowed to open a socket; empty allows any.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.
     pub limits: Option<ClientLimits>,
-    /// What replaces the matched prefix in the path the backend sees.
-    pub rewrite: Option<Arc<str>>,
+    /// How the path the backend sees is rewritten.
+    pub rewrite: Option<PathRewrite>,
+    /// Header changes of the handshake (`None`: none).
+    pub headers: Option<Arc<HeaderFilters>>,
 }
 
 /// The endpoints of one backend, with how to pick among them and how to talk to them.
@@ -169,6 +269,9 @@ pub struct BackendSet {
     pub tls: Option<Arc<BackendTlsEntry>>,
     /// Time allowed to connect to an endpoint; `None` is the proxy's default.
     pub connect_timeout: Option<Duration>,
+    /// The route named a backend it may not use or that is not a Service (Gateway API): its
+    /// share of the traffic gets 500.
+    pub unresolved: bool,
 }
 
 /// One backend address, with its URI authority prepared at compile time so forwarding a
@@ -229,6 +332,7 @@ impl BackendSet {
             h2c: false,
             tls: None,
             connect_timeout: None,
+            unresolved: false,
         }
     }
 
@@ -238,13 +342,44 @@ impl BackendSet {
     }
 }
 
+/// What a request offers rule matching.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInput<'a> {
+    /// The normalised path.
+    pub path: &'a str,
+    /// The method.
+    pub method: &'a Method,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+}
+
 impl CompiledRoute {
-    /// The rule whose path is the longest match of `path`: an exact path, or a prefix by
-    /// whole path segments (`/ws` matches `/ws` and `/ws/x`, not `/wsx`).
-    pub fn rule_for(&self, path: &str) -> Option<&CompiledRule> {
-        self.rules.iter().find(|r| match r.exact {
-            true => *r.prefix == *path,
-            false => prefix_matches(&r.prefix, path),
+    /// The first rule, in precedence order, that `req` matches: its path exactly or by a
+    /// prefix of whole path segments (`/ws` matches `/ws` and `/ws/x`, not `/wsx`), and its
+    /// conditions.
+    pub fn rule_for(&self, req: &RuleInput<'_>) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| {
+            let path = match r.exact {
+                true => *r.prefix == *req.path,
+                false => prefix_matches(&r.prefix, req.path),
+            };
+            path && r
+                .conditions
+                .as_ref()
+                .is_none_or(|c| c.met(req.method, req.headers, req.query))
+        })
+    }
+
+    /// The rule a plain `GET` of `path` takes.
+    #[cfg(test)]
+    pub fn rule_for_path(&self, path: &str) -> Option<&CompiledRule> {
+        self.rule_for(&RuleInput {
+            path,
+            method: &Method::GET,
+            headers: &HeaderMap::new(),
+            query: None,
         })
     }
 }

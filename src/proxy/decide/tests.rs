@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::build::{address, origins, route, rule, secs, service};
-use crate::model::{ClientLimits as Limits, Route};
+use crate::model::{ClientLimits as Limits, PathRewrite, RequestRedirect, Route};
 use crate::table::{Snapshot, TlsSecret, compile, self_signed};
 
 fn routes() -> Vec<Route> {
@@ -53,6 +53,50 @@ fn routes() -> Vec<Route> {
                     .sources(&["10.0.0.0/8"]),
             )
             .build(),
+        route("apps/gw")
+            .host("gw.example.com")
+            .rule(rule("/m").http(address("10.0.0.1:1")))
+            .rule(rule("/m").method(Method::POST).http(address("10.0.0.2:1")))
+            .rule(rule("/h").http(address("10.0.0.3:1")))
+            .rule(
+                rule("/h")
+                    .header("x-env", "canary")
+                    .http(address("10.0.0.4:1")),
+            )
+            .rule(
+                rule("/h")
+                    .header("x-env", "canary")
+                    .header("x-user", "7")
+                    .http(address("10.0.0.5:1")),
+            )
+            .rule(rule("/h").query("v", "2").http(address("10.0.0.6:1")))
+            .rule(rule("/h/deeper").http(address("10.0.0.7:1")))
+            .rule(rule("/h").exact().http(address("10.0.0.8:1")))
+            .rule(rule("/old").redirect(RequestRedirect {
+                scheme: Some("https"),
+                hostname: Some(crate::model::Hostname::parse("new.example.com").unwrap()),
+                port: None,
+                path: Some(PathRewrite::Prefix("/new".into())),
+                status: StatusCode::FOUND,
+            }))
+            .rule(rule("/port").redirect(RequestRedirect {
+                scheme: None,
+                hostname: None,
+                port: Some(8443),
+                path: Some(PathRewrite::Full("/elsewhere".into())),
+                status: StatusCode::MOVED_PERMANENTLY,
+            }))
+            .rule(rule("/same").redirect(RequestRedirect {
+                scheme: None,
+                hostname: Some(crate::model::Hostname::parse("other.example.com").unwrap()),
+                port: None,
+                path: None,
+                status: StatusCode::SEE_OTHER,
+            }))
+            .rule(rule("/full").http_with(address("10.0.0.9:1"), |h| {
+                h.filters.rewrite = Some(PathRewrite::Full("/fixed".into()))
+            }))
+            .build(),
         route("apps/optout")
             .host("optout.example.com")
             .tls("chat-tls")
@@ -95,6 +139,7 @@ struct Req {
     path: &'static str,
     query: Option<&'static str>,
     method: Method,
+    headers: HeaderMap,
     upgrade: bool,
     malformed: bool,
     listener: Listener<'static>,
@@ -106,6 +151,7 @@ fn get(host: &'static str, path: &'static str) -> Req {
         path,
         query: None,
         method: Method::GET,
+        headers: HeaderMap::new(),
         upgrade: false,
         malformed: false,
         listener: Listener::Http,
@@ -129,6 +175,12 @@ impl Req {
         self.malformed = true;
         self
     }
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        let value = http::HeaderValue::from_static(value);
+        self.headers
+            .append(http::HeaderName::from_static(name), value);
+        self
+    }
     fn query(mut self, q: &'static str) -> Self {
         self.query = Some(q);
         self
@@ -141,6 +193,7 @@ fn run(req: Req, port: u16) -> Decision {
         path: req.path,
         query: req.query,
         method: &req.method,
+        headers: &req.headers,
         upgrade: req.upgrade,
         malformed: req.malformed,
         listener: req.listener,
@@ -282,7 +335,8 @@ fn routing_by_path_and_upgrade() {
         }) => {
             assert_eq!(&*backend.name, "127.0.0.1:5001");
             assert_eq!(allowed_origins.len(), 1);
-            let (limits, rule) = access.limits.unwrap_or_else(|| panic!("limits"));
+            let limits = access.and_then(|a| a.limits);
+            let (limits, rule) = limits.unwrap_or_else(|| panic!("limits"));
             assert_eq!((limits.max_connections, rule), (Some(5), 1));
         }
         other => panic!("{other:?}"),
@@ -384,8 +438,8 @@ fn a_malformed_target_is_400_before_any_route_is_looked_at() {
 
 fn access_of(d: Decision) -> Access {
     match d {
-        Decision::Forward(plan) => plan.access,
-        Decision::Upgrade(plan) => plan.access,
+        Decision::Forward(plan) => plan.access.map(|a| *a).unwrap_or_default(),
+        Decision::Upgrade(plan) => plan.access.map(|a| *a).unwrap_or_default(),
         other => panic!("expected forward or upgrade, got {other:?}"),
     }
 }
@@ -414,19 +468,86 @@ fn a_rewritten_prefix_keeps_the_rest_of_the_path_for_requests_and_upgrades() {
 
 #[test]
 fn sources_body_limit_and_request_rate_travel_with_a_forward() {
-    match run(get("rw.example.com", "/private/doc"), 443) {
-        Decision::Forward(plan) => {
-            assert_eq!(plan.max_body, Some(1024));
-            assert_eq!(
-                plan.access.allowed_sources.as_deref().map(<[_]>::len),
-                Some(1)
-            );
-            let (limits, rule) = plan.access.limits.unwrap_or_else(|| panic!("limits"));
-            assert_eq!(
-                (limits.rate, limits.max_connections, rule),
-                (Some(3), None, 4)
-            );
-        }
+    let access = access_of(run(get("rw.example.com", "/private/doc"), 443));
+    assert_eq!(access.max_body, Some(1024));
+    assert_eq!(access.allowed_sources.as_deref().map(<[_]>::len), Some(1));
+    let (limits, rule) = access.limits.unwrap_or_else(|| panic!("limits"));
+    assert_eq!(
+        (limits.rate, limits.max_connections, rule),
+        (Some(3), None, 4)
+    );
+    // A rule that checks nothing carries nothing.
+    match run(get("chat.example.com", "/").tls(None), 443) {
+        Decision::Forward(plan) => assert!(plan.access.is_none()),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn method_header_and_query_matches_follow_gateway_precedence() {
+    let at = |req: Req| backend_of(run(req, 443)).1;
+    let gw = |path| get("gw.example.com", path);
+    // A method match outranks none.
+    assert_eq!(at(gw("/m").method(Method::POST)), "10.0.0.2:1");
+    assert_eq!(at(gw("/m")), "10.0.0.1:1");
+    // More header matches outrank fewer; headers outrank query parameters only by count
+    // after the method; a longer prefix and an exact path outrank any condition.
+    assert_eq!(at(gw("/h/x")), "10.0.0.3:1");
+    assert_eq!(at(gw("/h/x").header("x-env", "canary")), "10.0.0.4:1");
+    assert_eq!(
+        at(gw("/h/x").header("x-env", "canary").header("x-user", "7")),
+        "10.0.0.5:1"
+    );
+    assert_eq!(at(gw("/h/x").header("x-env", "Canary")), "10.0.0.3:1");
+    assert_eq!(at(gw("/h/x").query("v=2")), "10.0.0.6:1");
+    assert_eq!(at(gw("/h/x").query("a=1&v=%32")), "10.0.0.6:1");
+    // The first parameter of a name counts.
+    assert_eq!(at(gw("/h/x").query("v=1&v=2")), "10.0.0.3:1");
+    assert_eq!(
+        at(gw("/h/x").query("v=2").header("x-env", "canary")),
+        "10.0.0.4:1"
+    );
+    assert_eq!(at(gw("/h/deeper").header("x-env", "canary")), "10.0.0.7:1");
+    assert_eq!(at(gw("/h").header("x-env", "canary")), "10.0.0.8:1");
+    // A repeated header is compared as its joined value.
+    let repeated = gw("/h/x").header("x-env", "canary").header("x-env", "b");
+    assert_eq!(at(repeated), "10.0.0.3:1");
+}
+
+#[test]
+fn a_redirect_filter_answers_with_the_parts_it_sets() {
+    let gw = |path| get("gw.example.com", path);
+    let cases = [
+        // Scheme, host and prefix replaced; a changed scheme drops the client's port.
+        (
+            gw("/old/page").query("a=1"),
+            (302, "https://new.example.com/new/page?a=1"),
+        ),
+        (gw("/old"), (302, "https://new.example.com/new")),
+        // Only the port and the whole path.
+        (gw("/port/x"), (301, "http://gw.example.com:8443/elsewhere")),
+        // Unchanged scheme keeps the port the client used.
+        (
+            get("gw.example.com:8080", "/same/x"),
+            (303, "http://other.example.com:8080/same/x"),
+        ),
+        (
+            get("gw.example.com:80", "/same/x"),
+            (303, "http://other.example.com/same/x"),
+        ),
+        // Upgrades are redirected too.
+        (
+            gw("/old/ws").upgrade(),
+            (302, "https://new.example.com/new/ws"),
+        ),
+    ];
+    for (req, (status, location)) in cases {
+        assert_eq!(redirect_of(run(req, 443)), (status, location.to_string()));
+    }
+}
+
+#[test]
+fn a_full_path_rewrite_replaces_the_whole_path() {
+    let access = access_of(run(get("gw.example.com", "/full/a/b"), 443));
+    assert_eq!(access.rewritten_path.as_deref(), Some("/fixed"));
 }

@@ -73,7 +73,9 @@ impl UpgradeOutcome {
                 UpgradeOutcome::Forbidden
             }
             Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,
-            Answer::Backend(BackendFault::NoEndpoints) => UpgradeOutcome::Rejected,
+            Answer::Backend(BackendFault::NoEndpoints | BackendFault::Unresolved) => {
+                UpgradeOutcome::Rejected
+            }
             Answer::Backend(_) => UpgradeOutcome::BackendError,
             Answer::Client(_) | Answer::Internal(_) => UpgradeOutcome::Rejected,
         }

@@ -66,11 +66,13 @@ fn compiles_hosts_rules_and_reports() {
     assert!(lookup(&table, "example.com").is_none());
 
     let route = &chat.route;
-    let prefix = |p: &str| route.rule_for(p).map(|r| &*r.prefix);
+    let prefix = |p: &str| route.rule_for_path(p).map(|r| &*r.prefix);
     assert_eq!(prefix("/ws/room"), Some("/ws"));
     assert_eq!(prefix("/wsx"), Some("/"));
     assert_eq!(prefix("/api"), Some("/api"));
-    let ws = route.rule_for("/ws").and_then(|r| r.websocket.as_ref());
+    let ws = route
+        .rule_for_path("/ws")
+        .and_then(|r| r.websocket.as_ref());
     assert_eq!(
         ws.and_then(|w| w.idle_timeout),
         Some(std::time::Duration::from_secs(86400))
@@ -83,9 +85,9 @@ fn compiles_hosts_rules_and_reports() {
     assert_eq!(chat_report.problems[0].kind, ProblemKind::ServiceNotFound);
     assert!(
         route
-            .rule_for("/api")
+            .rule_for_path("/api")
             .and_then(|r| r.http.as_ref())
-            .is_some_and(|h| h.backend.pick(None, 0, None).is_none())
+            .is_some_and(|h| h.backends.first().pick(None, 0, None).is_none())
     );
 }
 
@@ -101,10 +103,13 @@ fn service_endpoints_are_resolved() {
     snap.endpoints.insert(key, vec![ep]);
     let (table, reports) = compile(&snap);
     let api = lookup(&table, "chat.example.com")
-        .and_then(|e| e.route.rule_for("/api/x"))
+        .and_then(|e| e.route.rule_for_path("/api/x"))
         .and_then(|r| r.http.as_ref())
         .unwrap_or_else(|| panic!("api rule"));
-    assert_eq!(api.backend.pick(None, 0, None).map(|e| e.addr), Some(ep));
+    assert_eq!(
+        api.backends.first().pick(None, 0, None).map(|e| e.addr),
+        Some(ep)
+    );
     assert_eq!(api.timeout, std::time::Duration::from_secs(5));
     assert_eq!(reports[0].problems[0].kind, ProblemKind::SecretNotFound);
 }
@@ -183,39 +188,64 @@ fn invalid_route_is_left_out_and_others_keep_serving() {
 /// The model can say more than the data plane serves; such a route is refused, never
 /// served as if the unsupported part were not there.
 #[test]
-fn unsupported_model_values_refuse_the_route() {
-    use crate::model::{HeaderMatch, WeightedBackend};
-    type Edit = fn(&mut Route);
-    let edits: [Edit; 4] = [
-        |r| {
-            if let Some(h) = r.rules[0].http.as_mut() {
-                h.filters.rewrite = Some(crate::model::PathRewrite::Full("/x".into()));
-            }
-        },
-        |r| r.rules[0].matches.method = Some(http::Method::POST),
-        |r| {
-            r.rules[0].matches.headers.push(HeaderMatch {
-                name: http::header::ACCEPT,
-                value: HeaderValue::from_static("x"),
-            })
-        },
-        |r| {
-            if let Some(h) = r.rules[0].http.as_mut() {
-                h.backends.push(WeightedBackend {
-                    backend: address("127.0.0.1:2"),
-                    weight: 1,
-                });
-            }
-        },
+fn weights_redirects_and_header_filters_compile_into_the_rule() {
+    use crate::model::{HeaderChanges, RequestRedirect};
+    let headers = HeaderChanges {
+        set: vec![(http::header::ACCEPT, HeaderValue::from_static("x"))],
+        ..HeaderChanges::default()
+    };
+    let routes = vec![
+        route("apps/gw")
+            .host("gw.test")
+            .rule(rule("/split").http_split(vec![
+                (address("127.0.0.1:1"), 1),
+                (address("127.0.0.1:2"), 0),
+                (address("127.0.0.1:3"), 2),
+            ]))
+            .rule(rule("/nowhere").http_split(vec![(address("127.0.0.1:1"), 0)]))
+            .rule(rule("/away").redirect(RequestRedirect {
+                scheme: Some("https"),
+                hostname: None,
+                port: None,
+                path: None,
+                status: http::StatusCode::FOUND,
+            }))
+            .rule(rule("/h").http_with(address("127.0.0.1:4"), |h| {
+                h.filters.request_headers = headers.clone()
+            }))
+            .build(),
     ];
-    for edit in edits {
-        let mut routes = chat();
-        edit(&mut routes[0]);
-        let (table, reports) = compile(&snapshot(routes));
-        assert!(table.routes().iter().all(|r| &*r.id != "apps/chat"));
-        assert!(!reports[0].programmed);
-        assert_eq!(reports[0].problems[0].kind, ProblemKind::Unsupported);
-    }
+    let (table, reports) = compile(&snapshot(routes));
+    assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
+    let route = table.lookup("gw.test").map(|e| e.route.clone());
+    let route = route.unwrap_or_else(|| panic!("gw.test"));
+    let rule = |p| route.rule_for_path(p).unwrap_or_else(|| panic!("{p}"));
+    let names = |p| -> Vec<String> {
+        let http = rule(p).http.as_ref().unwrap_or_else(|| panic!("http"));
+        http.backends
+            .backends()
+            .map(|b| b.name.to_string())
+            .collect()
+    };
+    // A zero weight gets no backend set at all.
+    assert_eq!(names("/split"), ["127.0.0.1:1", "127.0.0.1:3"]);
+    // All weights zero: nowhere to go, so the traffic is answered 500.
+    let nowhere = rule("/nowhere")
+        .http
+        .as_ref()
+        .map(|h| h.backends.first().clone());
+    assert!(nowhere.is_some_and(|b| b.unresolved));
+    let away = rule("/away");
+    assert!(away.http.is_none());
+    assert_eq!(away.redirect.as_ref().map(|r| r.status.as_u16()), Some(302));
+    let filters = rule("/h").http.as_ref().and_then(|h| h.headers.clone());
+    assert_eq!(filters.map(|f| f.request.set.len()), Some(1));
+    assert!(
+        rule("/split")
+            .http
+            .as_ref()
+            .is_some_and(|h| h.headers.is_none())
+    );
 }
 
 #[test]
@@ -310,12 +340,12 @@ fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
         route.hsts.as_ref().map(|v| v.as_bytes()),
         Some(&b"max-age=600; includeSubDomains"[..])
     );
-    let root = route.rule_for("/").unwrap_or_else(|| panic!("rule"));
+    let root = route.rule_for_path("/").unwrap_or_else(|| panic!("rule"));
     let http = root.http.as_ref().unwrap_or_else(|| panic!("http"));
     let ws = root.websocket.as_ref().unwrap_or_else(|| panic!("ws"));
-    assert_eq!(http.backend.balance, Balance::RoundRobin);
+    assert_eq!(http.backends.first().balance, Balance::RoundRobin);
     assert_eq!(
-        ws.backend.balance,
+        ws.backends.first().balance,
         Balance::ConsistentHash(HashKey::Cookie("room".into()))
     );
     assert_eq!(ws.allowed_origins.len(), 1);
@@ -329,10 +359,20 @@ fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
     );
     // TLS towards a Service: SNI defaults to its cluster name; no CA given means no
     // verification, a named CA that is missing means no connections (and a problem).
-    let ws_tls = ws.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+    let ws_tls = ws
+        .backends
+        .first()
+        .tls
+        .as_ref()
+        .unwrap_or_else(|| panic!("tls"));
     assert_eq!(ws_tls.server_name.to_str(), "api.apps.svc");
     assert!(ws_tls.config.is_some());
-    let http_tls = http.backend.tls.as_ref().unwrap_or_else(|| panic!("tls"));
+    let http_tls = http
+        .backends
+        .first()
+        .tls
+        .as_ref()
+        .unwrap_or_else(|| panic!("tls"));
     assert!(http_tls.config.is_none());
     assert!(
         reports[0]
@@ -341,19 +381,22 @@ fn balancing_origins_limits_hsts_and_backend_protocols_compile() {
             .any(|p| p.kind == ProblemKind::CaSecretNotFound
                 && p.message.contains("backend CA Secret apps/api-ca"))
     );
-    let grpc = route.rule_for("/grpc/x").and_then(|r| r.http.as_ref());
+    let grpc = route.rule_for_path("/grpc/x").and_then(|r| r.http.as_ref());
     let grpc = grpc.unwrap_or_else(|| panic!("grpc"));
-    assert!(grpc.backend.h2c);
-    assert_eq!(grpc.backend.balance, Balance::LeastConnections);
+    assert!(grpc.backends.first().h2c);
+    assert_eq!(grpc.backends.first().balance, Balance::LeastConnections);
     assert_eq!(
-        grpc.backend.connect_timeout,
+        grpc.backends.first().connect_timeout,
         Some(std::time::Duration::from_secs(3))
     );
     assert_eq!(
-        (grpc.max_body, grpc.rewrite.as_deref()),
-        (Some(4096), Some("/"))
+        (grpc.max_body, grpc.rewrite.clone()),
+        (
+            Some(4096),
+            Some(crate::model::PathRewrite::Prefix("/".into()))
+        )
     );
-    assert_eq!(http.backend.connect_timeout, None);
+    assert_eq!(http.backends.first().connect_timeout, None);
 }
 
 #[test]
@@ -370,9 +413,9 @@ fn a_ca_secret_gives_a_verifying_config_and_bad_pem_a_problem() {
     let (table, _) = compile(&snap);
     let tls_of = |table: &RouteTable| {
         lookup(table, "lb.example.com")
-            .and_then(|e| e.route.rule_for("/"))
+            .and_then(|e| e.route.rule_for_path("/"))
             .and_then(|r| r.http.as_ref())
-            .and_then(|h| h.backend.tls.clone())
+            .and_then(|h| h.backends.first().tls.clone())
             .unwrap_or_else(|| panic!("tls"))
     };
     assert!(tls_of(&table).config.is_some());
@@ -394,11 +437,16 @@ fn endpoint_state_and_client_configs_survive_rebuilds() {
     let snap = balanced_snapshot();
     let mut cache = CompileCache::default();
     let state = |table: &RouteTable| {
-        let rule = lookup(table, "lb.example.com").and_then(|e| e.route.rule_for("/"));
+        let rule = lookup(table, "lb.example.com").and_then(|e| e.route.rule_for_path("/"));
         let ws = rule.and_then(|r| r.websocket.as_ref());
         let ws = ws.unwrap_or_else(|| panic!("ws"));
-        let config = ws.backend.tls.as_ref().and_then(|t| t.config.clone());
-        (ws.backend.endpoints()[0].state.clone(), config)
+        let config = ws
+            .backends
+            .first()
+            .tls
+            .as_ref()
+            .and_then(|t| t.config.clone());
+        (ws.backends.first().endpoints()[0].state.clone(), config)
     };
     let (first, _) = compile_with(&snap, &mut cache);
     let (state1, config1) = state(&first);
@@ -466,8 +514,8 @@ fn a_secret_rotated_to_garbage_keeps_its_last_good_certificate() {
 /// The id of the route serving `host` at `path`, and the backend of that rule.
 fn served(table: &RouteTable, host: &str, path: &str) -> Option<(String, String)> {
     let entry = lookup(table, host)?;
-    let rule = entry.route.rule_for(path)?;
-    let backend = rule.http.as_ref()?.backend.name.to_string();
+    let rule = entry.route.rule_for_path(path)?;
+    let backend = rule.http.as_ref()?.backends.first().name.to_string();
     Some((entry.route.id.to_string(), backend))
 }
 
@@ -620,6 +668,7 @@ fn a_service_port_named_by_name_resolves_through_the_service() {
     use crate::model::{BackendTarget, ServicePort};
     let mut backend = service("web", 80);
     backend.target = BackendTarget::Service {
+        namespace: None,
         name: "web".into(),
         port: ServicePort::Name("http".into()),
     };
@@ -648,8 +697,8 @@ fn a_service_port_named_by_name_resolves_through_the_service() {
     let (table2, reports) = compile(&snap);
     assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
     let set = |t: &RouteTable| {
-        let e = lookup(t, "app.test").and_then(|e| e.route.rule_for("/"))?;
-        Some(e.http.as_ref()?.backend.endpoints().len())
+        let e = lookup(t, "app.test").and_then(|e| e.route.rule_for_path("/"))?;
+        Some(e.http.as_ref()?.backends.first().endpoints().len())
     };
     assert_eq!((set(&table), set(&table2)), (Some(0), Some(1)));
 }
