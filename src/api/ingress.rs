@@ -220,6 +220,7 @@ pub fn translate(ingress: &Ingress, opts: IngressOptions) -> Vec<Translated> {
             (None, false) => None,
             (listed, force) => Some(RouteTls {
                 secret: listed.flatten().map(str::to_string),
+                secret_namespace: None,
                 http_redirect: settings.ssl_redirect || force,
                 hsts: None,
             }),
@@ -903,6 +904,7 @@ impl Context<'_> {
                 path: matches,
                 headers: Vec::new(),
                 method: None,
+                query: Vec::new(),
             },
             fallback: false,
             allowed_sources: s.allowed_sources.clone(),
@@ -955,6 +957,7 @@ impl Context<'_> {
         let target = match address {
             Some(addr) => BackendTarget::Address(addr),
             None => BackendTarget::Service {
+                namespace: None,
                 name: name.to_string(),
                 port,
             },

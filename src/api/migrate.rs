@@ -221,7 +221,7 @@ fn seconds(d: Duration) -> String {
 
 fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
     let (service, port, address) = match &b.target {
-        BackendTarget::Service { name, port } => {
+        BackendTarget::Service { name, port, .. } => {
             let number = match port {
                 ServicePort::Number(n) => Some(i32::from(*n)),
                 ServicePort::Name(p) => {
@@ -234,6 +234,8 @@ fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
             (Some(name.clone()), number, None)
         }
         BackendTarget::Address(a) => (None, None, Some(a.to_string())),
+        // Only Gateway API routes have these, and they are not migrated.
+        BackendTarget::Unresolved => (None, None, None),
     };
     Backend {
         service,

@@ -6,6 +6,7 @@
 //! YAML), so they never change within a version.
 
 mod duration;
+pub mod gateway;
 pub mod ingress;
 pub mod migrate;
 mod translate;

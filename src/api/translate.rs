@@ -148,6 +148,7 @@ fn route_tls(p: &mut Problems, tls: &api::RouteTls) -> model::RouteTls {
     }
     model::RouteTls {
         secret: Some(tls.secret_name.clone()),
+        secret_namespace: None,
         http_redirect: tls.redirects_http(),
         hsts: tls.hsts.as_ref().and_then(|hsts| {
             if hsts.max_age < 0 {
@@ -212,6 +213,7 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
                 path: PathMatch::Prefix(normalize_path_prefix(prefix).into()),
                 headers: Vec::new(),
                 method: None,
+                query: Vec::new(),
             },
             http: http.flatten(),
             websocket: websocket.flatten(),
@@ -389,6 +391,9 @@ fn backend(
                 })
             }
             model::BackendTarget::Address(a) => ServerName::IpAddress(a.ip().into()),
+            model::BackendTarget::Unresolved => {
+                ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
+            }
         }),
         ca_secret: tls.ca_secret_name.clone(),
     });
@@ -462,6 +467,7 @@ fn backend_target(
                 }
             };
             Some(model::BackendTarget::Service {
+                namespace: None,
                 name: svc.clone(),
                 port: model::ServicePort::Number(port),
             })

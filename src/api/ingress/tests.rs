@@ -88,6 +88,7 @@ fn one_route_per_host_every_path_takes_upgrades_with_the_longer_timeout() {
             .as_ref()
             .map(|h| h.backends[0].backend.target.clone()),
         Some(BackendTarget::Service {
+            namespace: None,
             name: "chat".into(),
             port: ServicePort::Name("http".into())
         })
@@ -176,6 +177,7 @@ fn honoured_annotations_map_onto_the_model() {
     assert_eq!(
         target.target,
         BackendTarget::Service {
+            namespace: None,
             name: "chat-ws".into(),
             port: ServicePort::Name("ws".into())
         }

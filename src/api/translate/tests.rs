@@ -394,6 +394,7 @@ fn every_field_is_parsed_into_the_model() {
     assert_eq!(
         backend.target,
         model::BackendTarget::Service {
+            namespace: None,
             name: "chat".into(),
             port: model::ServicePort::Number(5000)
         }
