@@ -333,7 +333,7 @@ pub(super) fn attach(
     }
     // Each host through its most specific listener; the rest of its listeners would serve
     // the same rules with another certificate.
-    out.hosts.sort_by(|a, b| b.rank.cmp(&a.rank));
+    out.hosts.sort_by_key(|h| std::cmp::Reverse(h.rank));
     let mut seen: Vec<Option<Hostname>> = Vec::new();
     out.hosts.retain(|h| {
         let new = !seen.contains(&h.name);

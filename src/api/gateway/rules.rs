@@ -464,7 +464,7 @@ fn backend(
     let Some((port, app_protocol)) = found else {
         let port = b
             .port
-            .map_or("no port".to_string(), |p| format!("port {p}"));
+            .map_or_else(|| "no port".to_string(), |p| format!("port {p}"));
         ctx.unresolved(
             "BackendNotFound",
             format!("Service {namespace}/{} with {port} not found", b.name),

@@ -471,3 +471,49 @@ pub struct Object<S> {
 
 /// Labels of a namespace, for `allowedRoutes.namespaces.from: Selector`.
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// `metadata` as far as [`Object`] needs it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    creation_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+#[derive(Deserialize)]
+struct Whole<S> {
+    #[serde(default)]
+    metadata: Metadata,
+    spec: S,
+}
+
+/// Decodes one object from its JSON, or says which field does not fit (the API server's
+/// schema lets through what serde refuses; one such object must not fail a list).
+pub fn decode<S: serde::de::DeserializeOwned>(
+    object: serde_json::Value,
+) -> Result<Object<S>, crate::model::FieldError> {
+    let whole: Whole<S> =
+        serde_path_to_error::deserialize(object).map_err(|e| crate::model::FieldError {
+            path: e.path().to_string(),
+            message: format!(
+                "{} (the object does not fit this build of wsgate)",
+                e.inner()
+            ),
+        })?;
+    Ok(Object {
+        namespace: whole.metadata.namespace.unwrap_or_default(),
+        name: whole.metadata.name.unwrap_or_default(),
+        generation: whole.metadata.generation,
+        created: whole
+            .metadata
+            .creation_timestamp
+            .map(|t| t.0.as_nanosecond()),
+        spec: whole.spec,
+    })
+}
