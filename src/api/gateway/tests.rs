@@ -410,6 +410,24 @@ spec:
         .map(|h| h.backends[0].backend.target.clone());
     assert_eq!(target.as_ref(), Some(&BackendTarget::Unresolved));
 
+    // Grants for another namespace, or to another Service, open nothing.
+    let wrong = r#"
+---
+kind: ReferenceGrant
+metadata: {name: allow-others, namespace: infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: elsewhere}]
+  to: [{group: "", kind: Service, name: chat}]
+---
+kind: ReferenceGrant
+metadata: {name: allow-apps-to-api, namespace: infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: apps}]
+  to: [{group: "", kind: Service, name: chat-v2}]
+"#;
+    let t = with(&format!("{route}{wrong}")).translate();
+    assert_eq!(parent_conditions(&t, "cross")[1].4, "RefNotPermitted");
+
     let grant = r#"
 ---
 kind: ReferenceGrant
