@@ -168,6 +168,19 @@ struct ControllerArgs {
     /// Allow `address` backends (off: in a cluster they could route to arbitrary IPs).
     #[arg(long)]
     allow_address_backends: bool,
+    /// Do not serve the Gateway API (it is served when its CRDs are installed).
+    #[arg(long)]
+    no_gateway_api: bool,
+    /// GatewayClasses whose spec.controllerName is this are ours.
+    #[arg(long, default_value = wsgate::api::gateway::GATEWAY_CONTROLLER)]
+    gateway_controller_name: String,
+    /// Gateway listeners with protocol HTTP on this port map onto the HTTP listener (the
+    /// Service's HTTP port).
+    #[arg(long, default_value_t = 80)]
+    gateway_http_port: u16,
+    /// Gateway listeners with protocol HTTPS on this port map onto the TLS listener.
+    #[arg(long, default_value_t = 443)]
+    gateway_https_port: u16,
     #[command(flatten)]
     listen: ListenArgs,
 }
@@ -289,6 +302,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     kube.publish_service = args.publish_service;
     kube.publish_status_address = args.publish_status_address;
     kube.allow_address_backends = args.allow_address_backends;
+    kube.gateway_api = !args.no_gateway_api;
+    kube.gateway_controller = args.gateway_controller_name;
+    kube.gateway_ports = wsgate::api::gateway::Ports {
+        http: args.gateway_http_port,
+        https: args.gateway_https_port,
+    };
     kube.lease.namespace = args.leader_election_namespace;
     kube.lease.name = args.lease_name;
     let gateway = Gateway::start(GatewayOptions {

@@ -47,6 +47,16 @@ pub enum Res {
     Ingresses,
     /// IngressClasses (cluster-scoped).
     IngressClasses,
+    /// Gateway API GatewayClasses (cluster-scoped).
+    GatewayClasses,
+    /// Gateway API Gateways.
+    Gateways,
+    /// Gateway API HTTPRoutes.
+    HttpRoutes,
+    /// Gateway API ReferenceGrants (v1beta1).
+    ReferenceGrants,
+    /// Namespaces (cluster-scoped).
+    Namespaces,
 }
 
 impl Res {
@@ -60,6 +70,11 @@ impl Res {
             ("events.k8s.io/v1", "events") => Res::Events,
             ("networking.k8s.io/v1", "ingresses") => Res::Ingresses,
             ("networking.k8s.io/v1", "ingressclasses") => Res::IngressClasses,
+            ("gateway.networking.k8s.io/v1", "gatewayclasses") => Res::GatewayClasses,
+            ("gateway.networking.k8s.io/v1", "gateways") => Res::Gateways,
+            ("gateway.networking.k8s.io/v1", "httproutes") => Res::HttpRoutes,
+            ("gateway.networking.k8s.io/v1beta1", "referencegrants") => Res::ReferenceGrants,
+            ("v1", "namespaces") => Res::Namespaces,
             _ => return None,
         })
     }
@@ -67,7 +82,9 @@ impl Res {
     fn api_version(self) -> &'static str {
         match self {
             Res::Routes => "wsgate.dev/v1alpha1",
-            Res::Secrets | Res::Services => "v1",
+            Res::Secrets | Res::Services | Res::Namespaces => "v1",
+            Res::GatewayClasses | Res::Gateways | Res::HttpRoutes => "gateway.networking.k8s.io/v1",
+            Res::ReferenceGrants => "gateway.networking.k8s.io/v1beta1",
             Res::Slices => "discovery.k8s.io/v1",
             Res::Leases => "coordination.k8s.io/v1",
             Res::Events => "events.k8s.io/v1",
@@ -85,12 +102,33 @@ impl Res {
             Res::Events => "Event",
             Res::Ingresses => "Ingress",
             Res::IngressClasses => "IngressClass",
+            Res::GatewayClasses => "GatewayClass",
+            Res::Gateways => "Gateway",
+            Res::HttpRoutes => "HTTPRoute",
+            Res::ReferenceGrants => "ReferenceGrant",
+            Res::Namespaces => "Namespace",
         }
+    }
+
+    /// Whether a change of spec bumps `metadata.generation` (custom resources and Ingresses).
+    fn has_generation(self) -> bool {
+        matches!(
+            self,
+            Res::Routes
+                | Res::Ingresses
+                | Res::GatewayClasses
+                | Res::Gateways
+                | Res::HttpRoutes
+                | Res::ReferenceGrants
+        )
     }
 
     /// Whether objects live in a namespace.
     fn namespaced(self) -> bool {
-        self != Res::IngressClasses
+        !matches!(
+            self,
+            Res::IngressClasses | Res::GatewayClasses | Res::Namespaces
+        )
     }
 }
 
@@ -397,7 +435,7 @@ fn store_new(
     meta["resourceVersion"] = json!(rv.to_string());
     meta["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", s.uid));
     meta["creationTimestamp"] = json!(created.unwrap_or_else(now_rfc3339));
-    if matches!(res, Res::Routes | Res::Ingresses) {
+    if res.has_generation() {
         meta["generation"] = json!(1);
     }
     s.objects.insert(key, obj.clone());
@@ -446,7 +484,7 @@ fn replace(
         }
     }
     obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-    if matches!(res, Res::Routes | Res::Ingresses) {
+    if res.has_generation() {
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
         let bumped = if old.get("spec") != obj.get("spec") {
             generation + 1

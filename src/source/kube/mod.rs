@@ -7,6 +7,7 @@
 //! complete), so the last good table keeps serving while watches retry with backoff. Status and
 //! Events are written by the leader only.
 
+mod gateway;
 mod ingresses;
 pub mod leader;
 pub mod status;
@@ -70,6 +71,13 @@ pub struct KubeOptions {
     pub publish_status_address: Vec<String>,
     /// Allow `address` backends (off by default in a cluster).
     pub allow_address_backends: bool,
+    /// Serve the Gateway API (GatewayClasses naming `gateway_controller`, their Gateways and
+    /// HTTPRoutes) when its CRDs are installed.
+    pub gateway_api: bool,
+    /// `GatewayClass.spec.controllerName` of the classes that are ours.
+    pub gateway_controller: String,
+    /// The Gateway listener ports that map onto wsgate's HTTP and HTTPS listeners.
+    pub gateway_ports: crate::api::gateway::Ports,
     /// Leader election.
     pub lease: LeaseConfig,
     /// How long a burst of changes is collected before one rebuild.
@@ -95,6 +103,9 @@ impl KubeOptions {
             publish_service: None,
             publish_status_address: Vec::new(),
             allow_address_backends: false,
+            gateway_api: true,
+            gateway_controller: crate::api::gateway::GATEWAY_CONTROLLER.to_string(),
+            gateway_ports: crate::api::gateway::Ports::default(),
             lease: LeaseConfig {
                 namespace: "default".into(),
                 name: "wsgate-leader".into(),
@@ -142,6 +153,8 @@ struct Stores {
     secrets: Store<Secret>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    /// Gateway API objects (`None` when not watched: disabled, or the CRDs are absent).
+    gateway: Option<gateway::GatewayStores>,
 }
 
 fn spawn_watch<K>(
@@ -252,12 +265,20 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
     } else {
         None
     };
+    let gateway = match opts.gateway_api {
+        true => {
+            let ns = opts.namespace.as_deref();
+            gateway::spawn(&opts.client, ns, &dirty, &metrics, &mut tasks).await
+        }
+        false => None,
+    };
     let stores = Stores {
         routes,
         ingresses,
         secrets,
         services,
         slices,
+        gateway,
     };
 
     // A new replica must never serve an empty table: wait for every first list.
@@ -269,6 +290,9 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
     let _ = stores.secrets.wait_until_ready().await;
     let _ = stores.services.wait_until_ready().await;
     let _ = stores.slices.wait_until_ready().await;
+    if let Some(gateway) = &stores.gateway {
+        gateway.ready().await;
+    }
 
     let leadership = Arc::new(Leadership::default());
     let leases = Api::namespaced(opts.client.clone(), &opts.lease.namespace);
@@ -288,6 +312,7 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         translations: Default::default(),
         ingress_translations: Default::default(),
         ingress_events: Default::default(),
+        gateway: Default::default(),
         last: None,
         reports: Vec::new(),
         recorder: None,
@@ -354,6 +379,7 @@ struct Builder {
     ingress_translations: ingresses::IngressTranslations,
     /// Ingress problems already published as Events: (namespace, name, generation, message).
     ingress_events: std::collections::HashSet<(String, String, Option<i64>, String)>,
+    gateway: gateway::GatewayState,
     last: Option<Snapshot>,
     reports: Vec<RouteReport>,
     recorder: Option<Recorder>,
@@ -393,6 +419,15 @@ impl Builder {
             let objects = ingresses.state();
             let claimed = objects.iter().filter(|i| ours.claims(i)).map(|i| &**i);
             routes.extend(self.ingress_translations.of(claimed));
+        }
+        if let Some(gateway) = &self.stores.gateway {
+            routes.extend(gateway.translate(
+                &self.opts.gateway_controller,
+                self.opts.gateway_ports,
+                &self.stores.services,
+                &self.stores.secrets,
+                &mut self.gateway,
+            ));
         }
         routes.sort_by(|a, b| {
             let (a, b) = (meta(a), meta(b));
@@ -495,6 +530,9 @@ impl Builder {
                 self.ingress_events(report).await;
                 continue;
             }
+            if report.kind != ObjectKind::WebSocketRoute {
+                continue;
+            }
             let key = ObjectRef::<DynamicObject>::new_with(&report.name, route_resource())
                 .within(&report.namespace);
             let Some(route) = self.stores.routes.get(&key) else {
@@ -532,6 +570,8 @@ impl Builder {
         }
         self.publish_addresses(&reports).await;
         self.reports = reports;
+        let addresses = self.gateway_addresses();
+        self.write_gateway_statuses(addresses).await;
         self.clear_statuses().await;
     }
 
@@ -580,6 +620,25 @@ impl Builder {
             .as_deref()
             .filter(|ip| !ip.is_empty() && *ip != "None");
         Some(cluster_ip.map(entry).into_iter().collect())
+    }
+
+    /// The published addresses as a Gateway's `status.addresses`.
+    fn gateway_addresses(&self) -> Vec<crate::api::gateway::GatewayStatusAddress> {
+        let entries = self.published_addresses().unwrap_or_default();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let (type_, value) = match (e.get("ip"), e.get("hostname")) {
+                    (Some(ip), _) => ("IPAddress", ip),
+                    (_, Some(host)) => ("Hostname", host),
+                    _ => return None,
+                };
+                Some(crate::api::gateway::GatewayStatusAddress {
+                    type_: type_.into(),
+                    value: value.as_str()?.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// Writes `status.loadBalancer` of every served Ingress whose addresses differ.
