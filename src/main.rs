@@ -54,8 +54,13 @@ enum Command {
         /// A YAML file or a folder of them.
         path: PathBuf,
     },
-    /// Print the WebSocketRoute CustomResourceDefinition.
-    Crd,
+    /// Print a CustomResourceDefinition of wsgate's: `websocketroute` (the default) or
+    /// `websocketpolicy`.
+    Crd {
+        /// Which one.
+        #[arg(default_value = "websocketroute", value_parser = ["websocketroute", "websocketpolicy"])]
+        kind: String,
+    },
     /// Run a chat room behind wsgate on loopback with a self-signed certificate.
     Demo(DemoArgs),
 }
@@ -214,7 +219,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => print_crd(),
+        Command::Crd { kind } => print_crd(&kind),
         Command::Check { routes } => check(&routes),
         Command::Migrate { path } => migrate(&path),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
@@ -237,8 +242,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn print_crd() -> anyhow::Result<ExitCode> {
-    print!("{}", api::crd_yaml().context("rendering the CRD")?);
+fn print_crd(kind: &str) -> anyhow::Result<ExitCode> {
+    let yaml = match kind {
+        "websocketpolicy" => api::policy_crd_yaml(),
+        _ => api::crd_yaml(),
+    };
+    print!("{}", yaml.context("rendering the CRD")?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,20 +12,29 @@ fn wsgate() -> Command {
 
 #[test]
 fn committed_crd_matches_the_generated_one() {
-    let out = wsgate().arg("crd").output().unwrap();
-    assert!(out.status.success());
-    let generated = String::from_utf8(out.stdout).unwrap();
-    for copy in [
-        "crds/websocketroute.yaml",
-        "charts/wsgate/crds/websocketroute.yaml",
-    ] {
-        let committed =
-            std::fs::read_to_string(format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        assert_eq!(
-            committed, generated,
-            "{copy} is stale: run `wsgate crd > {copy}`"
-        );
+    let crd = |kind: &str| {
+        let out = wsgate().args(["crd", kind]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let generated = crd("websocketroute");
+    let default = wsgate().arg("crd").output().unwrap().stdout;
+    assert_eq!(String::from_utf8(default).unwrap(), generated);
+    for kind in ["websocketroute", "websocketpolicy"] {
+        let generated = crd(kind);
+        for copy in [
+            format!("crds/{kind}.yaml"),
+            format!("charts/wsgate/crds/{kind}.yaml"),
+        ] {
+            let committed =
+                std::fs::read_to_string(format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            assert_eq!(
+                committed, generated,
+                "{copy} is stale: run `wsgate crd {kind} > {copy}`"
+            );
+        }
     }
+    assert!(crd("websocketpolicy").contains("kind: WebSocketPolicy"));
     for needle in [
         "group: wsgate.dev",
         "kind: WebSocketRoute",

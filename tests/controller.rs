@@ -688,6 +688,39 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
     wait_condition(&server, "web", "ResolvedRefs", "True", "ResolvedRefs").await;
     server.delete(Res::Services, "apps", "web");
     wait_condition(&server, "web", "ResolvedRefs", "False", "ServiceNotFound").await;
+    // The Gateway API: a class, a Gateway, a route and a policy, each given its status.
+    server.apply(
+        Res::GatewayClasses,
+        "metadata: { name: wsgate }\nspec: { controllerName: wsgate.dev/gateway-controller }\n",
+    );
+    server.apply(
+        Res::Gateways,
+        "metadata: { name: gw, namespace: apps }\nspec:\n  gatewayClassName: wsgate\n  listeners: [ { name: http, port: 80, protocol: HTTP } ]\n",
+    );
+    server.apply(
+        Res::HttpRoutes,
+        "metadata: { name: gwr, namespace: apps }\nspec:\n  parentRefs: [ { name: gw } ]\n  hostnames: [ gwr.test ]\n  rules: [ { backendRefs: [ { name: web, port: 80 } ] } ]\n",
+    );
+    server.apply(
+        Res::Policies,
+        "metadata: { name: sockets, namespace: apps }\nspec:\n  targetRefs: [ { group: gateway.networking.k8s.io, kind: HTTPRoute, name: gwr } ]\n  idleTimeout: 1h\n",
+    );
+    eventually("every Gateway API object has a status", || async {
+        let has = |res, ns, name| {
+            server
+                .get(res, ns, name)
+                .is_some_and(|o: serde_json::Value| !o["status"].is_null())
+        };
+        has(Res::GatewayClasses, "", "wsgate")
+            && has(Res::Gateways, "apps", "gw")
+            && has(Res::HttpRoutes, "apps", "gwr")
+            && server
+                .get(Res::Policies, "apps", "sockets")
+                .is_some_and(|p| {
+                    p["status"]["ancestors"][0]["conditions"][0]["reason"] == "Accepted"
+                })
+    })
+    .await;
     eventually("the event was patched and the lease renewed", || async {
         server.count("PATCH", "/apis/events.k8s.io/v1/namespaces/apps/events/") >= 1
             && server.count("PUT", "/leases/wsgate-leader") >= 1

@@ -493,3 +493,60 @@ async fn a_bad_edit_is_reported_and_the_last_good_version_keeps_serving() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_websocket_policy_sets_origins_and_limits_on_the_routes_sockets() {
+    let server = ApiServer::start().await;
+    let ca = TestCa::new();
+    base(&server, &ca);
+    let chat = pod_at(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    service(&server, "apps", "chat", 80, "", chat);
+    let rules = "    - name: live\n      matches: [ { path: { value: /live } } ]\n      backendRefs: [ { name: chat, port: 80 } ]\n    - backendRefs: [ { name: chat, port: 80 } ]\n";
+    server.apply(Res::HttpRoutes, &route("chat", "[ chat.test ]", rules));
+    server.apply(
+        Res::Policies,
+        "metadata: { name: live-sockets, namespace: apps }\nspec:\n  targetRefs: [ { group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: live } ]\n  allowedOrigins: [ \"https://chat.test\" ]\n  limits: { maxConnectionsPerClient: 2 }\n",
+    );
+    let gw = controller(&server).await;
+    eventually("the policy is accepted on the Gateway", || async {
+        server
+            .get(Res::Policies, "apps", "live-sockets")
+            .is_some_and(|p| {
+                let a = &p["status"]["ancestors"][0];
+                a["ancestorRef"]["name"] == "gw"
+                    && a["controllerName"] == "wsgate.dev/gateway-controller"
+                    && cond(&a["conditions"], "Accepted").is_some_and(|c| c.0 == "True")
+            })
+    })
+    .await;
+    let upgrade = |origin: &'static str, path: &'static str| {
+        let addr = gw.http_addr;
+        async move {
+            let head = format!(
+                "GET {path} HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
+            );
+            raw_head(addr, head.as_bytes()).await
+        }
+    };
+    eventually("the policy is in the table", || async {
+        upgrade("https://evil.test", "/live")
+            .await
+            .starts_with("HTTP/1.1 403")
+    })
+    .await;
+    // The rule the policy names enforces it; the other rule of the route does not.
+    assert!(
+        upgrade("https://evil.test", "/other")
+            .await
+            .starts_with("HTTP/1.1 101")
+    );
+    let origin = [("origin", "https://chat.test")];
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+        open.push(ws_handshake(stream, "chat.test", "/live", &origin).await.0);
+    }
+    let third = upgrade("https://chat.test", "/live").await;
+    assert!(third.starts_with("HTTP/1.1 429"), "{third}");
+    echo_roundtrip(&mut open[0], Message::text("still fine")).await;
+}

@@ -9,6 +9,7 @@ mod duration;
 pub mod gateway;
 pub mod ingress;
 pub mod migrate;
+pub mod policy;
 mod translate;
 
 pub use crate::model::FieldError;
@@ -383,4 +384,10 @@ pub struct WebSocketRouteStatus {
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     serde_yaml::to_string(&WebSocketRoute::crd())
+}
+
+/// The `WebSocketPolicy` CustomResourceDefinition as YAML (`wsgate crd websocketpolicy`).
+pub fn policy_crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&policy::WebSocketPolicy::crd())
 }

@@ -268,7 +268,8 @@ fn http_action(
     let rule = at_rule.index;
     let at = |field: &str| format!("spec.rules[{rule}].http.{field}");
     let backend = backend(p, namespace, rule, "http", &http.backend);
-    let balance = load_balancing(p, at_rule, "http", http.load_balancing.as_ref());
+    let prefix = format!("spec.rules[{rule}].http");
+    let balance = load_balancing(p, &prefix, at_rule.path, http.load_balancing.as_ref());
     let timeout = match &http.timeout {
         None => Some(DEFAULT_HTTP_TIMEOUT),
         Some(t) => positive_duration(p, at("timeout"), t, "must be greater than 0"),
@@ -294,21 +295,82 @@ fn websocket_action(
     ws: &WebSocketTarget,
 ) -> Option<model::WebSocketAction> {
     let rule = at_rule.index;
-    let at = |field: &str| format!("spec.rules[{rule}].websocket.{field}");
     let backend = backend(p, namespace, rule, "websocket", &ws.backend);
-    let balance = load_balancing(p, at_rule, "websocket", ws.load_balancing.as_ref());
-    let mut allowed_origins = Vec::with_capacity(ws.allowed_origins.len());
-    for (j, origin) in ws.allowed_origins.iter().enumerate() {
+    let settings = SocketSpec {
+        idle_timeout: ws.idle_timeout.as_deref(),
+        allowed_origins: &ws.allowed_origins,
+        limits: ws.limits.as_ref(),
+        load_balancing: ws.load_balancing.as_ref(),
+    };
+    let prefix = format!("spec.rules[{rule}].websocket");
+    let settings = socket_settings(p, &prefix, at_rule.path, &settings);
+    let settings = settings?;
+    Some(model::WebSocketAction {
+        backends: vec![WeightedBackend {
+            backend: backend?,
+            weight: 1,
+        }],
+        idle_timeout: settings.idle_timeout,
+        balance: settings.balance.unwrap_or(Balance::LeastConnections),
+        allowed_origins: settings.allowed_origins,
+        limits: settings.limits,
+        filters: Filters::default(),
+        connect_timeout: None,
+    })
+}
+
+/// The socket settings a WebSocketRoute rule and a WebSocketPolicy share, as written.
+pub(crate) struct SocketSpec<'a> {
+    pub(crate) idle_timeout: Option<&'a str>,
+    pub(crate) allowed_origins: &'a [String],
+    pub(crate) limits: Option<&'a ClientLimits>,
+    pub(crate) load_balancing: Option<&'a LoadBalancing>,
+}
+
+/// [`SocketSpec`] parsed.
+pub(crate) struct SocketSettings {
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    pub(crate) allowed_origins: Vec<OriginPattern>,
+    pub(crate) limits: Option<model::ClientLimits>,
+    /// `None`: the default of the action.
+    pub(crate) balance: Option<Balance>,
+}
+
+/// Parses socket settings whose fields sit under `prefix` (`spec.rules[0].websocket`,
+/// `spec`); `path` is the default `Path` of a sticky cookie. Every problem is added to
+/// `errors`; `None` if there was one.
+pub(crate) fn socket_settings_into(
+    errors: &mut Vec<FieldError>,
+    prefix: &str,
+    path: &str,
+    spec: &SocketSpec<'_>,
+) -> Option<SocketSettings> {
+    let mut p = Problems(std::mem::take(errors));
+    let out = socket_settings(&mut p, prefix, path, spec);
+    *errors = p.0;
+    out
+}
+
+fn socket_settings(
+    p: &mut Problems,
+    prefix: &str,
+    path: &str,
+    spec: &SocketSpec<'_>,
+) -> Option<SocketSettings> {
+    let at = |field: &str| format!("{prefix}.{field}");
+    let balance = load_balancing(p, prefix, path, spec.load_balancing);
+    let mut allowed_origins = Vec::with_capacity(spec.allowed_origins.len());
+    for (j, origin) in spec.allowed_origins.iter().enumerate() {
         match OriginPattern::parse(origin) {
             Ok(pattern) => allowed_origins.push(pattern),
             Err(why) => p.add(at(&format!("allowedOrigins[{j}]")), why),
         }
     }
-    let limits = match &ws.limits {
+    let limits = match spec.limits {
         None => Some(None),
-        Some(limits) => client_limits(p, rule, limits).map(Some),
+        Some(limits) => client_limits(p, prefix, limits).map(Some),
     };
-    let idle_timeout = match &ws.idle_timeout {
+    let idle_timeout = match spec.idle_timeout {
         None => Some(None),
         Some(t) => positive_duration(
             p,
@@ -318,17 +380,15 @@ fn websocket_action(
         )
         .map(Some),
     };
-    Some(model::WebSocketAction {
-        backends: vec![WeightedBackend {
-            backend: backend?,
-            weight: 1,
-        }],
-        idle_timeout: idle_timeout?,
-        balance: balance?.unwrap_or(Balance::LeastConnections),
+    let (balance, limits, idle_timeout) = (balance?, limits?, idle_timeout?);
+    if allowed_origins.len() != spec.allowed_origins.len() {
+        return None;
+    }
+    Some(SocketSettings {
+        idle_timeout,
         allowed_origins,
-        limits: limits?,
-        filters: Filters::default(),
-        connect_timeout: None,
+        limits,
+        balance,
     })
 }
 
@@ -495,14 +555,15 @@ fn backend_target(
 }
 
 /// The balancing policy; `Some(None)` when the rule keeps its default.
+/// `loadBalancing` under `prefix`; `path` is the default cookie `Path`.
 fn load_balancing(
     p: &mut Problems,
-    rule: RuleAt<'_>,
-    kind: &str,
+    prefix: &str,
+    path: &str,
     lb: Option<&LoadBalancing>,
 ) -> Option<Option<Balance>> {
     let Some(lb) = lb else { return Some(None) };
-    let at = |field: &str| format!("spec.rules[{}].{kind}.loadBalancing.{field}", rule.index);
+    let at = |field: &str| format!("{prefix}.loadBalancing.{field}");
     let sticky = lb.policy == Some(LoadBalancingPolicy::StickyCookie);
     if lb.cookie.is_some() && !sticky {
         p.add(at("cookie"), "only applies to policy StickyCookie");
@@ -519,7 +580,7 @@ fn load_balancing(
             p.add(at("cookie.name"), format!("{name:?} is not a cookie name"));
             return None;
         }
-        let path = cookie.path.as_deref().unwrap_or(rule.path);
+        let path = cookie.path.as_deref().unwrap_or(path);
         if let Err(why) = check_path(path) {
             p.add(at("cookie.path"), why);
             return None;
@@ -588,12 +649,13 @@ pub(crate) fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// `limits` under `prefix`.
 fn client_limits(
     p: &mut Problems,
-    rule: usize,
+    prefix: &str,
     limits: &ClientLimits,
 ) -> Option<model::ClientLimits> {
-    let at = |field: &str| format!("spec.rules[{rule}].websocket.limits{field}");
+    let at = |field: &str| format!("{prefix}.limits{field}");
     let before = p.0.len();
     let fields = [
         (

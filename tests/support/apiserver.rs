@@ -57,6 +57,8 @@ pub enum Res {
     ReferenceGrants,
     /// Namespaces (cluster-scoped).
     Namespaces,
+    /// WebSocketPolicies.
+    Policies,
 }
 
 impl Res {
@@ -75,13 +77,14 @@ impl Res {
             ("gateway.networking.k8s.io/v1", "httproutes") => Res::HttpRoutes,
             ("gateway.networking.k8s.io/v1beta1", "referencegrants") => Res::ReferenceGrants,
             ("v1", "namespaces") => Res::Namespaces,
+            ("wsgate.dev/v1alpha1", "websocketpolicies") => Res::Policies,
             _ => return None,
         })
     }
 
     fn api_version(self) -> &'static str {
         match self {
-            Res::Routes => "wsgate.dev/v1alpha1",
+            Res::Routes | Res::Policies => "wsgate.dev/v1alpha1",
             Res::Secrets | Res::Services | Res::Namespaces => "v1",
             Res::GatewayClasses | Res::Gateways | Res::HttpRoutes => "gateway.networking.k8s.io/v1",
             Res::ReferenceGrants => "gateway.networking.k8s.io/v1beta1",
@@ -107,6 +110,7 @@ impl Res {
             Res::HttpRoutes => "HTTPRoute",
             Res::ReferenceGrants => "ReferenceGrant",
             Res::Namespaces => "Namespace",
+            Res::Policies => "WebSocketPolicy",
         }
     }
 
@@ -115,6 +119,7 @@ impl Res {
         matches!(
             self,
             Res::Routes
+                | Res::Policies
                 | Res::Ingresses
                 | Res::GatewayClasses
                 | Res::Gateways

@@ -8,6 +8,7 @@
 //! any other is `Accepted: False` (`PortUnavailable` or `UnsupportedProtocol`).
 
 mod attach;
+mod policies;
 mod rules;
 pub mod types;
 
@@ -17,6 +18,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 
 pub use attach::{intersect, namespace_selected};
+pub use policies::PolicyReport;
 pub use types::*;
 
 use crate::model::{Hostname, ObjectKind, Route, RouteMeta, RouteTls, Translated};
@@ -61,6 +63,8 @@ pub struct World<'a> {
     pub routes: &'a [Object<HttpRouteSpec>],
     /// Every ReferenceGrant.
     pub grants: &'a [Object<ReferenceGrantSpec>],
+    /// Every WebSocketPolicy.
+    pub policies: &'a [Object<crate::api::policy::WebSocketPolicySpec>],
     /// Namespace labels.
     pub namespaces: &'a NamespaceLabels,
     /// Service ports.
@@ -166,6 +170,8 @@ pub struct Translation {
     pub gateways: Vec<GatewayReport>,
     /// HTTPRoutes naming those Gateways.
     pub http_routes: Vec<HttpRouteReport>,
+    /// Every WebSocketPolicy.
+    pub policies: Vec<PolicyReport>,
 }
 
 /// Who an HTTPRoute is, as a model route.
@@ -209,12 +215,26 @@ pub fn translate(world: &World<'_>) -> Translation {
         .filter(|g| ours.contains(&*g.spec.gateway_class_name))
         .map(|g| attach::GatewayState::new(world, g))
         .collect();
+    let mut policies = policies::Policies::new(world.policies);
     for route in world.routes {
         let attached = attach::attach(world, route, &mut gateways);
         if attached.parents.is_empty() {
             continue;
         }
-        let resolved = rules::translate_rules(world, route);
+        let mut resolved = rules::translate_rules(world, route);
+        let attached_to: Vec<(String, String)> = attached
+            .parents
+            .iter()
+            .filter(|(_, accepted)| accepted.status)
+            .map(|(p, _)| {
+                let ns = p
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| route.namespace.clone());
+                (ns, p.name.clone())
+            })
+            .collect();
+        policies.apply(route, &mut resolved.rules, &attached_to);
         let mut parents = Vec::with_capacity(attached.parents.len());
         for (parent, accepted) in attached.parents {
             let accepted = match (&accepted, &resolved.unsupported) {
@@ -251,6 +271,7 @@ pub fn translate(world: &World<'_>) -> Translation {
         .into_iter()
         .map(attach::GatewayState::report)
         .collect();
+    out.policies = policies.reports();
     out
 }
 

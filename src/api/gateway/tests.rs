@@ -12,6 +12,7 @@ struct Cluster {
     gateways: Vec<Object<GatewaySpec>>,
     routes: Vec<Object<HttpRouteSpec>>,
     grants: Vec<Object<ReferenceGrantSpec>>,
+    policies: Vec<Object<crate::api::policy::WebSocketPolicySpec>>,
     namespaces: NamespaceLabels,
     services: ServicePorts,
     secrets: HashSet<(String, String)>,
@@ -33,6 +34,7 @@ fn cluster(yaml: &str) -> Cluster {
             "Gateway" => c.gateways.push(must(value)),
             "HTTPRoute" => c.routes.push(must(value)),
             "ReferenceGrant" => c.grants.push(must(value)),
+            "WebSocketPolicy" => c.policies.push(must(value)),
             "Namespace" => {
                 let labels = value["metadata"]["labels"].clone();
                 let labels: BTreeMap<String, String> =
@@ -71,6 +73,7 @@ impl Cluster {
             gateways: &self.gateways,
             routes: &self.routes,
             grants: &self.grants,
+            policies: &self.policies,
             namespaces: &self.namespaces,
             services: &self.services,
             secrets: &self.secrets,
@@ -724,4 +727,108 @@ spec:
     assert_eq!(route.hostnames.len(), 1);
     let secret = route.tls.and_then(|t| t.secret);
     assert_eq!(secret.as_deref(), Some("narrow-tls"));
+}
+
+#[test]
+fn websocket_policies_set_socket_settings_per_route_or_rule_and_report_per_gateway() {
+    let yaml = r#"
+kind: HTTPRoute
+metadata: {name: chat, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+    - name: live
+      matches: [{path: {value: /live}}]
+      backendRefs: [{name: chat, port: 8080}]
+    - backendRefs: [{name: chat, port: 8080}]
+---
+kind: WebSocketPolicy
+metadata: {name: whole, namespace: infra, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]
+  idleTimeout: 1h
+  allowedOrigins: ["https://chat.example.com"]
+---
+kind: WebSocketPolicy
+metadata: {name: live-rule, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: live}]
+  idleTimeout: 30s
+  limits: {maxConnectionsPerClient: 3}
+  loadBalancing: {policy: ConsistentHash, hashOn: {header: x-user}}
+---
+kind: WebSocketPolicy
+metadata: {name: younger, namespace: infra, creationTimestamp: "2026-06-01T00:00:00Z"}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]
+  idleTimeout: 5m
+---
+kind: WebSocketPolicy
+metadata: {name: no-rule, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: nope}]
+  idleTimeout: 5m
+---
+kind: WebSocketPolicy
+metadata: {name: broken, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]
+  idleTimeout: 0s
+  allowedOrigins: ["not an origin"]
+"#;
+    let t = with(yaml).translate();
+    let route = accepted_route(&t, "chat");
+    let ws = |i: usize| {
+        route.rules[i]
+            .websocket
+            .clone()
+            .unwrap_or_else(|| panic!("ws"))
+    };
+    // The rule-specific policy wins on its rule; the older whole-route one elsewhere.
+    let live = ws(0);
+    assert_eq!(live.idle_timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(live.limits.and_then(|l| l.max_connections), Some(3));
+    assert!(matches!(
+        live.balance,
+        crate::model::Balance::ConsistentHash(_)
+    ));
+    assert!(live.allowed_origins.is_empty());
+    let rest = ws(1);
+    assert_eq!(
+        rest.idle_timeout,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(rest.allowed_origins.len(), 1);
+    assert_eq!(rest.balance, crate::model::Balance::LeastConnections);
+    // Requests are untouched.
+    assert!(
+        route.rules[1]
+            .http
+            .as_ref()
+            .is_some_and(|h| h.limits.is_none())
+    );
+    let reason = |name: &str| {
+        let p = t.policies.iter().find(|p| p.name == name);
+        let p = p.unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            p.ancestors
+                .iter()
+                .all(|(g, _)| g == &("infra".to_string(), "gw".to_string()))
+        );
+        p.ancestors.first().map(|(_, c)| (c.status, c.reason))
+    };
+    assert_eq!(reason("whole"), Some((true, "Accepted")));
+    assert_eq!(reason("live-rule"), Some((true, "Accepted")));
+    assert_eq!(reason("younger"), Some((false, "Conflicted")));
+    assert_eq!(reason("no-rule"), Some((false, "TargetNotFound")));
+    assert_eq!(reason("broken"), Some((false, "Invalid")));
+    let broken = t.policies.iter().find(|p| p.name == "broken");
+    let message = broken
+        .and_then(|p| p.ancestors.first())
+        .map(|(_, c)| c.message.clone());
+    let message = message.unwrap_or_default();
+    assert!(
+        message.contains("spec.idleTimeout") && message.contains("spec.allowedOrigins[0]"),
+        "{message}"
+    );
 }

@@ -24,6 +24,7 @@ use crate::api::gateway::{
     self, Cond, GatewayStatusAddress, ListenerStatus, Object, ParentReference, Ports,
     RouteParentStatus, ServicePorts, Translation, World,
 };
+use crate::api::policy::{AncestorRef, PolicyAncestorStatus, PolicyStatus, WebSocketPolicy};
 use crate::metrics::Metrics;
 use crate::model::{Rejected, Route, Translated};
 
@@ -34,15 +35,21 @@ enum Kind {
     Gateway,
     HttpRoute,
     ReferenceGrant,
+    /// wsgate's own policy CRD, watched with the Gateway API it extends.
+    WebSocketPolicy,
 }
 
 impl Kind {
     fn resource(self) -> ApiResource {
+        if self == Kind::WebSocketPolicy {
+            return ApiResource::erase::<WebSocketPolicy>(&());
+        }
         let (version, kind, plural) = match self {
             Kind::GatewayClass => ("v1", "GatewayClass", "gatewayclasses"),
             Kind::Gateway => ("v1", "Gateway", "gateways"),
             Kind::HttpRoute => ("v1", "HTTPRoute", "httproutes"),
             Kind::ReferenceGrant => ("v1beta1", "ReferenceGrant", "referencegrants"),
+            Kind::WebSocketPolicy => ("v1alpha1", "WebSocketPolicy", "websocketpolicies"),
         };
         let gvk = GroupVersionKind::gvk(gateway::GATEWAY_GROUP, version, kind);
         ApiResource::from_gvk_with_plural(&gvk, plural)
@@ -71,6 +78,8 @@ pub(super) struct GatewayStores {
     gateways: Store<DynamicObject>,
     routes: Store<DynamicObject>,
     grants: Store<DynamicObject>,
+    /// `None` when the WebSocketPolicy CRD is not installed.
+    policies: Option<Store<DynamicObject>>,
     namespaces: Store<Namespace>,
 }
 
@@ -114,6 +123,14 @@ pub(super) async fn spawn(
     let gateways = watch(Kind::Gateway, "Gateway");
     let routes = watch(Kind::HttpRoute, "HTTPRoute");
     let grants = watch(Kind::ReferenceGrant, "ReferenceGrant");
+    let probe = Kind::WebSocketPolicy.api(client, None);
+    let policies = match probe.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Some(watch(Kind::WebSocketPolicy, "WebSocketPolicy")),
+        Err(e) => {
+            tracing::warn!(error = %e, "the WebSocketPolicy CRD is not installed (kubectl apply -f crds/websocketpolicy.yaml): policies are not watched");
+            None
+        }
+    };
     let (namespaces, task) = spawn_watch(
         Api::<Namespace>::all(client.clone()),
         cfg,
@@ -127,6 +144,7 @@ pub(super) async fn spawn(
         gateways,
         routes,
         grants,
+        policies,
         namespaces,
     })
 }
@@ -138,6 +156,9 @@ impl GatewayStores {
         let _ = self.gateways.wait_until_ready().await;
         let _ = self.routes.wait_until_ready().await;
         let _ = self.grants.wait_until_ready().await;
+        if let Some(policies) = &self.policies {
+            let _ = policies.wait_until_ready().await;
+        }
         let _ = self.namespaces.wait_until_ready().await;
     }
 }
@@ -212,6 +233,10 @@ impl GatewayStores {
         let gateways = decoded(&self.gateways, &mut routes, "Gateway");
         let http_routes = decoded(&self.routes, &mut routes, "HTTPRoute");
         let grants = decoded(&self.grants, &mut routes, "ReferenceGrant");
+        let policies = match &self.policies {
+            Some(store) => decoded(store, &mut routes, "WebSocketPolicy"),
+            None => Vec::new(),
+        };
         let namespaces = self
             .namespaces
             .state()
@@ -231,6 +256,7 @@ impl GatewayStores {
             gateways: &gateways,
             routes: &http_routes,
             grants: &grants,
+            policies: &policies,
             namespaces: &namespaces,
             services: &services,
             secrets: &secrets,
@@ -424,6 +450,66 @@ impl Builder {
             let status = serde_json::json!({ "parents": parents });
             self.patch_status(Kind::HttpRoute, &route.namespace, &route.name, status)
                 .await;
+        }
+        if let Some(store) = &stores.policies {
+            for policy in &last.policies {
+                let key = ObjectRef::new_with(&policy.name, Kind::WebSocketPolicy.resource())
+                    .within(&policy.namespace);
+                let Some(object) = store.get(&key) else {
+                    continue;
+                };
+                let current: PolicyStatus = object
+                    .data
+                    .get("status")
+                    .and_then(|s| serde_json::from_value(s.clone()).ok())
+                    .unwrap_or_default();
+                let controller = gateway::GATEWAY_CONTROLLER;
+                let mut ancestors: Vec<PolicyAncestorStatus> = current
+                    .ancestors
+                    .iter()
+                    .filter(|a| a.controller_name != controller)
+                    .cloned()
+                    .collect();
+                for ((namespace, name), cond) in &policy.ancestors {
+                    let ancestor_ref = AncestorRef {
+                        group: gateway::GATEWAY_GROUP.into(),
+                        kind: "Gateway".into(),
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    };
+                    let old = current.ancestors.iter().find(|a| {
+                        a.controller_name == controller && a.ancestor_ref == ancestor_ref
+                    });
+                    let old = old.map(|a| a.conditions.as_slice()).unwrap_or_default();
+                    ancestors.push(PolicyAncestorStatus {
+                        ancestor_ref,
+                        controller_name: controller.to_string(),
+                        conditions: conditions(
+                            std::slice::from_ref(cond),
+                            old,
+                            policy.generation,
+                            &now,
+                        ),
+                    });
+                }
+                let same = ancestors.len() == current.ancestors.len()
+                    && ancestors.iter().zip(&current.ancestors).all(|(a, b)| {
+                        a.ancestor_ref == b.ancestor_ref
+                            && a.controller_name == b.controller_name
+                            && same_conditions(&a.conditions, &b.conditions)
+                    });
+                if same {
+                    continue;
+                }
+                let status = serde_json::json!({ "ancestors": ancestors });
+                self.patch_status(
+                    Kind::WebSocketPolicy,
+                    &policy.namespace,
+                    &policy.name,
+                    status,
+                )
+                .await;
+            }
         }
         self.gateway.last = last;
     }
