@@ -225,6 +225,20 @@ async fn a_gateway_serves_an_http_route_over_tls_with_websockets_and_reports_sta
         StatusCode::OK
     );
     echo_roundtrip(&mut ws, Message::text("still open")).await;
+
+    // A route attached to the HTTPS listener alone is not served on plain HTTP.
+    server.apply(
+        Res::HttpRoutes,
+        "metadata: { name: secure, namespace: apps }\nspec:\n  parentRefs: [ { name: gw, namespace: infra, sectionName: https } ]\n  hostnames: [ secure.example.com ]\n  rules: [ { backendRefs: [ { name: chat, port: 8080 } ] } ]\n",
+    );
+    route_status_is(&server, "secure", "Accepted", ("True", "Accepted")).await;
+    eventually("the HTTPS-only route serves over TLS", || async {
+        let req = request("GET", "secure.example.com", "/");
+        https(gw.https_addr, ca.client_config(), req).await.status == StatusCode::OK
+    })
+    .await;
+    let plain = get(&gw, "secure.example.com", "/", &[]).await;
+    assert_eq!(plain.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

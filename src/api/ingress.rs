@@ -222,6 +222,7 @@ pub fn translate(ingress: &Ingress, opts: IngressOptions) -> Vec<Translated> {
                 secret: listed.flatten().map(str::to_string),
                 secret_namespace: None,
                 http_redirect: settings.ssl_redirect || force,
+                https_only: false,
                 hsts: None,
             }),
         };
@@ -894,6 +895,7 @@ impl Context<'_> {
             websocket: Some(WebSocketAction {
                 backends: one(ws_backend),
                 idle_timeout: s.idle_timeout,
+                handshake_timeout: None,
                 balance: balance(Balance::LeastConnections),
                 allowed_origins: s.allowed_origins.clone(),
                 limits: s.limits,

@@ -150,6 +150,7 @@ fn route_tls(p: &mut Problems, tls: &api::RouteTls) -> model::RouteTls {
         secret: Some(tls.secret_name.clone()),
         secret_namespace: None,
         http_redirect: tls.redirects_http(),
+        https_only: false,
         hsts: tls.hsts.as_ref().and_then(|hsts| {
             if hsts.max_age < 0 {
                 p.add("spec.tls.hsts.maxAge", "must be 0 or more seconds");
@@ -311,6 +312,7 @@ fn websocket_action(
             weight: 1,
         }],
         idle_timeout: settings.idle_timeout,
+        handshake_timeout: None,
         balance: settings.balance.unwrap_or(Balance::LeastConnections),
         allowed_origins: settings.allowed_origins,
         limits: settings.limits,

@@ -48,6 +48,7 @@ impl RouteBuilder {
             secret: Some(secret.into()),
             secret_namespace: None,
             http_redirect: true,
+            https_only: false,
             hsts: None,
         });
         self
@@ -223,6 +224,7 @@ impl RuleBuilder {
         let mut ws = WebSocketAction {
             backends: vec![WeightedBackend { backend, weight: 1 }],
             idle_timeout: None,
+            handshake_timeout: None,
             balance: Balance::LeastConnections,
             allowed_origins: Vec::new(),
             limits: None,

@@ -148,6 +148,8 @@ pub struct RouteTls {
     pub secret_namespace: Option<String>,
     /// Redirect plain-HTTP requests to https.
     pub http_redirect: bool,
+    /// Plain-HTTP requests get 404 (a Gateway API route attached only to HTTPS listeners).
+    pub https_only: bool,
     /// `Strict-Transport-Security` on https answers.
     pub hsts: Option<Hsts>,
 }
@@ -258,6 +260,9 @@ pub struct WebSocketAction {
     pub backends: Vec<WeightedBackend>,
     /// Close a relayed connection idle this long; `None` never.
     pub idle_timeout: Option<Duration>,
+    /// Time the backend has to answer the handshake (Gateway API `timeouts`); `None` is
+    /// the proxy's default. Never bounds the life of the socket.
+    pub handshake_timeout: Option<Duration>,
     /// How sockets are spread over the endpoints.
     pub balance: Balance,
     /// Origins allowed to open a socket; empty allows any.

@@ -116,6 +116,8 @@ pub struct UpgradePlan {
     pub backend: Arc<BackendSet>,
     /// Close the relay after this long without traffic.
     pub idle_timeout: Option<Duration>,
+    /// Time the backend has to answer the handshake (`None`: the proxy's default).
+    pub handshake_timeout: Option<Duration>,
     /// Origins allowed to open a socket (empty allows any), checked by `admit`.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Sources, limits and path, as for normal requests.
@@ -288,6 +290,13 @@ fn by_listener(
                 Some(https_port_text.as_str())
             };
             let tls_redirect = route.tls.as_ref().is_some_and(|t| t.http_redirect);
+            if route
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.https_only && !t.http_redirect)
+            {
+                return Some(Decision::Reject(ClientFault::NotFound, Some(route.clone())));
+            }
             match (entry.role, tls_redirect) {
                 (HostRole::Redirect, true) => {
                     Some(redirect("https", &route.canonical_host, https_port))
@@ -351,6 +360,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
             (Some(ws), _) => Decision::Upgrade(UpgradePlan {
                 backend: ws.backends.pick().clone(),
                 idle_timeout: ws.idle_timeout,
+                handshake_timeout: ws.handshake_timeout,
                 allowed_origins: ws.allowed_origins.clone(),
                 access: access(ws.limits, ws.rewrite.as_ref(), None, ws.headers.as_ref()),
                 route: route.clone(),
@@ -359,6 +369,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
             (None, Some(http)) => Decision::Upgrade(UpgradePlan {
                 backend: http.backends.pick().clone(),
                 idle_timeout: None,
+                handshake_timeout: None,
                 allowed_origins: Arc::default(),
                 access: access(None, http.rewrite.as_ref(), None, http.headers.as_ref()),
                 route: route.clone(),

@@ -396,6 +396,7 @@ async fn admit_and_upgrade(
     let UpgradePlan {
         backend,
         idle_timeout,
+        handshake_timeout,
         allowed_origins,
         access,
         route,
@@ -424,6 +425,7 @@ async fn admit_and_upgrade(
         req,
         extended_connect: inbound.extended_connect,
         idle_timeout,
+        handshake_timeout,
         admission,
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };

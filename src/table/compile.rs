@@ -361,6 +361,7 @@ fn compile_route<'s>(
             certs.get(ns, secret, &mut report.problems)
         }),
         http_redirect: t.http_redirect,
+        https_only: t.https_only,
     });
     let hsts = route.tls.as_ref().and_then(|t| t.hsts).and_then(hsts_value);
     let ctx = BackendContext {
@@ -440,6 +441,7 @@ fn compile_group<'s>(
                     certs.get(ns, secret, problems)
                 }),
                 http_redirect: t.http_redirect,
+                https_only: t.https_only,
             });
             hsts = t.hsts.and_then(hsts_value);
         }
@@ -449,6 +451,7 @@ fn compile_group<'s>(
         tls.get_or_insert(RouteTlsEntry {
             cert: None,
             http_redirect: false,
+            https_only: false,
         });
     }
     let mut rules = Vec::with_capacity(chosen.len());
@@ -531,6 +534,7 @@ fn compile_rule<'s>(
         Some(WebSocketBackend {
             backends: split(ctx, &w.backends, on, shared, problems)?,
             idle_timeout: w.idle_timeout,
+            handshake_timeout: w.handshake_timeout,
             allowed_origins: w.allowed_origins.as_slice().into(),
             limits: w.limits,
             rewrite: w.filters.rewrite.clone(),

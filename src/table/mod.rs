@@ -110,6 +110,8 @@ pub struct RouteTlsEntry {
     pub cert: Option<Arc<CertifiedKey>>,
     /// Whether plain-HTTP requests are redirected to https.
     pub http_redirect: bool,
+    /// Plain-HTTP requests are not served (404).
+    pub https_only: bool,
 }
 
 /// One path rule.
@@ -244,6 +246,8 @@ pub struct WebSocketBackend {
     pub backends: Split,
     /// Close a relayed connection idle this long; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// Time the backend has to answer the handshake; `None` is the proxy's default.
+    pub handshake_timeout: Option<Duration>,
     /// Origins allowed to open a socket; empty allows any.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.

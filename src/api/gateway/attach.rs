@@ -52,6 +52,8 @@ pub(super) struct Attached {
     pub(super) parents: Vec<(ParentReference, Cond)>,
     /// The hosts the route serves, each through its most specific listener.
     pub(super) hosts: Vec<Host>,
+    /// Whether it serves through an HTTP listener (else only on HTTPS).
+    pub(super) plain_http: bool,
 }
 
 const HTTP_ROUTE: &str = "HTTPRoute";
@@ -310,6 +312,7 @@ pub(super) fn attach(
     let mut out = Attached {
         parents: Vec::new(),
         hosts: Vec::new(),
+        plain_http: false,
     };
     let mut route_names = Vec::new();
     for h in &route.spec.hostnames {
@@ -331,6 +334,7 @@ pub(super) fn attach(
         let accepted = attach_to(world, route, parent, &route_names, gateway, &mut out.hosts);
         out.parents.push((parent.clone(), accepted));
     }
+    out.plain_http = out.hosts.iter().any(|h| h.cert.is_none());
     // Each host through its most specific listener; the rest of its listeners would serve
     // the same rules with another certificate.
     out.hosts.sort_by_key(|h| std::cmp::Reverse(h.rank));

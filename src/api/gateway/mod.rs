@@ -262,8 +262,9 @@ pub fn translate(world: &World<'_>) -> Translation {
             }))),
             (None, true) => {}
             (None, false) => {
-                out.routes
-                    .push(Ok(model_route(route, attached.hosts, resolved.rules)))
+                let plain = attached.plain_http;
+                let model = model_route(route, attached.hosts, plain, resolved.rules);
+                out.routes.push(Ok(model))
             }
         }
     }
@@ -277,10 +278,11 @@ pub fn translate(world: &World<'_>) -> Translation {
 
 /// The model route of an attached HTTPRoute: its hosts (merged with other routes of the same
 /// hosts, as the Gateway API merges rules across routes), TLS from the most specific HTTPS
-/// listener it attached to.
+/// listener it attached to; without an HTTP listener (`plain_http`), plain HTTP gets 404.
 fn model_route(
     route: &Object<HttpRouteSpec>,
     hosts: Vec<attach::Host>,
+    plain_http: bool,
     rules: Vec<crate::model::Rule>,
 ) -> Route {
     let tls = hosts
@@ -290,6 +292,7 @@ fn model_route(
             secret: Some(name),
             secret_namespace: Some(namespace),
             http_redirect: false,
+            https_only: !plain_http,
             hsts: None,
         });
     let catch_all = hosts.iter().any(|h| h.name.is_none());

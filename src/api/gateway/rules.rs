@@ -108,7 +108,7 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
                 matches,
                 http: Some(HttpAction {
                     backends: backends.clone(),
-                    timeout,
+                    timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
                     balance: Balance::RoundRobin,
                     filters: filters.clone(),
                     max_body: None,
@@ -118,6 +118,8 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
                 websocket: Some(WebSocketAction {
                     backends,
                     idle_timeout: None,
+                    // The route's timeouts bound the handshake, never the socket.
+                    handshake_timeout: timeout,
                     balance: Balance::LeastConnections,
                     allowed_origins: Vec::new(),
                     limits: None,
@@ -369,10 +371,10 @@ fn path_modifier(ctx: &mut Ctx<'_, '_>, at: &str, p: &PathModifier) -> Option<Pa
     Some(rewrite(value.into()))
 }
 
-fn timeout(ctx: &mut Ctx<'_, '_>, at: &str, rule: &HttpRouteRule) -> Duration {
-    let Some(t) = &rule.timeouts else {
-        return DEFAULT_HTTP_TIMEOUT;
-    };
+/// The shorter of `timeouts.request` and `backendRequest`, when the rule sets one; zero
+/// (no timeout) is a day.
+fn timeout(ctx: &mut Ctx<'_, '_>, at: &str, rule: &HttpRouteRule) -> Option<Duration> {
+    let t = rule.timeouts.as_ref()?;
     let mut shortest: Option<Duration> = None;
     for (field, value) in [
         ("request", &t.request),
@@ -390,9 +392,9 @@ fn timeout(ctx: &mut Ctx<'_, '_>, at: &str, rule: &HttpRouteRule) -> Duration {
         .flatten()
         .any(|v| parse_duration(v).is_ok_and(|d| d.is_zero()));
     match (shortest, zero) {
-        (Some(d), _) => d,
-        (None, true) => NO_TIMEOUT,
-        (None, false) => DEFAULT_HTTP_TIMEOUT,
+        (Some(d), _) => Some(d),
+        (None, true) => Some(NO_TIMEOUT),
+        (None, false) => None,
     }
 }
 

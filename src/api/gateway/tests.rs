@@ -233,6 +233,7 @@ spec:
     assert_eq!(tls.secret.as_deref(), Some("wildcard-tls"));
     assert_eq!(tls.secret_namespace.as_deref(), Some("infra"));
     assert!(!tls.http_redirect);
+    assert!(!tls.https_only, "attached to the HTTP listener too");
     // Both listeners without a hostname conflict take it: http (any host) and https.
     assert_eq!(listener(&t, "gw", "http").attached_routes, 1);
     assert_eq!(listener(&t, "gw", "https").attached_routes, 1);
@@ -332,7 +333,8 @@ spec:
     .translate();
     assert_eq!(listener(&t, "gw", "https").attached_routes, 1);
     assert_eq!(listener(&t, "gw", "http").attached_routes, 0);
-    assert!(accepted_route(&t, "only-https").tls.is_some());
+    let only_https = accepted_route(&t, "only-https").tls;
+    assert!(only_https.is_some_and(|t| t.https_only));
     let reason = |name: &str, i: usize| parent_conditions(&t, name)[i].4;
     assert_eq!(reason("wrong-host", 0), "NoMatchingListenerHostname");
     assert_eq!(reason("no-section", 0), "NoMatchingParent");
@@ -562,6 +564,17 @@ spec:
     assert_eq!(http.filters.response_headers.set.len(), 1);
     let ws = exact.websocket.as_ref().unwrap_or_else(|| panic!("ws"));
     assert_eq!(ws.filters, http.filters);
+    // The timeouts bound the handshake of an upgrade, not the socket.
+    assert_eq!(
+        ws.handshake_timeout,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(ws.idle_timeout, None);
+    let untimed = route.rules[3]
+        .websocket
+        .as_ref()
+        .map(|w| w.handshake_timeout);
+    assert_eq!(untimed, Some(None));
     let redirect = route.rules[2]
         .http
         .as_ref()

@@ -88,6 +88,9 @@ pub(crate) struct UpgradeRequest {
     /// HTTP/2 extended CONNECT (RFC 8441) rather than an HTTP/1.1 Upgrade.
     pub extended_connect: bool,
     pub idle_timeout: Option<Duration>,
+    /// How long the backend has to answer the handshake (`None`: [`UPGRADE_TIMEOUT`]); it
+    /// never bounds the life of the socket.
+    pub handshake_timeout: Option<Duration>,
     /// Consistent-hashing key.
     pub key: Option<u64>,
     /// The client's connection slot, when the rule has limits.
@@ -127,7 +130,8 @@ pub(crate) async fn upgrade(
     .await?;
     let addr = endpoint.addr;
     let active = endpoint.state.begin();
-    let mut resp = match exchange(io, backend_req).await {
+    let wait = upgrade.handshake_timeout.unwrap_or(UPGRADE_TIMEOUT);
+    let mut resp = match exchange(io, backend_req, wait).await {
         Ok(resp) => resp,
         Err(Exchange::TimedOut) => return Err(target.timed_out(Some(addr))),
         Err(Exchange::Failed(e)) => return Err(target.unreachable(addr, &e)),
@@ -191,13 +195,14 @@ enum Exchange {
 async fn exchange(
     io: BackendIo,
     req: Request<Empty<Bytes>>,
+    wait: Duration,
 ) -> Result<Response<Incoming>, Exchange> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(Exchange::Failed)?;
     // Drives the backend connection until the upgrade hands its socket over.
     tokio::spawn(conn.with_upgrades());
-    match tokio::time::timeout(UPGRADE_TIMEOUT, sender.send_request(req)).await {
+    match tokio::time::timeout(wait, sender.send_request(req)).await {
         Err(_) => Err(Exchange::TimedOut),
         Ok(result) => result.map_err(Exchange::Failed),
     }
