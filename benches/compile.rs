@@ -97,6 +97,7 @@ fn main() {
         secrets,
         endpoints: resolved.endpoints,
         port_names: resolved.port_names,
+        config_map_cas: Default::default(),
         now: Some(1_800_000_000),
         deny_address_backends: true,
     };

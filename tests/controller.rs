@@ -699,11 +699,15 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
     );
     server.apply(
         Res::HttpRoutes,
-        "metadata: { name: gwr, namespace: apps }\nspec:\n  parentRefs: [ { name: gw } ]\n  hostnames: [ gwr.test ]\n  rules: [ { backendRefs: [ { name: web, port: 80 } ] } ]\n",
+        "metadata: { name: gwr, namespace: apps }\nspec:\n  parentRefs: [ { name: gw } ]\n  hostnames: [ gwr.test ]\n  rules: [ { backendRefs: [ { name: web, port: 80 } ] }, { matches: [ { path: { value: /front } } ], backendRefs: [ { name: front, port: 80 } ] } ]\n",
     );
     server.apply(
         Res::Policies,
         "metadata: { name: sockets, namespace: apps }\nspec:\n  targetRefs: [ { group: gateway.networking.k8s.io, kind: HTTPRoute, name: gwr } ]\n  idleTimeout: 1h\n",
+    );
+    server.apply(
+        Res::BackendTlsPolicies,
+        "metadata: { name: web-tls, namespace: apps }\nspec:\n  targetRefs: [ { group: \"\", kind: Service, name: front } ]\n  validation: { caCertificateRefs: [ { group: \"\", kind: ConfigMap, name: web-ca } ], hostname: web.internal }\n",
     );
     eventually("every Gateway API object has a status", || async {
         let has = |res, ns, name| {
@@ -714,6 +718,7 @@ async fn install_manifest_rbac_covers_exactly_the_api_calls_the_controller_makes
         has(Res::GatewayClasses, "", "wsgate")
             && has(Res::Gateways, "apps", "gw")
             && has(Res::HttpRoutes, "apps", "gwr")
+            && has(Res::BackendTlsPolicies, "apps", "web-tls")
             && server
                 .get(Res::Policies, "apps", "sockets")
                 .is_some_and(|p| {

@@ -239,6 +239,37 @@ async fn a_gateway_serves_an_http_route_over_tls_with_websockets_and_reports_sta
     .await;
     let plain = get(&gw, "secure.example.com", "/", &[]).await;
     assert_eq!(plain.status, StatusCode::NOT_FOUND);
+
+    // What the compile finds beyond the Gateway API's reasons (a Service without ready
+    // endpoints) is a Warning Event on the route.
+    server.apply(
+        Res::Services,
+        "metadata: { name: empty, namespace: apps }\nspec:\n  ports: [ { name: p, port: 80 } ]\n",
+    );
+    server.apply(
+        Res::Slices,
+        "metadata: { name: empty-1, namespace: apps, labels: { kubernetes.io/service-name: empty } }\naddressType: IPv4\nports: [ { name: p, port: 80 } ]\nendpoints: []\n",
+    );
+    server.apply(
+        Res::HttpRoutes,
+        &route(
+            "empty",
+            "[ empty.example.com ]",
+            "    - backendRefs: [ { name: empty, port: 80 } ]\n",
+        ),
+    );
+    eventually("a Warning Event names the empty Service", || async {
+        server.list(Res::Events).iter().any(|e| {
+            e["regarding"]["kind"] == "HTTPRoute"
+                && e["regarding"]["name"] == "empty"
+                && e["reason"] == "NoReadyEndpoints"
+        })
+    })
+    .await;
+    assert_eq!(
+        get(&gw, "empty.example.com", "/", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -563,4 +594,80 @@ async fn a_websocket_policy_sets_origins_and_limits_on_the_routes_sockets() {
     let third = upgrade("https://chat.test", "/live").await;
     assert!(third.starts_with("HTTP/1.1 429"), "{third}");
     echo_roundtrip(&mut open[0], Message::text("still fine")).await;
+}
+
+#[tokio::test]
+async fn a_backend_tls_policy_verifies_the_backend_and_fails_closed() {
+    let server = ApiServer::start().await;
+    let ca = TestCa::new();
+    base(&server, &ca);
+    // The pod speaks TLS with a certificate for secure.internal from its own CA.
+    let backend_ca = TestCa::new();
+    let pod = pod_at(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let front = tls_front(pod, &backend_ca.leaf(&["secure.internal"])).await;
+    service(&server, "apps", "secure", 8443, "", front);
+    let ca_map = |name: &str, pem: &str| {
+        let pem = pem.replace('\n', "\\n");
+        format!("metadata: {{ name: {name}, namespace: apps }}\ndata: {{ ca.crt: \"{pem}\" }}\n")
+    };
+    server.apply(Res::ConfigMaps, &ca_map("backend-ca", &backend_ca.pem()));
+    server.apply(Res::ConfigMaps, &ca_map("other-ca", &TestCa::new().pem()));
+    let policy = |ca: &str, hostname: &str| {
+        format!(
+            "metadata: {{ name: secure-tls, namespace: apps }}\nspec:\n  targetRefs: [ {{ group: \"\", kind: Service, name: secure, sectionName: p }} ]\n  validation: {{ caCertificateRefs: [ {{ group: \"\", kind: ConfigMap, name: {ca} }} ], hostname: {hostname} }}\n"
+        )
+    };
+    server.apply(
+        Res::BackendTlsPolicies,
+        &policy("backend-ca", "secure.internal"),
+    );
+    let rules = "    - backendRefs: [ { name: secure, port: 8443 } ]\n";
+    server.apply(Res::HttpRoutes, &route("secure", "[ secure.test ]", rules));
+    let gw = controller(&server).await;
+    eventually("requests reach the pod over verified TLS", || async {
+        let r = get(&gw, "secure.test", "/", &[]).await;
+        r.status == StatusCode::OK && r.header("x-served-by") == pod.to_string()
+    })
+    .await;
+    // So do WebSockets.
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (mut ws, _) = ws_handshake(stream, "secure.test", "/ws", &[]).await;
+    echo_roundtrip(&mut ws, Message::text("through verified TLS")).await;
+    eventually("the policy is accepted at the Gateway", || async {
+        server
+            .get(Res::BackendTlsPolicies, "apps", "secure-tls")
+            .is_some_and(|p| {
+                let a = &p["status"]["ancestors"][0];
+                a["ancestorRef"]["name"] == "gw"
+                    && cond(&a["conditions"], "Accepted").is_some_and(|c| c.0 == "True")
+            })
+    })
+    .await;
+    // A CA that did not sign the backend's certificate: the connection is refused (502).
+    server.apply(
+        Res::BackendTlsPolicies,
+        &policy("other-ca", "secure.internal"),
+    );
+    eventually("an unverifiable backend gets 502", || async {
+        get(&gw, "secure.test", "/", &[]).await.status == StatusCode::BAD_GATEWAY
+    })
+    .await;
+    // A CA ConfigMap that does not exist: 500, never a fallback to plaintext.
+    server.apply(
+        Res::BackendTlsPolicies,
+        &policy("missing-ca", "secure.internal"),
+    );
+    eventually("a policy without its CA fails closed", || async {
+        get(&gw, "secure.test", "/", &[]).await.status == StatusCode::INTERNAL_SERVER_ERROR
+    })
+    .await;
+    eventually("the policy says why", || async {
+        server
+            .get(Res::BackendTlsPolicies, "apps", "secure-tls")
+            .is_some_and(|p| {
+                let c = &p["status"]["ancestors"][0]["conditions"];
+                cond(c, "ResolvedRefs").is_some_and(|c| c.1 == "InvalidCACertificateRef")
+            })
+    })
+    .await;
 }

@@ -971,7 +971,7 @@ impl Context<'_> {
                         ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
                     }),
                 // ingress-nginx does not verify backend certificates unless told to.
-                ca_secret: None,
+                ca: None,
             });
         Backend {
             target,

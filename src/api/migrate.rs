@@ -248,7 +248,11 @@ fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
         },
         tls: b.tls.as_ref().map(|t| super::BackendTls {
             sni: None,
-            ca_secret_name: t.ca_secret.clone(),
+            ca_secret_name: match &t.ca {
+                Some(model::CaRef::Secret(name)) => Some(name.clone()),
+                // Only Gateway API routes have these, and they are not migrated.
+                Some(model::CaRef::ConfigMap { .. }) | None => None,
+            },
         }),
     }
 }

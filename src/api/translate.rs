@@ -457,7 +457,7 @@ fn backend(
                 ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
             }
         }),
-        ca_secret: tls.ca_secret_name.clone(),
+        ca: tls.ca_secret_name.clone().map(model::CaRef::Secret),
     });
     Some(model::Backend {
         target,

@@ -420,9 +420,22 @@ pub enum BackendProtocol {
 pub struct BackendTls {
     /// Sent as SNI and verified in the backend's certificate.
     pub server_name: ServerName<'static>,
-    /// A Secret in the route's namespace whose `ca.crt` verifies the backend; `None` skips
-    /// verification.
-    pub ca_secret: Option<String>,
+    /// Where the CA certificates that verify the backend are; `None` skips verification.
+    pub ca: Option<CaRef>,
+}
+
+/// CA certificates (PEM, the `ca.crt` key) that verify a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaRef {
+    /// A Secret in the route's namespace (WebSocketRoute `caSecretName`).
+    Secret(String),
+    /// A ConfigMap (a Gateway API BackendTLSPolicy's `caCertificateRefs`).
+    ConfigMap {
+        /// Its namespace (the policy's, the Service's).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// How a backend spreads requests over its endpoints.

@@ -11,7 +11,9 @@ use super::shared::SharedEndpoints;
 use super::{
     BackendSet, BackendTlsEntry, Endpoint, backend_client_config, backend_h2_client_config,
 };
-use crate::model::{Backend, BackendProtocol, BackendTarget, BackendTls, Balance, ServicePort};
+use crate::model::{
+    Backend, BackendProtocol, BackendTarget, BackendTls, Balance, CaRef, ServicePort,
+};
 
 /// What building a backend needs from the route being compiled.
 pub(super) struct BackendContext<'a, 's, 'c> {
@@ -145,39 +147,55 @@ fn backend_tls(
     shared: &mut SharedEndpoints<'_, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendTlsEntry> {
-    let namespace = ctx.namespace;
     let build = |ca: Option<&[u8]>| match h2 {
         true => backend_h2_client_config(ca),
         false => backend_client_config(ca),
     };
-    let config = match tls.ca_secret.as_deref() {
-        None => shared.client_config((None, h2), || build(None)).ok(),
-        Some(name) => match ctx.certs.ca(namespace, name) {
-            None => {
-                problems.push(Problem {
-                    kind: ProblemKind::CaSecretNotFound,
-                    message: format!(
-                        "backend CA Secret {namespace}/{name} not found or without ca.crt; connections to the backend are refused until it is"
-                    ),
-                });
-                None
-            }
-            Some(pem) => {
-                let digest = ctx.certs.digest(pem);
-                match shared.client_config((Some(digest), h2), || build(Some(pem))) {
-                    Ok(config) => Some(config),
-                    Err(e) => {
-                        problems.push(Problem {
-                            kind: ProblemKind::InvalidCertificate,
-                            message: format!(
-                                "backend CA Secret {namespace}/{name}: {e}; connections to the backend are refused until it is fixed"
-                            ),
-                        });
-                        None
-                    }
+    let (what, pem) = match &tls.ca {
+        None => {
+            let config = shared.client_config((None, h2), || build(None)).ok();
+            return Arc::new(BackendTlsEntry {
+                server_name: tls.server_name.clone(),
+                config,
+            });
+        }
+        Some(CaRef::Secret(name)) => (
+            format!("backend CA Secret {}/{name}", ctx.namespace),
+            ctx.certs.ca(ctx.namespace, name),
+        ),
+        Some(CaRef::ConfigMap { namespace, name }) => (
+            format!("backend CA ConfigMap {namespace}/{name}"),
+            ctx.snapshot
+                .config_map_cas
+                .get(&(namespace.clone(), name.clone()))
+                .map(Vec::as_slice),
+        ),
+    };
+    let config = match pem {
+        None => {
+            problems.push(Problem {
+                kind: ProblemKind::CaSecretNotFound,
+                message: format!(
+                    "{what} not found or without ca.crt; connections to the backend are refused until it is"
+                ),
+            });
+            None
+        }
+        Some(pem) => {
+            let digest = ctx.certs.digest(pem);
+            match shared.client_config((Some(digest), h2), || build(Some(pem))) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    problems.push(Problem {
+                        kind: ProblemKind::InvalidCertificate,
+                        message: format!(
+                            "{what}: {e}; connections to the backend are refused until it is fixed"
+                        ),
+                    });
+                    None
                 }
             }
-        },
+        }
     };
     Arc::new(BackendTlsEntry {
         server_name: tls.server_name.clone(),

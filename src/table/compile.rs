@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub secrets: Vec<TlsSecret>,
     /// Ready endpoints of each Service port.
     pub endpoints: HashMap<ServiceKey, Vec<SocketAddr>>,
+    /// `ca.crt` of ConfigMaps, by (namespace, name): the CAs BackendTLSPolicies name.
+    pub config_map_cas: HashMap<(String, String), Vec<u8>>,
     /// Named Service ports: (namespace, Service, port name) to port number.
     pub port_names: HashMap<(String, String, String), u16>,
     /// Current time (Unix seconds) for certificate expiry checks; `None` skips them. Passed in

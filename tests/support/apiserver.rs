@@ -59,6 +59,10 @@ pub enum Res {
     Namespaces,
     /// WebSocketPolicies.
     Policies,
+    /// Gateway API BackendTLSPolicies.
+    BackendTlsPolicies,
+    /// ConfigMaps.
+    ConfigMaps,
 }
 
 impl Res {
@@ -78,6 +82,8 @@ impl Res {
             ("gateway.networking.k8s.io/v1beta1", "referencegrants") => Res::ReferenceGrants,
             ("v1", "namespaces") => Res::Namespaces,
             ("wsgate.dev/v1alpha1", "websocketpolicies") => Res::Policies,
+            ("gateway.networking.k8s.io/v1", "backendtlspolicies") => Res::BackendTlsPolicies,
+            ("v1", "configmaps") => Res::ConfigMaps,
             _ => return None,
         })
     }
@@ -85,8 +91,10 @@ impl Res {
     fn api_version(self) -> &'static str {
         match self {
             Res::Routes | Res::Policies => "wsgate.dev/v1alpha1",
-            Res::Secrets | Res::Services | Res::Namespaces => "v1",
-            Res::GatewayClasses | Res::Gateways | Res::HttpRoutes => "gateway.networking.k8s.io/v1",
+            Res::Secrets | Res::Services | Res::Namespaces | Res::ConfigMaps => "v1",
+            Res::GatewayClasses | Res::Gateways | Res::HttpRoutes | Res::BackendTlsPolicies => {
+                "gateway.networking.k8s.io/v1"
+            }
             Res::ReferenceGrants => "gateway.networking.k8s.io/v1beta1",
             Res::Slices => "discovery.k8s.io/v1",
             Res::Leases => "coordination.k8s.io/v1",
@@ -111,6 +119,8 @@ impl Res {
             Res::ReferenceGrants => "ReferenceGrant",
             Res::Namespaces => "Namespace",
             Res::Policies => "WebSocketPolicy",
+            Res::BackendTlsPolicies => "BackendTLSPolicy",
+            Res::ConfigMaps => "ConfigMap",
         }
     }
 
@@ -125,6 +135,7 @@ impl Res {
                 | Res::Gateways
                 | Res::HttpRoutes
                 | Res::ReferenceGrants
+                | Res::BackendTlsPolicies
         )
     }
 

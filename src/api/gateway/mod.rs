@@ -45,8 +45,19 @@ impl Default for Ports {
     }
 }
 
-/// The ports of Services, by (namespace, name): each port number with its `appProtocol`.
-pub type ServicePorts = HashMap<(String, String), Vec<(u16, Option<String>)>>;
+/// The ports of Services, by (namespace, name).
+pub type ServicePorts = HashMap<(String, String), Vec<ServicePortInfo>>;
+
+/// One port of a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePortInfo {
+    /// `port`.
+    pub number: u16,
+    /// `name`.
+    pub name: Option<String>,
+    /// `appProtocol`.
+    pub app_protocol: Option<String>,
+}
 
 /// Everything the translation reads.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +76,10 @@ pub struct World<'a> {
     pub grants: &'a [Object<ReferenceGrantSpec>],
     /// Every WebSocketPolicy.
     pub policies: &'a [Object<crate::api::policy::WebSocketPolicySpec>],
+    /// Every BackendTLSPolicy.
+    pub backend_tls: &'a [Object<BackendTlsPolicySpec>],
+    /// ConfigMaps with a `ca.crt`, by (namespace, name).
+    pub config_maps: &'a HashSet<(String, String)>,
     /// Namespace labels.
     pub namespaces: &'a NamespaceLabels,
     /// Service ports.
@@ -172,6 +187,8 @@ pub struct Translation {
     pub http_routes: Vec<HttpRouteReport>,
     /// Every WebSocketPolicy.
     pub policies: Vec<PolicyReport>,
+    /// BackendTLSPolicies used by a route of a Gateway of ours.
+    pub backend_tls: Vec<PolicyReport>,
 }
 
 /// Who an HTTPRoute is, as a model route.
@@ -216,6 +233,8 @@ pub fn translate(world: &World<'_>) -> Translation {
         .map(|g| attach::GatewayState::new(world, g))
         .collect();
     let mut policies = policies::Policies::new(world.policies);
+    // The Gateways of the routes that use each BackendTLSPolicy.
+    let mut backend_tls: Vec<Vec<(String, String)>> = vec![Vec::new(); world.backend_tls.len()];
     for route in world.routes {
         let attached = attach::attach(world, route, &mut gateways);
         if attached.parents.is_empty() {
@@ -235,6 +254,9 @@ pub fn translate(world: &World<'_>) -> Translation {
             })
             .collect();
         policies.apply(route, &mut resolved.rules, &attached_to);
+        for &i in &resolved.backend_tls_used {
+            backend_tls[i].extend(attached_to.iter().cloned());
+        }
         let mut parents = Vec::with_capacity(attached.parents.len());
         for (parent, accepted) in attached.parents {
             let accepted = match (&accepted, &resolved.unsupported) {
@@ -273,6 +295,23 @@ pub fn translate(world: &World<'_>) -> Translation {
         .map(attach::GatewayState::report)
         .collect();
     out.policies = policies.reports();
+    out.backend_tls = world
+        .backend_tls
+        .iter()
+        .zip(backend_tls)
+        .filter(|(_, gateways)| !gateways.is_empty())
+        .map(|(policy, mut gateways)| {
+            gateways.sort();
+            gateways.dedup();
+            let conds = rules::backend_tls_conditions(world, policy);
+            PolicyReport {
+                namespace: policy.namespace.clone(),
+                name: policy.name.clone(),
+                generation: policy.generation,
+                ancestors: gateways.into_iter().map(|g| (g, conds.clone())).collect(),
+            }
+        })
+        .collect();
     out
 }
 

@@ -34,8 +34,8 @@ pub struct PolicyReport {
     pub name: String,
     /// Its generation.
     pub generation: Option<i64>,
-    /// Gateways (namespace, name), each with the policy's `Accepted` condition.
-    pub ancestors: Vec<((String, String), Cond)>,
+    /// Gateways (namespace, name), each with the policy's conditions there.
+    pub ancestors: Vec<((String, String), Vec<Cond>)>,
 }
 
 impl<'a> Policies<'a> {
@@ -175,7 +175,11 @@ impl<'a> Policies<'a> {
                     namespace: p.policy.namespace.clone(),
                     name: p.policy.name.clone(),
                     generation: p.policy.generation,
-                    ancestors: p.ancestors.into_iter().map(|a| (a, cond.clone())).collect(),
+                    ancestors: p
+                        .ancestors
+                        .into_iter()
+                        .map(|a| (a, vec![cond.clone()]))
+                        .collect(),
                 }
             })
             .collect()

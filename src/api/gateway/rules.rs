@@ -9,11 +9,11 @@ use rustls_pki_types::ServerName;
 
 use super::attach::granted;
 use super::types::*;
-use super::{Cond, World};
+use super::{Cond, ServicePortInfo, World};
 use crate::api::parse_duration;
 use crate::model::{
-    Backend, BackendProtocol, BackendTarget, BackendTls, Balance, DEFAULT_HTTP_TIMEOUT, Filters,
-    HeaderChanges, HeaderMatch, Hostname, HttpAction, PathMatch, PathRewrite, QueryMatch,
+    Backend, BackendProtocol, BackendTarget, BackendTls, Balance, CaRef, DEFAULT_HTTP_TIMEOUT,
+    Filters, HeaderChanges, HeaderMatch, Hostname, HttpAction, PathMatch, PathRewrite, QueryMatch,
     RequestRedirect, Rule, RuleMatch, ServicePort, WebSocketAction, WeightedBackend, check_path,
     normalize_path_prefix,
 };
@@ -26,6 +26,8 @@ pub(super) struct Resolved {
     pub(super) refs: Cond,
     /// Why the route cannot be served as written (`Accepted: False, UnsupportedValue`).
     pub(super) unsupported: Option<String>,
+    /// BackendTLSPolicies (by index in the world) its backends use.
+    pub(super) backend_tls_used: Vec<usize>,
 }
 
 /// Headers a filter may not change: they frame the message or the hop, or name the
@@ -50,6 +52,8 @@ struct Ctx<'a, 'w> {
     route: &'a Object<HttpRouteSpec>,
     /// The first unresolved reference.
     refs: Option<Cond>,
+    /// BackendTLSPolicies (by index) the route's backends use.
+    backend_tls_used: Vec<usize>,
     unsupported: Vec<String>,
 }
 
@@ -69,6 +73,7 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
         world,
         route,
         refs: None,
+        backend_tls_used: Vec::new(),
         unsupported: Vec::new(),
     };
     let default_rule = [HttpRouteRule::default()];
@@ -137,6 +142,7 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
             .refs
             .unwrap_or_else(|| Cond::yes("ResolvedRefs", "ResolvedRefs", "references resolved")),
         unsupported: (!ctx.unsupported.is_empty()).then(|| ctx.unsupported.join("; ")),
+        backend_tls_used: ctx.backend_tls_used,
     }
 }
 
@@ -461,9 +467,14 @@ fn backend(
     let port = b.port.and_then(|p| u16::try_from(p).ok());
     let found = ctx.world.services.get(&key).and_then(|ports| {
         let port = port?;
-        ports.iter().find(|(n, _)| *n == port).cloned()
+        ports.iter().find(|p| p.number == port).cloned()
     });
-    let Some((port, app_protocol)) = found else {
+    let Some(ServicePortInfo {
+        number: port,
+        name: port_name,
+        app_protocol,
+    }) = found
+    else {
         let port = b
             .port
             .map_or_else(|| "no port".to_string(), |p| format!("port {p}"));
@@ -473,14 +484,26 @@ fn backend(
         );
         return None;
     };
+    // A BackendTLSPolicy for the port makes it TLS, verified; one that is not valid fails
+    // closed (500) rather than falling back to an unverified or plain connection.
+    let policy = backend_tls_policy(ctx.world, namespace, &b.name, port_name.as_deref());
+    let verified = match policy {
+        None => None,
+        Some((i, policy)) => {
+            ctx.backend_tls_used.push(i);
+            // The policy's own status says why it cannot be used.
+            Some(verified_tls(ctx.world, policy).ok()?)
+        }
+    };
     let wss = || BackendTls {
         server_name: ServerName::try_from(format!("{}.{namespace}.svc", b.name))
             .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())),
-        ca_secret: None,
+        ca: None,
     };
     let (protocol, tls) = match app_protocol.as_deref() {
-        Some("kubernetes.io/h2c") => (BackendProtocol::Http2, None),
-        Some("kubernetes.io/wss") => (BackendProtocol::Http, Some(wss())),
+        // HTTP/2 with prior knowledge: h2c, or h2 over the policy's TLS.
+        Some("kubernetes.io/h2c") => (BackendProtocol::Http2, verified),
+        Some("kubernetes.io/wss") => (BackendProtocol::Http, verified.or_else(|| Some(wss()))),
         Some(p) if p.starts_with("kubernetes.io/") && p != "kubernetes.io/ws" => {
             ctx.unresolved(
                 "UnsupportedProtocol",
@@ -491,7 +514,7 @@ fn backend(
             );
             return None;
         }
-        _ => (BackendProtocol::Http, None),
+        _ => (BackendProtocol::Http, verified),
     };
     let target = BackendTarget::Service {
         namespace: (namespace != route_ns).then(|| namespace.to_string()),
@@ -499,4 +522,117 @@ fn backend(
         port: ServicePort::Number(port),
     };
     Some((target, protocol, tls))
+}
+
+/// The BackendTLSPolicy for a Service port: one naming the port (`sectionName`) wins over one
+/// naming the whole Service, then the older, then the name (GEP-713).
+fn backend_tls_policy<'w>(
+    world: &World<'w>,
+    namespace: &str,
+    service: &str,
+    port_name: Option<&str>,
+) -> Option<(usize, &'w Object<BackendTlsPolicySpec>)> {
+    let mut found: Vec<(bool, usize, &Object<BackendTlsPolicySpec>)> = Vec::new();
+    for (i, p) in world.backend_tls.iter().enumerate() {
+        if p.namespace != namespace {
+            continue;
+        }
+        let targets = p
+            .spec
+            .target_refs
+            .iter()
+            .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service);
+        for t in targets {
+            match t.section_name.as_deref() {
+                None => found.push((false, i, p)),
+                Some(s) if Some(s) == port_name => found.push((true, i, p)),
+                Some(_) => {}
+            }
+        }
+    }
+    found.sort_by_key(|(specific, _, p)| {
+        (!specific, p.created.is_none(), p.created, p.name.clone())
+    });
+    found.first().map(|(_, i, p)| (*i, *p))
+}
+
+/// Why a BackendTLSPolicy cannot be used, as its status reasons.
+enum TlsProblem {
+    /// `Accepted: False, Invalid`.
+    Invalid(String),
+    /// `ResolvedRefs: False, InvalidKind`.
+    CaKind(String),
+    /// `ResolvedRefs: False, InvalidCACertificateRef`.
+    CaMissing(String),
+}
+
+/// The verified TLS a BackendTLSPolicy asks for, or why it cannot be had.
+fn verified_tls(
+    world: &World<'_>,
+    policy: &Object<BackendTlsPolicySpec>,
+) -> Result<BackendTls, TlsProblem> {
+    let v = &policy.spec.validation;
+    let server_name = Hostname::parse(&v.hostname)
+        .ok()
+        .filter(|h| !h.is_wildcard())
+        .and_then(|h| ServerName::try_from(h.as_str().to_string()).ok())
+        .ok_or_else(|| {
+            let why = format!("validation.hostname {:?} is not a hostname", v.hostname);
+            TlsProblem::Invalid(why)
+        })?;
+    if v.well_known_ca_certificates.is_some() {
+        let why = "wellKnownCACertificates is not supported; name a ConfigMap in caCertificateRefs";
+        return Err(TlsProblem::Invalid(why.into()));
+    }
+    let Some(ca) = v.ca_certificate_refs.first() else {
+        let why = "validation.caCertificateRefs is empty";
+        return Err(TlsProblem::Invalid(why.into()));
+    };
+    if !ca.group.is_empty() || ca.kind != "ConfigMap" {
+        let why = format!(
+            "caCertificateRefs[0]: kind {} is not supported; use a ConfigMap",
+            ca.kind
+        );
+        return Err(TlsProblem::CaKind(why));
+    }
+    if !world
+        .config_maps
+        .contains(&(policy.namespace.clone(), ca.name.clone()))
+    {
+        let why = format!(
+            "caCertificateRefs[0]: ConfigMap {}/{} not found or without ca.crt",
+            policy.namespace, ca.name
+        );
+        return Err(TlsProblem::CaMissing(why));
+    }
+    Ok(BackendTls {
+        server_name,
+        ca: Some(CaRef::ConfigMap {
+            namespace: policy.namespace.clone(),
+            name: ca.name.clone(),
+        }),
+    })
+}
+
+/// What a BackendTLSPolicy in use says at each Gateway: `Accepted` and `ResolvedRefs`.
+pub(super) fn backend_tls_conditions(
+    world: &World<'_>,
+    policy: &Object<BackendTlsPolicySpec>,
+) -> Vec<Cond> {
+    let resolved = || Cond::yes("ResolvedRefs", "ResolvedRefs", "references resolved");
+    let no_ca = |why: &String| Cond::no("Accepted", "NoValidCACertificate", why.clone());
+    match verified_tls(world, policy) {
+        Ok(_) => vec![
+            Cond::yes("Accepted", "Accepted", "TLS to the backend is verified"),
+            resolved(),
+        ],
+        Err(TlsProblem::Invalid(why)) => vec![Cond::no("Accepted", "Invalid", why), resolved()],
+        Err(TlsProblem::CaKind(why)) => {
+            vec![no_ca(&why), Cond::no("ResolvedRefs", "InvalidKind", why)]
+        }
+        Err(TlsProblem::CaMissing(why)) => vec![
+            no_ca(&why),
+            Cond::no("ResolvedRefs", "InvalidCACertificateRef", why),
+        ],
+    }
 }

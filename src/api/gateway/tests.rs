@@ -13,6 +13,8 @@ struct Cluster {
     routes: Vec<Object<HttpRouteSpec>>,
     grants: Vec<Object<ReferenceGrantSpec>>,
     policies: Vec<Object<crate::api::policy::WebSocketPolicySpec>>,
+    backend_tls: Vec<Object<BackendTlsPolicySpec>>,
+    config_maps: HashSet<(String, String)>,
     namespaces: NamespaceLabels,
     services: ServicePorts,
     secrets: HashSet<(String, String)>,
@@ -35,6 +37,12 @@ fn cluster(yaml: &str) -> Cluster {
             "HTTPRoute" => c.routes.push(must(value)),
             "ReferenceGrant" => c.grants.push(must(value)),
             "WebSocketPolicy" => c.policies.push(must(value)),
+            "BackendTLSPolicy" => c.backend_tls.push(must(value)),
+            "ConfigMap" => {
+                if value["data"]["ca.crt"].is_string() {
+                    c.config_maps.insert((ns, name));
+                }
+            }
             "Namespace" => {
                 let labels = value["metadata"]["labels"].clone();
                 let labels: BTreeMap<String, String> =
@@ -48,9 +56,10 @@ fn cluster(yaml: &str) -> Cluster {
                     .unwrap_or_default();
                 let ports = ports
                     .iter()
-                    .map(|p| {
-                        let n = p["port"].as_u64().unwrap_or_default() as u16;
-                        (n, p["appProtocol"].as_str().map(str::to_string))
+                    .map(|p| ServicePortInfo {
+                        number: p["port"].as_u64().unwrap_or_default() as u16,
+                        name: p["name"].as_str().map(str::to_string),
+                        app_protocol: p["appProtocol"].as_str().map(str::to_string),
                     })
                     .collect();
                 c.services.insert((ns, name), ports);
@@ -74,6 +83,8 @@ impl Cluster {
             routes: &self.routes,
             grants: &self.grants,
             policies: &self.policies,
+            backend_tls: &self.backend_tls,
+            config_maps: &self.config_maps,
             namespaces: &self.namespaces,
             services: &self.services,
             secrets: &self.secrets,
@@ -828,7 +839,7 @@ spec:
                 .iter()
                 .all(|(g, _)| g == &("infra".to_string(), "gw".to_string()))
         );
-        p.ancestors.first().map(|(_, c)| (c.status, c.reason))
+        p.ancestors.first().map(|(_, c)| (c[0].status, c[0].reason))
     };
     assert_eq!(reason("whole"), Some((true, "Accepted")));
     assert_eq!(reason("live-rule"), Some((true, "Accepted")));
@@ -838,10 +849,107 @@ spec:
     let broken = t.policies.iter().find(|p| p.name == "broken");
     let message = broken
         .and_then(|p| p.ancestors.first())
-        .map(|(_, c)| c.message.clone());
+        .map(|(_, c)| c[0].message.clone());
     let message = message.unwrap_or_default();
     assert!(
         message.contains("spec.idleTimeout") && message.contains("spec.allowedOrigins[0]"),
         "{message}"
     );
+}
+
+#[test]
+fn backend_tls_policies_verify_tls_backends_and_fail_closed_when_invalid() {
+    let yaml = r#"
+kind: Service
+metadata: {name: secure, namespace: infra}
+spec: {ports: [{name: https, port: 8443}, {name: other, port: 9443}]}
+---
+kind: Service
+metadata: {name: broken, namespace: infra}
+spec: {ports: [{name: https, port: 443}]}
+---
+kind: ConfigMap
+metadata: {name: internal-ca, namespace: infra}
+data: {ca.crt: "-----BEGIN CERTIFICATE-----"}
+---
+kind: BackendTLSPolicy
+metadata: {name: secure-https, namespace: infra}
+spec:
+  targetRefs: [{group: "", kind: Service, name: secure, sectionName: https}]
+  validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: internal-ca}], hostname: secure.internal}
+---
+kind: BackendTLSPolicy
+metadata: {name: broken-ca, namespace: infra}
+spec:
+  targetRefs: [{group: "", kind: Service, name: broken}]
+  validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: missing}], hostname: broken.internal}
+---
+kind: BackendTLSPolicy
+metadata: {name: unused, namespace: infra}
+spec:
+  targetRefs: [{group: "", kind: Service, name: nobody}]
+  validation: {caCertificateRefs: [{group: "", kind: Secret, name: x}], hostname: x.internal}
+---
+kind: HTTPRoute
+metadata: {name: tls, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+    - matches: [{path: {value: /a}}]
+      backendRefs: [{name: secure, port: 8443}]
+    - matches: [{path: {value: /b}}]
+      backendRefs: [{name: secure, port: 9443}]
+    - matches: [{path: {value: /c}}]
+      backendRefs: [{name: broken, port: 443}]
+"#;
+    let t = with(yaml).translate();
+    let route = accepted_route(&t, "tls");
+    let backend = |i: usize| {
+        let http = route.rules[i]
+            .http
+            .as_ref()
+            .unwrap_or_else(|| panic!("http"));
+        http.backends[0].backend.clone()
+    };
+    let a = backend(0);
+    let tls = a
+        .tls
+        .unwrap_or_else(|| panic!("the policy makes the port TLS"));
+    assert_eq!(
+        format!("{:?}", tls.server_name),
+        "DnsName(\"secure.internal\")"
+    );
+    assert_eq!(
+        tls.ca,
+        Some(crate::model::CaRef::ConfigMap {
+            namespace: "infra".into(),
+            name: "internal-ca".into()
+        })
+    );
+    // Another port of the Service is not named by the policy.
+    assert!(backend(1).tls.is_none());
+    // A policy whose CA does not resolve fails closed: the share gets 500, not plaintext.
+    assert_eq!(backend(2).target, BackendTarget::Unresolved);
+    let report = |name: &str| t.backend_tls.iter().find(|p| p.name == name).cloned();
+    let secure = report("secure-https").unwrap_or_else(|| panic!("secure-https"));
+    assert_eq!(
+        secure.ancestors[0].0,
+        ("infra".to_string(), "gw".to_string())
+    );
+    assert!(secure.ancestors[0].1.iter().all(|c| c.status));
+    let broken = report("broken-ca").unwrap_or_else(|| panic!("broken-ca"));
+    let reasons: Vec<_> = broken.ancestors[0]
+        .1
+        .iter()
+        .map(|c| (c.type_, c.status, c.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Accepted", false, "NoValidCACertificate"),
+            ("ResolvedRefs", false, "InvalidCACertificateRef")
+        ]
+    );
+    // A policy no route of ours uses has no Gateway to report on.
+    assert!(report("unused").is_none());
 }

@@ -517,3 +517,59 @@ pub fn decode<S: serde::de::DeserializeOwned>(
         spec: whole.spec,
     })
 }
+
+/// `BackendTLSPolicy.spec` (v1): TLS from the Gateway to a Service.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicySpec {
+    /// The Services (ports by name through `sectionName`).
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetRef>,
+    /// How the backend's certificate is verified.
+    #[serde(default)]
+    pub validation: BackendTlsValidation,
+}
+
+/// A policy's target in its own namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetRef {
+    /// Group (`""`: core).
+    #[serde(default)]
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// A port of the Service by name; every port when unset.
+    #[serde(default)]
+    pub section_name: Option<String>,
+}
+
+/// `BackendTLSPolicy.spec.validation`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsValidation {
+    /// ConfigMaps whose `ca.crt` verifies the backend (wsgate reads the first).
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalObjectReference>,
+    /// `System`: the platform's CAs (not supported).
+    #[serde(default)]
+    pub well_known_ca_certificates: Option<String>,
+    /// SNI, and the name verified in the certificate.
+    #[serde(default)]
+    pub hostname: String,
+}
+
+/// A reference to an object in the referrer's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Group (`""`: core).
+    #[serde(default)]
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+}

@@ -182,7 +182,7 @@ fn honoured_annotations_map_onto_the_model() {
             port: ServicePort::Name("ws".into())
         }
     );
-    assert!(target.tls.as_ref().is_some_and(|t| t.ca_secret.is_none()));
+    assert!(target.tls.as_ref().is_some_and(|t| t.ca.is_none()));
     assert!(chat.warnings.is_empty(), "{:?}", chat.warnings);
 }
 

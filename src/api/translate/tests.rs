@@ -402,7 +402,7 @@ fn every_field_is_parsed_into_the_model() {
     assert_eq!(&*backend.field, "spec.rules[0].websocket.backend");
     let tls = backend.tls.as_ref().unwrap();
     assert_eq!(tls.server_name.to_str(), "chat.default.svc");
-    assert_eq!(tls.ca_secret, None);
+    assert_eq!(tls.ca, None);
 }
 
 /// What once failed open: a value that does not translate must reject the route with its

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use super::{Builder, FIELD_MANAGER, spawn_watch, spawn_watch_with};
 use crate::api::gateway::{
-    self, Cond, GatewayStatusAddress, ListenerStatus, Object, ParentReference, Ports,
-    RouteParentStatus, ServicePorts, Translation, World,
+    self, Cond, GatewayStatusAddress, ListenerStatus, Object, ParentReference, PolicyReport, Ports,
+    RouteParentStatus, ServicePortInfo, ServicePorts, Translation, World,
 };
 use crate::api::policy::{AncestorRef, PolicyAncestorStatus, PolicyStatus, WebSocketPolicy};
 use crate::metrics::Metrics;
@@ -35,6 +35,7 @@ enum Kind {
     Gateway,
     HttpRoute,
     ReferenceGrant,
+    BackendTlsPolicy,
     /// wsgate's own policy CRD, watched with the Gateway API it extends.
     WebSocketPolicy,
 }
@@ -49,6 +50,7 @@ impl Kind {
             Kind::Gateway => ("v1", "Gateway", "gateways"),
             Kind::HttpRoute => ("v1", "HTTPRoute", "httproutes"),
             Kind::ReferenceGrant => ("v1beta1", "ReferenceGrant", "referencegrants"),
+            Kind::BackendTlsPolicy => ("v1", "BackendTLSPolicy", "backendtlspolicies"),
             Kind::WebSocketPolicy => ("v1alpha1", "WebSocketPolicy", "websocketpolicies"),
         };
         let gvk = GroupVersionKind::gvk(gateway::GATEWAY_GROUP, version, kind);
@@ -80,6 +82,9 @@ pub(super) struct GatewayStores {
     grants: Store<DynamicObject>,
     /// `None` when the WebSocketPolicy CRD is not installed.
     policies: Option<Store<DynamicObject>>,
+    /// BackendTLSPolicies and the ConfigMaps their CAs are in; `None` when the
+    /// BackendTLSPolicy CRD is not installed (ConfigMaps are then not watched either).
+    backend_tls: Option<(Store<DynamicObject>, Store<ConfigMap>)>,
     namespaces: Store<Namespace>,
 }
 
@@ -106,6 +111,8 @@ pub(super) async fn spawn(
         tracing::info!(error = %e, "the Gateway API CRDs are not installed (or not readable): Gateways and HTTPRoutes are not watched; install them and restart wsgate to serve them");
         return None;
     }
+    let probe = Kind::BackendTlsPolicy.api(client, None);
+    let with_backend_tls = probe.list(&ListParams::default().limit(1)).await.is_ok();
     let cfg = watcher::Config::default();
     let mut watch = |kind: Kind, name: &'static str| {
         let (store, task) = spawn_watch_with(
@@ -131,6 +138,24 @@ pub(super) async fn spawn(
             None
         }
     };
+    let backend_tls = match with_backend_tls {
+        true => {
+            let policies = watch(Kind::BackendTlsPolicy, "BackendTLSPolicy");
+            let api: Api<ConfigMap> = match namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let (maps, task) = spawn_watch(api, cfg.clone(), "ConfigMap", dirty.clone(), metrics);
+            tasks.push(task);
+            Some((policies, maps))
+        }
+        false => {
+            tracing::info!(
+                "the BackendTLSPolicy CRD is not installed: TLS to backends is set by appProtocol only"
+            );
+            None
+        }
+    };
     let (namespaces, task) = spawn_watch(
         Api::<Namespace>::all(client.clone()),
         cfg,
@@ -145,11 +170,39 @@ pub(super) async fn spawn(
         routes,
         grants,
         policies,
+        backend_tls,
         namespaces,
     })
 }
 
 impl GatewayStores {
+    /// `ca.crt` of every ConfigMap that has one, by (namespace, name).
+    pub(super) fn config_map_cas(&self) -> HashMap<(String, String), Vec<u8>> {
+        let Some((_, maps)) = &self.backend_tls else {
+            return HashMap::new();
+        };
+        maps.state()
+            .iter()
+            .filter_map(|m| {
+                let pem = m.data.as_ref()?.get("ca.crt")?;
+                let key = (m.namespace().unwrap_or_default(), m.name_any());
+                Some((key, pem.clone().into_bytes()))
+            })
+            .collect()
+    }
+
+    /// An HTTPRoute as an Event's subject.
+    pub(super) fn http_route_reference(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        let resource = Kind::HttpRoute.resource();
+        let key = ObjectRef::new_with(name, resource.clone()).within(namespace);
+        let object = self.routes.get(&key)?;
+        Some(kube::Resource::object_ref(&*object, &resource))
+    }
+
     /// Waits for every first list.
     pub(super) async fn ready(&self) {
         let _ = self.classes.wait_until_ready().await;
@@ -158,6 +211,10 @@ impl GatewayStores {
         let _ = self.grants.wait_until_ready().await;
         if let Some(policies) = &self.policies {
             let _ = policies.wait_until_ready().await;
+        }
+        if let Some((policies, maps)) = &self.backend_tls {
+            let _ = policies.wait_until_ready().await;
+            let _ = maps.wait_until_ready().await;
         }
         let _ = self.namespaces.wait_until_ready().await;
     }
@@ -210,7 +267,13 @@ fn service_ports(services: &Store<Service>) -> ServicePorts {
         let ports = s.spec.as_ref().and_then(|spec| spec.ports.as_ref());
         let ports = ports.iter().flat_map(|p| p.iter());
         let list = ports
-            .filter_map(|p| Some((u16::try_from(p.port).ok()?, p.app_protocol.clone())))
+            .filter_map(|p| {
+                Some(ServicePortInfo {
+                    number: u16::try_from(p.port).ok()?,
+                    name: p.name.clone(),
+                    app_protocol: p.app_protocol.clone(),
+                })
+            })
             .collect();
         out.insert((s.namespace().unwrap_or_default(), s.name_any()), list);
     }
@@ -237,6 +300,11 @@ impl GatewayStores {
             Some(store) => decoded(store, &mut routes, "WebSocketPolicy"),
             None => Vec::new(),
         };
+        let backend_tls = match &self.backend_tls {
+            Some((store, _)) => decoded(store, &mut routes, "BackendTLSPolicy"),
+            None => Vec::new(),
+        };
+        let config_maps: HashSet<(String, String)> = self.config_map_cas().into_keys().collect();
         let namespaces = self
             .namespaces
             .state()
@@ -257,6 +325,8 @@ impl GatewayStores {
             routes: &http_routes,
             grants: &grants,
             policies: &policies,
+            backend_tls: &backend_tls,
+            config_maps: &config_maps,
             namespaces: &namespaces,
             services: &services,
             secrets: &secrets,
@@ -452,66 +522,72 @@ impl Builder {
                 .await;
         }
         if let Some(store) = &stores.policies {
-            for policy in &last.policies {
-                let key = ObjectRef::new_with(&policy.name, Kind::WebSocketPolicy.resource())
-                    .within(&policy.namespace);
-                let Some(object) = store.get(&key) else {
-                    continue;
-                };
-                let current: PolicyStatus = object
-                    .data
-                    .get("status")
-                    .and_then(|s| serde_json::from_value(s.clone()).ok())
-                    .unwrap_or_default();
-                let controller = gateway::GATEWAY_CONTROLLER;
-                let mut ancestors: Vec<PolicyAncestorStatus> = current
-                    .ancestors
-                    .iter()
-                    .filter(|a| a.controller_name != controller)
-                    .cloned()
-                    .collect();
-                for ((namespace, name), cond) in &policy.ancestors {
-                    let ancestor_ref = AncestorRef {
-                        group: gateway::GATEWAY_GROUP.into(),
-                        kind: "Gateway".into(),
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    };
-                    let old = current.ancestors.iter().find(|a| {
-                        a.controller_name == controller && a.ancestor_ref == ancestor_ref
-                    });
-                    let old = old.map(|a| a.conditions.as_slice()).unwrap_or_default();
-                    ancestors.push(PolicyAncestorStatus {
-                        ancestor_ref,
-                        controller_name: controller.to_string(),
-                        conditions: conditions(
-                            std::slice::from_ref(cond),
-                            old,
-                            policy.generation,
-                            &now,
-                        ),
-                    });
-                }
-                let same = ancestors.len() == current.ancestors.len()
-                    && ancestors.iter().zip(&current.ancestors).all(|(a, b)| {
-                        a.ancestor_ref == b.ancestor_ref
-                            && a.controller_name == b.controller_name
-                            && same_conditions(&a.conditions, &b.conditions)
-                    });
-                if same {
-                    continue;
-                }
-                let status = serde_json::json!({ "ancestors": ancestors });
-                self.patch_status(
-                    Kind::WebSocketPolicy,
-                    &policy.namespace,
-                    &policy.name,
-                    status,
-                )
+            self.write_policy_statuses(Kind::WebSocketPolicy, store, &last.policies, &now)
                 .await;
-            }
+        }
+        if let Some((store, _)) = &stores.backend_tls {
+            self.write_policy_statuses(Kind::BackendTlsPolicy, store, &last.backend_tls, &now)
+                .await;
         }
         self.gateway.last = last;
+    }
+
+    /// `status.ancestors` of policies of `kind`: one entry per Gateway, other controllers'
+    /// entries kept.
+    async fn write_policy_statuses(
+        &self,
+        kind: Kind,
+        store: &Store<DynamicObject>,
+        reports: &[PolicyReport],
+        now: &Time,
+    ) {
+        let controller = gateway::GATEWAY_CONTROLLER;
+        for policy in reports {
+            let key = ObjectRef::new_with(&policy.name, kind.resource()).within(&policy.namespace);
+            let Some(object) = store.get(&key) else {
+                continue;
+            };
+            let current: PolicyStatus = object
+                .data
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .unwrap_or_default();
+            let mut ancestors: Vec<PolicyAncestorStatus> = current
+                .ancestors
+                .iter()
+                .filter(|a| a.controller_name != controller)
+                .cloned()
+                .collect();
+            for ((namespace, name), conds) in &policy.ancestors {
+                let ancestor_ref = AncestorRef {
+                    group: gateway::GATEWAY_GROUP.into(),
+                    kind: "Gateway".into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                };
+                let old = current
+                    .ancestors
+                    .iter()
+                    .find(|a| a.controller_name == controller && a.ancestor_ref == ancestor_ref);
+                let old = old.map(|a| a.conditions.as_slice()).unwrap_or_default();
+                ancestors.push(PolicyAncestorStatus {
+                    ancestor_ref,
+                    controller_name: controller.to_string(),
+                    conditions: conditions(conds, old, policy.generation, now),
+                });
+            }
+            let same = ancestors.len() == current.ancestors.len()
+                && ancestors.iter().zip(&current.ancestors).all(|(a, b)| {
+                    a.ancestor_ref == b.ancestor_ref
+                        && a.controller_name == b.controller_name
+                        && same_conditions(&a.conditions, &b.conditions)
+                });
+            if !same {
+                let status = serde_json::json!({ "ancestors": ancestors });
+                self.patch_status(kind, &policy.namespace, &policy.name, status)
+                    .await;
+            }
+        }
     }
 
     async fn patch_status(

@@ -311,7 +311,7 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         dns: HashMap::new(),
         translations: Default::default(),
         ingress_translations: Default::default(),
-        ingress_events: Default::default(),
+        published_events: Default::default(),
         gateway: Default::default(),
         last: None,
         reports: Vec::new(),
@@ -377,8 +377,9 @@ struct Builder {
     dns: HashMap<(String, u16), (Vec<SocketAddr>, Instant)>,
     translations: translations::Translations,
     ingress_translations: ingresses::IngressTranslations,
-    /// Ingress problems already published as Events: (namespace, name, generation, message).
-    ingress_events: std::collections::HashSet<(String, String, Option<i64>, String)>,
+    /// Problems of Ingresses and HTTPRoutes already published as Events: (kind, namespace,
+    /// name, generation, message).
+    published_events: std::collections::HashSet<(ObjectKind, String, String, Option<i64>, String)>,
     gateway: gateway::GatewayState,
     last: Option<Snapshot>,
     reports: Vec<RouteReport>,
@@ -465,6 +466,12 @@ impl Builder {
             secrets,
             endpoints: resolved.endpoints,
             port_names: resolved.port_names,
+            config_map_cas: self
+                .stores
+                .gateway
+                .as_ref()
+                .map(gateway::GatewayStores::config_map_cas)
+                .unwrap_or_default(),
             now: None,
             deny_address_backends: !self.opts.allow_address_backends,
         }
@@ -526,11 +533,8 @@ impl Builder {
             if !self.leadership.is_leader() {
                 break;
             }
-            if report.kind == ObjectKind::Ingress {
-                self.ingress_events(report).await;
-                continue;
-            }
             if report.kind != ObjectKind::WebSocketRoute {
+                self.problem_events(report).await;
                 continue;
             }
             let key = ObjectRef::<DynamicObject>::new_with(&report.name, route_resource())
@@ -755,29 +759,46 @@ impl Builder {
         }
     }
 
-    /// Publishes each new problem of an Ingress as a Warning Event on it (an Ingress has no
-    /// conditions to carry them); each is published once per generation.
-    async fn ingress_events(&mut self, report: &RouteReport) {
-        let Some((ingresses, _)) = &self.stores.ingresses else {
-            return;
+    /// Publishes each new problem of an Ingress or an HTTPRoute as a Warning Event on it (an
+    /// Ingress has no conditions; an HTTPRoute's carry only the Gateway API's reasons, not
+    /// what the compile found, such as a Service without ready endpoints); each is published
+    /// once per generation.
+    async fn problem_events(&mut self, report: &RouteReport) {
+        let reference: ObjectReference = match report.kind {
+            ObjectKind::Ingress => {
+                let Some((ingresses, _)) = &self.stores.ingresses else {
+                    return;
+                };
+                let key = ObjectRef::<Ingress>::new(&report.name).within(&report.namespace);
+                let Some(object) = ingresses.get(&key) else {
+                    return;
+                };
+                object.object_ref(&())
+            }
+            ObjectKind::HttpRoute => {
+                let Some(gateway) = &self.stores.gateway else {
+                    return;
+                };
+                match gateway.http_route_reference(&report.namespace, &report.name) {
+                    Some(reference) => reference,
+                    None => return,
+                }
+            }
+            ObjectKind::WebSocketRoute => return,
         };
-        let key = ObjectRef::<Ingress>::new(&report.name).within(&report.namespace);
-        let Some(object) = ingresses.get(&key) else {
-            return;
-        };
-        let reference: ObjectReference = object.object_ref(&());
         for problem in &report.problems {
             let seen = (
+                report.kind,
                 report.namespace.clone(),
                 report.name.clone(),
                 report.generation,
                 problem.message.clone(),
             );
-            if self.ingress_events.contains(&seen) {
+            if self.published_events.contains(&seen) {
                 continue;
             }
             if self.warn(problem, &reference).await {
-                self.ingress_events.insert(seen);
+                self.published_events.insert(seen);
             }
         }
     }

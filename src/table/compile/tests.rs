@@ -277,7 +277,7 @@ fn balanced() -> Route {
     let tls = |ca: Option<&str>| {
         Some(crate::model::BackendTls {
             server_name: rustls_pki_types::ServerName::try_from("api.apps.svc").unwrap(),
-            ca_secret: ca.map(Into::into),
+            ca: ca.map(|name| crate::model::CaRef::Secret(name.into())),
         })
     };
     let api_ca = crate::model::Backend {
