@@ -15,32 +15,8 @@ use wsgate::source::kube::KubeOptions;
 use wsgate_test_support::apiserver::{ApiServer, Res};
 use wsgate_test_support::*;
 
-fn kube_options(server: &ApiServer, identity: &str) -> KubeOptions {
-    let mut k = KubeOptions::new(server.client());
-    k.lease.identity = identity.to_string();
-    k.lease.duration = Duration::from_secs(2);
-    k.lease.renew_every = Duration::from_millis(200);
-    k.debounce = Duration::from_millis(20);
-    k
-}
-
 async fn controller(server: &ApiServer, identity: &str) -> Gateway {
     controller_with(server, identity, |_| {}).await
-}
-
-async fn controller_with(
-    server: &ApiServer,
-    identity: &str,
-    tweak: impl FnOnce(&mut KubeOptions),
-) -> Gateway {
-    let dir = RoutesDir::new();
-    let mut opts = options(dir.path());
-    let mut kube = kube_options(server, identity);
-    tweak(&mut kube);
-    opts.routes = Routes::Kube(Box::new(kube));
-    within("controller start", Gateway::start(opts))
-        .await
-        .unwrap()
 }
 
 fn service(name: &str, port: u16) -> String {

@@ -6,30 +6,20 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use wsgate::gateway::{Gateway, Routes};
-use wsgate::source::kube::KubeOptions;
+use wsgate::gateway::Gateway;
 use wsgate_test_support::apiserver::{ApiServer, Res};
 use wsgate_test_support::*;
 
 async fn controller(server: &ApiServer) -> Gateway {
-    let dir = RoutesDir::new();
-    let mut opts = options(dir.path());
-    let mut kube = KubeOptions::new(server.client());
-    kube.lease.identity = "solo".into();
-    kube.lease.duration = Duration::from_secs(2);
-    kube.lease.renew_every = Duration::from_millis(200);
-    kube.debounce = Duration::from_millis(20);
-    kube.publish_status_address = vec!["203.0.113.7".into()];
-    opts.routes = Routes::Kube(Box::new(kube));
-    within("controller start", Gateway::start(opts))
-        .await
-        .unwrap()
+    controller_with(server, "solo", |k| {
+        k.publish_status_address = vec!["203.0.113.7".into()];
+    })
+    .await
 }
 
 /// Service `ns/name` with one port (and `appProtocol`, if any) whose one pod is `pod`.

@@ -3,28 +3,16 @@
 //! ingress-nginx annotations, ignored annotations as Events, last good versions.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
 
 use http::StatusCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use wsgate::gateway::{Gateway, Routes};
-use wsgate::source::kube::KubeOptions;
+use wsgate::gateway::Gateway;
 use wsgate_test_support::apiserver::{ApiServer, Res};
 use wsgate_test_support::*;
 
 async fn controller(server: &ApiServer) -> Gateway {
-    let dir = RoutesDir::new();
-    let mut opts = options(dir.path());
-    let mut kube = KubeOptions::new(server.client());
-    kube.lease.identity = "solo".into();
-    kube.lease.duration = Duration::from_secs(2);
-    kube.lease.renew_every = Duration::from_millis(200);
-    kube.debounce = Duration::from_millis(20);
-    opts.routes = Routes::Kube(Box::new(kube));
-    within("controller start", Gateway::start(opts))
-        .await
-        .unwrap()
+    controller_with(server, "solo", |_| {}).await
 }
 
 /// Service `name` with port 80 named `http`, its pods at `addrs` (one port).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use wsgate::gateway::{Gateway, GatewayOptions, Routes};
 use wsgate::proxy::ProxyConfig;
+use wsgate::source::kube::KubeOptions;
 
 use crate::*;
 
@@ -81,4 +82,32 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Controller options against the test API server: a fast lease and debounce, `identity` as
+/// this replica's lease holder.
+pub fn kube_options(server: &crate::apiserver::ApiServer, identity: &str) -> KubeOptions {
+    let mut k = KubeOptions::new(server.client());
+    k.lease.identity = identity.to_string();
+    k.lease.duration = Duration::from_secs(2);
+    k.lease.renew_every = Duration::from_millis(200);
+    k.debounce = Duration::from_millis(20);
+    k
+}
+
+/// `wsgate controller` in-process against the test API server, with `tweak` applied to
+/// its options.
+pub async fn controller_with(
+    server: &crate::apiserver::ApiServer,
+    identity: &str,
+    tweak: impl FnOnce(&mut KubeOptions),
+) -> Gateway {
+    let dir = RoutesDir::new();
+    let mut opts = options(dir.path());
+    let mut kube = kube_options(server, identity);
+    tweak(&mut kube);
+    opts.routes = Routes::Kube(Box::new(kube));
+    within("controller start", Gateway::start(opts))
+        .await
+        .unwrap()
 }

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::status::same_conditions;
 use super::{Builder, FIELD_MANAGER, spawn_watch, spawn_watch_with};
 use crate::api::gateway::{
     self, Cond, GatewayStatusAddress, ListenerStatus, Object, ParentReference, PolicyReport, Ports,
@@ -380,20 +381,6 @@ fn conditions(
             }
         })
         .collect()
-}
-
-/// Whether two condition lists say the same, timestamps aside.
-fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
-    let key = |c: &Condition| {
-        (
-            c.type_.clone(),
-            c.status.clone(),
-            c.reason.clone(),
-            c.message.clone(),
-            c.observed_generation,
-        )
-    };
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| key(x) == key(y))
 }
 
 fn status_conditions(object: &DynamicObject, at: &str) -> Vec<Condition> {

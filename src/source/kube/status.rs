@@ -103,6 +103,13 @@ pub fn desired_status(
 /// Whether two statuses say the same thing (timestamps aside), i.e. no write is needed.
 pub fn same_status(a: Option<&WebSocketRouteStatus>, b: &WebSocketRouteStatus) -> bool {
     let Some(a) = a else { return false };
+    a.controller == b.controller
+        && a.observed_generation == b.observed_generation
+        && same_conditions(&a.conditions, &b.conditions)
+}
+
+/// Whether two condition lists say the same, in order, timestamps aside.
+pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
     let key = |c: &Condition| {
         (
             c.type_.clone(),
@@ -112,13 +119,7 @@ pub fn same_status(a: Option<&WebSocketRouteStatus>, b: &WebSocketRouteStatus) -
             c.observed_generation,
         )
     };
-    a.controller == b.controller
-        && a.observed_generation == b.observed_generation
-        && a.conditions.len() == b.conditions.len()
-        && a.conditions
-            .iter()
-            .map(key)
-            .eq(b.conditions.iter().map(key))
+    a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
 }
 
 /// Whether a route's status (as JSON) holds conditions written by `controller`; conditions
