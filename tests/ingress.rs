@@ -3,7 +3,6 @@
 //! ingress-nginx annotations, ignored annotations as Events, last good versions.
 #![allow(clippy::unwrap_used)]
 
-
 use http::StatusCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

@@ -381,27 +381,22 @@ fn path_modifier(ctx: &mut Ctx<'_, '_>, at: &str, p: &PathModifier) -> Option<Pa
 /// (no timeout) is a day.
 fn timeout(ctx: &mut Ctx<'_, '_>, at: &str, rule: &HttpRouteRule) -> Option<Duration> {
     let t = rule.timeouts.as_ref()?;
-    let mut shortest: Option<Duration> = None;
+    let mut set: Option<Duration> = None;
     for (field, value) in [
         ("request", &t.request),
         ("backendRequest", &t.backend_request),
     ] {
         let Some(value) = value else { continue };
         match parse_duration(value) {
-            Ok(d) if d.is_zero() => {}
-            Ok(d) => shortest = Some(shortest.map_or(d, |s| s.min(d))),
+            // Zero disables the timeout: it loses to any that is set.
+            Ok(d) => {
+                let d = if d.is_zero() { NO_TIMEOUT } else { d };
+                set = Some(set.map_or(d, |s| s.min(d)));
+            }
             Err(why) => ctx.unsupported(&format!("{at}.timeouts.{field}"), why),
         }
     }
-    let zero = [&t.request, &t.backend_request]
-        .into_iter()
-        .flatten()
-        .any(|v| parse_duration(v).is_ok_and(|d| d.is_zero()));
-    match (shortest, zero) {
-        (Some(d), _) => Some(d),
-        (None, true) => Some(NO_TIMEOUT),
-        (None, false) => None,
-    }
+    set
 }
 
 fn backends(ctx: &mut Ctx<'_, '_>, at: &str, rule: &HttpRouteRule) -> Vec<WeightedBackend> {
