@@ -325,3 +325,67 @@ where
     let msg = within("chat event", ws.next()).await.unwrap().unwrap();
     serde_json::from_str(msg.to_text().unwrap()).unwrap()
 }
+
+#[tokio::test]
+async fn sockets_past_their_max_lifetime_get_close_1001_at_spread_moments() {
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    let rules = format!(
+        "    - websocket: {{ backend: {{ address: \"{}\" }}, maxLifetime: 2s, lifetimeJitter: 50% }}\n",
+        ws.addr
+    );
+    routes.write("life.yaml", &ws_route("life", "life.test", false, &rules));
+    let gw = start(routes.path()).await;
+    let opened = std::time::Instant::now();
+    let mut waits = Vec::new();
+    for i in 0..12 {
+        let stream = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+        let mut c = ws_over(stream, "life.test", "/", &[]).await;
+        echo_roundtrip(&mut c, Message::text(format!("hello {i}"))).await;
+        waits.push(tokio::spawn(async move {
+            let msg = within("the lifetime close", c.next()).await;
+            let at = opened.elapsed();
+            let code = match msg {
+                Some(Ok(Message::Close(Some(frame)))) => u16::from(frame.code),
+                other => panic!("expected a Close frame, got {other:?}"),
+            };
+            while let Some(Ok(_)) = c.next().await {}
+            (at, code)
+        }));
+    }
+    let mut times = Vec::new();
+    for w in waits {
+        let (at, code) = w.await.unwrap();
+        assert_eq!(code, 1001);
+        times.push(at);
+    }
+    times.sort();
+    let (first, last) = (times[0], times[times.len() - 1]);
+    // Within the jittered span (1 s to 2 s after opening, plus scheduling), and spread over
+    // it rather than in one wave.
+    assert!(first >= Duration::from_millis(900), "{times:?}");
+    assert!(last <= Duration::from_millis(3000), "{times:?}");
+    assert!(
+        last - first >= Duration::from_millis(200),
+        "not spread: {times:?}"
+    );
+    eventually("the backend got Close 1001 on every socket", || async {
+        ws.closes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == 1001)
+            .count()
+            == 12
+    })
+    .await;
+    let metrics = scrape(gw.admin_addr).await;
+    let closed = metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("wsgate_websocket_closes_total") && k.contains("max_lifetime")
+        })
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert_eq!(closed, 12.0);
+}

@@ -301,6 +301,8 @@ struct Settings {
     www_redirect: bool,
     /// The WebSocket idle timeout; `None` never.
     idle_timeout: Option<Duration>,
+    /// `wsgate.dev/websocket-max-lifetime` and `-lifetime-jitter`.
+    max_lifetime: Option<crate::model::Lifetime>,
     /// The time a backend has to answer a normal request.
     http_timeout: Duration,
     connect_timeout: Option<Duration>,
@@ -425,6 +427,14 @@ pub const HONOURED_WSGATE: &[(&str, &str)] = &[
     (
         "idle-timeout",
         "WebSocket idle timeout (1h, 30m; 0 never), over proxy-*-timeout",
+    ),
+    (
+        "websocket-max-lifetime",
+        "close WebSockets this old (1h) with Close 1001",
+    ),
+    (
+        "websocket-lifetime-jitter",
+        "up to this share of the lifetime is taken off per socket (default 10%)",
     ),
     (
         "allowed-origins",
@@ -629,7 +639,25 @@ impl Settings {
         } else if let Some(a) = r.parsed(WSGATE, "address", standalone_addresses) {
             addresses = a;
         }
+        let max_lifetime = r
+            .parsed(WSGATE, "websocket-max-lifetime", |v| {
+                match parse_duration(v) {
+                    Ok(d) if !d.is_zero() => Ok(d),
+                    Ok(_) => Err("must be greater than 0".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .map(|max| crate::model::Lifetime {
+                max,
+                jitter_percent: r
+                    .parsed(WSGATE, "websocket-lifetime-jitter", |v| {
+                        super::translate::parse_percent(v)
+                            .ok_or_else(|| format!("{v:?} is not a percentage (0% to 100%)"))
+                    })
+                    .unwrap_or(crate::model::Lifetime::DEFAULT_JITTER_PERCENT),
+            });
         let settings = Settings {
+            max_lifetime,
             ssl_redirect: r.flag(NGINX, "ssl-redirect", true),
             force_ssl_redirect: r.flag(NGINX, "force-ssl-redirect", false),
             www_redirect: r.flag(NGINX, "from-to-www-redirect", false),
@@ -896,6 +924,7 @@ impl Context<'_> {
                 backends: one(ws_backend),
                 idle_timeout: s.idle_timeout,
                 handshake_timeout: None,
+                max_lifetime: s.max_lifetime,
                 balance: balance(Balance::LeastConnections),
                 allowed_origins: s.allowed_origins.clone(),
                 limits: s.limits,

@@ -161,6 +161,8 @@ fn websocket_route(
                     upgrades_per_second_per_client: l.rate,
                     burst: l.rate.map(|_| l.burst),
                 }),
+                max_lifetime: w.max_lifetime.map(|l| seconds(l.max)),
+                lifetime_jitter: w.max_lifetime.map(|l| format!("{}%", l.jitter_percent)),
             })
         });
         rules.push(Rule {

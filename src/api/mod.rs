@@ -219,6 +219,19 @@ pub struct WebSocketTarget {
     /// exceeding one gets 429 with `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ClientLimits>,
+    /// Close a socket this old (Go-style duration): Close 1001 to both sides at frame
+    /// boundaries, as on drain. Absent means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
+    pub max_lifetime: Option<String>,
+    /// Up to this share of `maxLifetime` is taken off at random per socket (`10%`, the
+    /// default), so sockets opened together do not reconnect together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))]
+    pub lifetime_jitter: Option<String>,
 }
 
 /// A load-balancing policy and, for ConsistentHash, what to hash.

@@ -43,6 +43,17 @@ pub struct WebSocketPolicySpec {
     /// LeastConnections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancing: Option<LoadBalancing>,
+    /// Close a socket this old (Close 1001 to both sides). Default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
+    pub max_lifetime: Option<String>,
+    /// Up to this share of `maxLifetime` is taken off at random per socket (default `10%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))]
+    pub lifetime_jitter: Option<String>,
 }
 
 /// A policy's target (Gateway API `LocalPolicyTargetReferenceWithSectionName`).

@@ -302,6 +302,8 @@ fn websocket_action(
         allowed_origins: &ws.allowed_origins,
         limits: ws.limits.as_ref(),
         load_balancing: ws.load_balancing.as_ref(),
+        max_lifetime: ws.max_lifetime.as_deref(),
+        lifetime_jitter: ws.lifetime_jitter.as_deref(),
     };
     let prefix = format!("spec.rules[{rule}].websocket");
     let settings = socket_settings(p, &prefix, at_rule.path, &settings);
@@ -316,6 +318,7 @@ fn websocket_action(
         balance: settings.balance.unwrap_or(Balance::LeastConnections),
         allowed_origins: settings.allowed_origins,
         limits: settings.limits,
+        max_lifetime: settings.max_lifetime,
         filters: Filters::default(),
         connect_timeout: None,
     })
@@ -327,6 +330,8 @@ pub(crate) struct SocketSpec<'a> {
     pub(crate) allowed_origins: &'a [String],
     pub(crate) limits: Option<&'a ClientLimits>,
     pub(crate) load_balancing: Option<&'a LoadBalancing>,
+    pub(crate) max_lifetime: Option<&'a str>,
+    pub(crate) lifetime_jitter: Option<&'a str>,
 }
 
 /// [`SocketSpec`] parsed.
@@ -336,6 +341,7 @@ pub(crate) struct SocketSettings {
     pub(crate) limits: Option<model::ClientLimits>,
     /// `None`: the default of the action.
     pub(crate) balance: Option<Balance>,
+    pub(crate) max_lifetime: Option<model::Lifetime>,
 }
 
 /// Parses socket settings whose fields sit under `prefix` (`spec.rules[0].websocket`,
@@ -382,6 +388,7 @@ fn socket_settings(
         )
         .map(Some),
     };
+    let max_lifetime = lifetime(p, prefix, spec.max_lifetime, spec.lifetime_jitter);
     let (balance, limits, idle_timeout) = (balance?, limits?, idle_timeout?);
     if allowed_origins.len() != spec.allowed_origins.len() {
         return None;
@@ -391,7 +398,54 @@ fn socket_settings(
         allowed_origins,
         limits,
         balance,
+        max_lifetime: max_lifetime?,
     })
+}
+
+/// `maxLifetime` and `lifetimeJitter` under `prefix`.
+fn lifetime(
+    p: &mut Problems,
+    prefix: &str,
+    max: Option<&str>,
+    jitter: Option<&str>,
+) -> Option<Option<model::Lifetime>> {
+    let at = |field: &str| format!("{prefix}.{field}");
+    let jitter_percent = match jitter {
+        None => model::Lifetime::DEFAULT_JITTER_PERCENT,
+        Some(text) => match parse_percent(text) {
+            Some(n) => n,
+            None => {
+                p.add(
+                    at("lifetimeJitter"),
+                    format!("{text:?} is not a percentage (0% to 100%)"),
+                );
+                return None;
+            }
+        },
+    };
+    let Some(max) = max else {
+        if jitter.is_some() {
+            p.add(at("lifetimeJitter"), "goes with maxLifetime");
+            return None;
+        }
+        return Some(None);
+    };
+    let max = positive_duration(
+        p,
+        at("maxLifetime"),
+        max,
+        "must be greater than 0 (leave it out for no limit)",
+    )?;
+    Some(Some(model::Lifetime {
+        max,
+        jitter_percent,
+    }))
+}
+
+/// `0%` to `100%`.
+pub(crate) fn parse_percent(text: &str) -> Option<u8> {
+    let n: u8 = text.strip_suffix('%')?.parse().ok()?;
+    (n <= 100).then_some(n)
 }
 
 /// A duration above zero; `zero` says what to do instead of 0.

@@ -225,6 +225,7 @@ impl RuleBuilder {
             backends: vec![WeightedBackend { backend, weight: 1 }],
             idle_timeout: None,
             handshake_timeout: None,
+            max_lifetime: None,
             balance: Balance::LeastConnections,
             allowed_origins: Vec::new(),
             limits: None,

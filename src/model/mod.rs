@@ -263,6 +263,8 @@ pub struct WebSocketAction {
     /// Time the backend has to answer the handshake (Gateway API `timeouts`); `None` is
     /// the proxy's default. Never bounds the life of the socket.
     pub handshake_timeout: Option<Duration>,
+    /// Close sockets this old (Close 1001 to both sides); `None` never.
+    pub max_lifetime: Option<Lifetime>,
     /// How sockets are spread over the endpoints.
     pub balance: Balance,
     /// Origins allowed to open a socket; empty allows any.
@@ -473,6 +475,27 @@ pub enum HashKey {
     Cookie(Box<str>),
     /// The client IP.
     SourceIp,
+}
+
+/// The maximum lifetime of a socket, shortened by a random part of `jitter_percent` per
+/// socket so that sockets opened together do not all close (and reconnect) together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// The longest a socket lives.
+    pub max: Duration,
+    /// Up to this share (0..=100 %) is taken off, at random per socket.
+    pub jitter_percent: u8,
+}
+
+impl Lifetime {
+    /// The default jitter: 10 %.
+    pub const DEFAULT_JITTER_PERCENT: u8 = 10;
+
+    /// The lifetime of one socket, `u` (in 0..1) picking where in the jitter it falls.
+    pub fn of_one(self, u: f64) -> Duration {
+        let jitter = f64::from(self.jitter_percent.min(100)) / 100.0;
+        self.max.mul_f64(1.0 - jitter * u.clamp(0.0, 1.0))
+    }
 }
 
 /// Per-client WebSocket limits of a rule.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::answer::ClientFault;
-use crate::model::{Cidr, ClientLimits, OriginPattern, PathRewrite, RequestRedirect};
+use crate::model::{Cidr, ClientLimits, Lifetime, OriginPattern, PathRewrite, RequestRedirect};
 use crate::table::{
     BackendSet, CompiledRoute, CompiledRule, HeaderFilters, HostBuf, HostEntry, HostRole,
     RouteTable, RuleInput, normalize_host,
@@ -118,6 +118,8 @@ pub struct UpgradePlan {
     pub idle_timeout: Option<Duration>,
     /// Time the backend has to answer the handshake (`None`: the proxy's default).
     pub handshake_timeout: Option<Duration>,
+    /// Close the socket this old.
+    pub max_lifetime: Option<Lifetime>,
     /// Origins allowed to open a socket (empty allows any), checked by `admit`.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Sources, limits and path, as for normal requests.
@@ -361,6 +363,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 backend: ws.backends.pick().clone(),
                 idle_timeout: ws.idle_timeout,
                 handshake_timeout: ws.handshake_timeout,
+                max_lifetime: ws.max_lifetime,
                 allowed_origins: ws.allowed_origins.clone(),
                 access: access(ws.limits, ws.rewrite.as_ref(), None, ws.headers.as_ref()),
                 route: route.clone(),
@@ -370,6 +373,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 backend: http.backends.pick().clone(),
                 idle_timeout: None,
                 handshake_timeout: None,
+                max_lifetime: None,
                 allowed_origins: Arc::default(),
                 access: access(None, http.rewrite.as_ref(), None, http.headers.as_ref()),
                 route: route.clone(),

@@ -397,6 +397,7 @@ async fn admit_and_upgrade(
         backend,
         idle_timeout,
         handshake_timeout,
+        max_lifetime,
         allowed_origins,
         access,
         route,
@@ -426,6 +427,7 @@ async fn admit_and_upgrade(
         extended_connect: inbound.extended_connect,
         idle_timeout,
         handshake_timeout,
+        max_lifetime,
         admission,
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };

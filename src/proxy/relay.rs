@@ -33,8 +33,8 @@ pub enum RelayEnd {
     BackendClosed,
     /// No byte moved in either direction for the idle timeout.
     IdleTimeout,
-    /// Closed by wsgate's graceful drain (Close 1001 to both sides).
-    Drained,
+    /// Closed by wsgate itself, with Close frames to both sides.
+    Closed(Closing),
     /// Reading from or writing to the client failed.
     ClientError,
     /// Reading from or writing to the backend failed.
@@ -48,22 +48,57 @@ impl RelayEnd {
             RelayEnd::ClientClosed => "client",
             RelayEnd::BackendClosed => "backend",
             RelayEnd::IdleTimeout => "idle_timeout",
-            RelayEnd::Drained => "drain",
+            RelayEnd::Closed(why) => why.as_str(),
             RelayEnd::ClientError | RelayEnd::BackendError => "error",
         }
     }
 }
 
-/// Close frame with status 1001 (Going Away), unmasked: server to client.
-const CLOSE_GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xe9];
+/// Why wsgate closes a WebSocket itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The replica is shutting down (graceful drain).
+    Drain,
+    /// The socket reached its maximum lifetime.
+    MaxLifetime,
+    /// Its endpoint holds more than its share of sockets after a scale-out.
+    Rebalance,
+}
 
-/// The same Close frame masked, as a client must send it to a server.
-fn close_frame_masked() -> Vec<u8> {
+impl Closing {
+    /// The Close status code (RFC 6455 §7.4.1 and its IANA registry): 1001 Going Away, or
+    /// 1012 Service Restart for a rebalance (the client should reconnect now).
+    pub fn code(self) -> u16 {
+        match self {
+            Closing::Drain | Closing::MaxLifetime => 1001,
+            Closing::Rebalance => 1012,
+        }
+    }
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closing::Drain => "drain",
+            Closing::MaxLifetime => "max_lifetime",
+            Closing::Rebalance => "rebalance",
+        }
+    }
+}
+
+/// A Close frame with `code` and no reason, unmasked: server to client.
+fn close_frame(code: u16) -> Vec<u8> {
+    let [hi, lo] = code.to_be_bytes();
+    vec![0x88, 0x02, hi, lo]
+}
+
+/// The same Close frame masked, as a client must send it to a server (RFC 6455 §5.3).
+fn close_frame_masked(code: u16) -> Vec<u8> {
     use std::hash::{BuildHasher, RandomState};
     // The mask only has to be unpredictable to the peer's intermediaries, not secret.
     let key = RandomState::new()
         .hash_one(std::time::Instant::now())
         .to_le_bytes();
+    let [hi, lo] = code.to_be_bytes();
     vec![
         0x88,
         0x82,
@@ -71,8 +106,8 @@ fn close_frame_masked() -> Vec<u8> {
         key[1],
         key[2],
         key[3],
-        0x03 ^ key[0],
-        0xe9 ^ key[1],
+        hi ^ key[0],
+        lo ^ key[1],
     ]
 }
 
@@ -104,7 +139,7 @@ impl RelayStats {
     pub fn reason(&self) -> &'static str {
         match (self.end, self.first_close) {
             (RelayEnd::IdleTimeout, _) => "idle_timeout",
-            (RelayEnd::Drained, _) => "drain",
+            (RelayEnd::Closed(why), _) => why.as_str(),
             (_, Some(Side::Client)) => "client",
             (_, Some(Side::Backend)) => "backend",
             (end, None) => end.as_str(),
@@ -268,16 +303,17 @@ impl Half {
 /// or nothing moves for `idle_timeout`. `on_bytes(to_backend, to_client)` is told of every
 /// batch of bytes moved, so live counters do not wait for the connection to end.
 ///
-/// When `drain` resolves, the relay closes the WebSocket gracefully: a Close frame with code
-/// 1001 (Going Away) goes to the client and to the backend, each at the next frame boundary of
-/// the stream it is spliced into, nothing more is forwarded, and the relay ends once both
-/// peers have answered with their own Close (or closed TCP).
+/// When `close` resolves (a drain, the socket's lifetime, a rebalance), the relay closes the
+/// WebSocket gracefully: a Close frame with the reason's code goes to the client and to the
+/// backend, each at the next frame boundary of the stream it is spliced into, nothing more is
+/// forwarded, and the relay ends once both peers have answered with their own Close (or
+/// closed TCP).
 pub async fn relay<C, B>(
     mut client: C,
     mut backend: B,
     idle_timeout: Option<Duration>,
     mut on_bytes: impl FnMut(u64, u64),
-    drain: impl Future<Output = ()>,
+    close: impl Future<Output = Closing>,
 ) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -294,13 +330,15 @@ where
             last_activity: Instant::now(),
         }),
         linger: None,
-        draining: false,
+        closing: None,
         reported: (0, 0),
     };
-    let mut drain = std::pin::pin!(drain);
+    let mut close = std::pin::pin!(close);
     let end = poll_fn(|cx| {
-        if !state.draining && drain.as_mut().poll(cx).is_ready() {
-            state.start_drain();
+        if state.closing.is_none() {
+            if let Poll::Ready(why) = close.as_mut().poll(cx) {
+                state.start_closing(why);
+            }
         }
         let polled = state.poll_halves(cx, &mut client, &mut backend);
         state.report(&mut on_bytes);
@@ -333,7 +371,8 @@ struct Relay {
     idle: Option<Idle>,
     /// Started once one side closed; bounds how long the other may stay open.
     linger: Option<Pin<Box<Sleep>>>,
-    draining: bool,
+    /// Set once wsgate started closing the socket itself.
+    closing: Option<Closing>,
     /// Bytes already passed to `on_bytes`.
     reported: (u64, u64),
 }
@@ -346,11 +385,11 @@ struct Idle {
 }
 
 impl Relay {
-    fn start_drain(&mut self) {
-        self.draining = true;
+    fn start_closing(&mut self, why: Closing) {
+        self.closing = Some(why);
         // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
-        self.up.splice.send_close(close_frame_masked());
-        self.down.splice.send_close(CLOSE_GOING_AWAY.to_vec());
+        self.up.splice.send_close(close_frame_masked(why.code()));
+        self.down.splice.send_close(close_frame(why.code()));
     }
 
     /// Polls both directions; Ok(whether bytes moved), or Err with how the relay failed.
@@ -417,7 +456,7 @@ impl Relay {
     fn poll_end(&mut self, cx: &mut Context<'_>, active: bool) -> Poll<RelayEnd> {
         self.note_first_close();
         let (up, down) = (&mut self.up, &mut self.down);
-        if self.draining && !(up.eof && down.eof) {
+        if self.closing.is_some() && !(up.eof && down.eof) {
             let sent = up.splice.close_sent() && down.splice.close_sent();
             let flushed = up.pending.is_none() && down.pending.is_none();
             let answered = up.splice.answered() && down.splice.answered();
@@ -429,8 +468,8 @@ impl Relay {
             }
         }
         if up.done && down.done {
-            if self.draining {
-                return Poll::Ready(RelayEnd::Drained);
+            if let Some(why) = self.closing {
+                return Poll::Ready(RelayEnd::Closed(why));
             }
             return Poll::Ready(self.first_closed.unwrap_or(RelayEnd::ClientClosed));
         }

@@ -537,6 +537,7 @@ fn compile_rule<'s>(
             backends: split(ctx, &w.backends, on, shared, problems)?,
             idle_timeout: w.idle_timeout,
             handshake_timeout: w.handshake_timeout,
+            max_lifetime: w.max_lifetime,
             allowed_origins: w.allowed_origins.as_slice().into(),
             limits: w.limits,
             rewrite: w.filters.rewrite.clone(),

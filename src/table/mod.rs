@@ -41,7 +41,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use rustls::sign::CertifiedKey;
 
 use crate::model::{
-    Balance, Cidr, ClientLimits, HeaderChanges, HeaderMatch, OriginPattern, PathRewrite,
+    Balance, Cidr, ClientLimits, HeaderChanges, HeaderMatch, Lifetime, OriginPattern, PathRewrite,
     QueryMatch, RequestRedirect,
 };
 
@@ -248,6 +248,8 @@ pub struct WebSocketBackend {
     pub idle_timeout: Option<Duration>,
     /// Time the backend has to answer the handshake; `None` is the proxy's default.
     pub handshake_timeout: Option<Duration>,
+    /// Close sockets this old.
+    pub max_lifetime: Option<Lifetime>,
     /// Origins allowed to open a socket; empty allows any.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.

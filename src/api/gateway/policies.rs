@@ -50,6 +50,8 @@ impl<'a> Policies<'a> {
                     allowed_origins: &spec.allowed_origins,
                     limits: spec.limits.as_ref(),
                     load_balancing: spec.load_balancing.as_ref(),
+                    max_lifetime: spec.max_lifetime.as_deref(),
+                    lifetime_jitter: spec.lifetime_jitter.as_deref(),
                 };
                 let settings = socket_settings_into(&mut errors, "spec", "/", &socket);
                 let settings = match settings {
@@ -146,6 +148,9 @@ impl<'a> Policies<'a> {
                 }
                 if let Some(balance) = &settings.balance {
                     ws.balance = balance.clone();
+                }
+                if settings.max_lifetime.is_some() {
+                    ws.max_lifetime = settings.max_lifetime;
                 }
             }
         }

@@ -125,6 +125,7 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
                     idle_timeout: None,
                     // The route's timeouts bound the handshake, never the socket.
                     handshake_timeout: timeout,
+                    max_lifetime: None,
                     balance: Balance::LeastConnections,
                     allowed_origins: Vec::new(),
                     limits: None,

@@ -772,6 +772,7 @@ spec:
   targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]
   idleTimeout: 1h
   allowedOrigins: ["https://chat.example.com"]
+  maxLifetime: 30m
 ---
 kind: WebSocketPolicy
 metadata: {name: live-rule, namespace: infra}
@@ -824,6 +825,8 @@ spec:
     );
     assert_eq!(rest.allowed_origins.len(), 1);
     assert_eq!(rest.balance, crate::model::Balance::LeastConnections);
+    assert_eq!(rest.max_lifetime.map(|l| l.max.as_secs()), Some(1800));
+    assert_eq!(live.max_lifetime, None);
     // Requests are untouched.
     assert!(
         route.rules[1]

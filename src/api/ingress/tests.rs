@@ -107,6 +107,32 @@ fn without_annotations_sockets_never_idle_out() {
 }
 
 #[test]
+fn a_max_lifetime_annotation_sets_the_socket_lifetime_with_its_jitter() {
+    let yaml = CHAT.replace(
+        "nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"",
+        "wsgate.dev/websocket-max-lifetime: 2h\n    wsgate.dev/websocket-lifetime-jitter: 25%",
+    );
+    let ws = routes(&yaml)[0].rules[0].websocket.clone();
+    let lifetime = ws.and_then(|w| w.max_lifetime);
+    assert_eq!(
+        lifetime,
+        Some(crate::model::Lifetime {
+            max: Duration::from_secs(7200),
+            jitter_percent: 25
+        })
+    );
+    let bad = CHAT.replace(
+        "nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"",
+        "wsgate.dev/websocket-max-lifetime: \"0s\"",
+    );
+    let found = problems(&bad);
+    assert!(
+        found.iter().any(|p| p.contains("websocket-max-lifetime")),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn rules_without_a_host_and_a_default_backend_make_a_catch_all_route() {
     let routes = routes(
         r#"

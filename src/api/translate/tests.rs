@@ -464,3 +464,67 @@ fn values_that_do_not_parse_reject_the_route() {
     let rejected = translate(&WebSocketRoute::new("chat", spec)).unwrap_err();
     assert_eq!(rejected.problems[0].path, "spec.rules[0].http.timeout");
 }
+
+#[test]
+fn max_lifetime_and_its_jitter_are_read_and_checked() {
+    let with = |max: Option<&str>, jitter: Option<&str>| {
+        let mut spec = valid();
+        let ws = WebSocketTarget {
+            backend: addr("127.0.0.1:5000"),
+            max_lifetime: max.map(Into::into),
+            lifetime_jitter: jitter.map(Into::into),
+            ..Default::default()
+        };
+        spec.rules[0].websocket = Some(ws);
+        spec
+    };
+    let lifetime = |spec: &WebSocketRouteSpec| {
+        let route = translate_spec("default", spec).unwrap_or_else(|e| panic!("{e:?}"));
+        route.rules[0]
+            .websocket
+            .as_ref()
+            .and_then(|w| w.max_lifetime)
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        lifetime(&with(Some("1h"), None)),
+        Some(model::Lifetime {
+            max: hour,
+            jitter_percent: 10
+        })
+    );
+    assert_eq!(
+        lifetime(&with(Some("1h"), Some("0%"))).map(|l| l.jitter_percent),
+        Some(0)
+    );
+    assert_eq!(lifetime(&with(None, None)), None);
+    for (max, jitter, field) in [
+        (Some("0s"), None, "spec.rules[0].websocket.maxLifetime"),
+        (
+            Some("1h"),
+            Some("101%"),
+            "spec.rules[0].websocket.lifetimeJitter",
+        ),
+        (
+            Some("1h"),
+            Some("10"),
+            "spec.rules[0].websocket.lifetimeJitter",
+        ),
+        (None, Some("10%"), "spec.rules[0].websocket.lifetimeJitter"),
+    ] {
+        let problems = validate(&with(max, jitter));
+        assert_eq!(paths_of(&problems), [field], "{max:?} {jitter:?}");
+    }
+    // A socket's lifetime falls within the jitter below the maximum.
+    let l = model::Lifetime {
+        max: hour,
+        jitter_percent: 10,
+    };
+    assert_eq!(l.of_one(0.0), hour);
+    assert_eq!(l.of_one(1.0), hour.mul_f64(0.9));
+    assert!(l.of_one(0.5) < hour && l.of_one(0.5) > hour.mul_f64(0.9));
+}
+
+fn paths_of(problems: &[FieldError]) -> Vec<&str> {
+    problems.iter().map(|p| p.path.as_str()).collect()
+}

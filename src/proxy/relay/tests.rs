@@ -71,6 +71,7 @@ async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers()
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
         let _ = drain_rx.await;
+        Closing::Drain
     }));
     // The backend is halfway through a 10-byte binary frame when the drain starts.
     let frame: Vec<u8> = [vec![0x82, 10], vec![9u8; 10]].concat();
@@ -99,7 +100,7 @@ async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&rest[..6], &frame[6..], "the frame in flight completes");
-    assert_eq!(&rest[6..], &CLOSE_GOING_AWAY, "then Close 1001");
+    assert_eq!(&rest[6..], &close_frame(1001), "then Close 1001");
     // The backend got a masked Close 1001.
     let mut to_backend = vec![0u8; 8];
     backend
@@ -118,11 +119,11 @@ async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     backend
-        .write_all(&CLOSE_GOING_AWAY)
+        .write_all(&close_frame(1001))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(stats.end, RelayEnd::Drained);
+    assert_eq!(stats.end, RelayEnd::Closed(Closing::Drain));
     assert_eq!(stats.reason(), "drain");
     let mut tail = Vec::new();
     client
@@ -186,4 +187,44 @@ async fn idle_timeout_fires_only_without_traffic() {
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.end, RelayEnd::IdleTimeout);
     assert_eq!(stats.client_to_backend, 3);
+}
+
+#[tokio::test]
+async fn a_rebalance_closes_with_1012_and_says_so() {
+    let (mut client, client_side) = duplex(1 << 16);
+    let (backend_side, mut backend) = duplex(1 << 16);
+    let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
+        Closing::Rebalance
+    }));
+    let mut to_client = [0u8; 4];
+    client
+        .read_exact(&mut to_client)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        to_client,
+        [0x88, 0x02, 0x03, 0xf4],
+        "Close 1012 (Service Restart)"
+    );
+    let mut to_backend = [0u8; 8];
+    backend
+        .read_exact(&mut to_backend)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = &to_backend[2..6];
+    assert_eq!(
+        [to_backend[6] ^ key[0], to_backend[7] ^ key[1]],
+        [0x03, 0xf4]
+    );
+    client
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xf4])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write_all(&close_frame(1012))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.end, RelayEnd::Closed(Closing::Rebalance));
+    assert_eq!(stats.reason(), "rebalance");
 }

@@ -24,10 +24,11 @@ use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
 use super::limits::Admission;
-use super::relay::relay;
+use super::relay::{Closing, relay};
 use super::tracker::Token;
 use super::upstream::{BackendIo, UpstreamBody};
 use crate::metrics::RouteMetrics;
+use crate::model::Lifetime;
 use crate::table::ActiveGuard;
 
 /// How long a backend may take to answer a WebSocket handshake.
@@ -91,6 +92,8 @@ pub(crate) struct UpgradeRequest {
     /// How long the backend has to answer the handshake (`None`: [`UPGRADE_TIMEOUT`]); it
     /// never bounds the life of the socket.
     pub handshake_timeout: Option<Duration>,
+    /// Close the socket this old.
+    pub max_lifetime: Option<Lifetime>,
     /// Consistent-hashing key.
     pub key: Option<u64>,
     /// The client's connection slot, when the rule has limits.
@@ -153,6 +156,7 @@ pub(crate) async fn upgrade(
         client: client_upgrade,
         backend: backend_upgrade,
         idle_timeout: upgrade.idle_timeout,
+        max_lifetime: upgrade.max_lifetime,
         held: Held {
             _relay: shared.relays.token(),
             _active: active,
@@ -222,6 +226,7 @@ struct Sockets {
     client: OnUpgrade,
     backend: OnUpgrade,
     idle_timeout: Option<Duration>,
+    max_lifetime: Option<Lifetime>,
     held: Held,
 }
 
@@ -244,6 +249,20 @@ fn spawn_relay(
             }
         };
         let opened = Instant::now();
+        let lifetime = sockets.max_lifetime.map(|l| l.of_one(unit_random()));
+        // The first of: this replica's drain, the socket's lifetime.
+        let close = async move {
+            match lifetime {
+                None => {
+                    drain.await;
+                    Closing::Drain
+                }
+                Some(lifetime) => tokio::select! {
+                    () = drain => Closing::Drain,
+                    () = tokio::time::sleep(lifetime) => Closing::MaxLifetime,
+                },
+            }
+        };
         metrics.ws_active.inc();
         let stats = relay(
             TokioIo::new(client_io),
@@ -253,7 +272,7 @@ fn spawn_relay(
                 metrics.ws_to_backend.inc_by(up);
                 metrics.ws_to_client.inc_by(down);
             },
-            drain,
+            close,
         )
         .await;
         metrics.ws_active.dec();
@@ -265,6 +284,18 @@ fn spawn_relay(
             a.log_websocket(lifetime, &stats, reason);
         }
     });
+}
+
+/// A number in 0..1 that differs per call: where in its jitter a socket's lifetime falls.
+/// Not for secrets; only spread matters.
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let bits = RandomState::new().hash_one((n, std::time::Instant::now()));
+    // The top 53 bits as a fraction (the precision of an f64).
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
