@@ -1133,3 +1133,120 @@ async fn an_invalid_edit_keeps_the_last_good_version_serving() {
     .await;
     wait_condition(&server, "web", "Accepted", "True", "Accepted").await;
 }
+
+/// The status line and `Retry-After` of a WebSocket handshake to `host`.
+async fn upgrade_head(gw: &Gateway, host: &str) -> (String, String) {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let head = raw_head(gw.http_addr, head.as_bytes()).await;
+    let status = head.lines().next().unwrap_or("").to_string();
+    let retry = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap_or("")
+        .to_string();
+    (status, retry)
+}
+
+#[tokio::test]
+async fn capacity_caps_answer_503_with_retry_after_at_the_exact_limit() {
+    let server = ApiServer::start().await;
+    let a = pod_at(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let b = pod_at(std::net::SocketAddr::from(([127, 0, 0, 2], a.port()))).await;
+    service_with_pods(&server, "caps", 80, &["127.0.0.1", "127.0.0.2"], a.port());
+    server.apply(
+        Res::Routes,
+        &balanced_route(
+            "caps",
+            "caps.test",
+            "",
+            ", loadBalancing: { policy: ConsistentHash, hashOn: { header: x-user } }, limits: { maxConnectionsPerEndpoint: 2 }",
+        ),
+    );
+    server.apply(
+        Res::Routes,
+        &balanced_route("caps", "total.test", "", ", limits: { maxConnections: 3 }")
+            .replace("name: caps,", "name: total,"),
+    );
+    let gw = controller(&server, "solo").await;
+    // One user: consistent hashing sends every socket to the same pod, until it is full.
+    let open = |host: &'static str| {
+        let addr = gw.http_addr;
+        async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            ws_handshake(stream, host, "/", &[("x-user", "ada")]).await
+        }
+    };
+    eventually("both routes serve", || async {
+        upgrade_head(&gw, "caps.test")
+            .await
+            .0
+            .starts_with("HTTP/1.1 101")
+            && upgrade_head(&gw, "total.test")
+                .await
+                .0
+                .starts_with("HTTP/1.1 101")
+    })
+    .await;
+    // Two per pod: the first two on the user's pod, the next two on the other (balancing
+    // skips a full pod); the fifth finds both full.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (ws, answer) = open("caps.test").await;
+        held.push((
+            ws,
+            answer.headers()["x-served-by"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+    let by: Vec<&str> = held.iter().map(|(_, by)| by.as_str()).collect();
+    assert_eq!(by[0], by[1], "{by:?}");
+    assert_eq!(by[2], by[3], "{by:?}");
+    assert_ne!(by[0], by[2], "{by:?}");
+    assert!(by.contains(&a.to_string().as_str()) && by.contains(&b.to_string().as_str()));
+    assert_eq!(
+        upgrade_head(&gw, "caps.test").await,
+        (
+            "HTTP/1.1 503 Service Unavailable".to_string(),
+            "1".to_string()
+        )
+    );
+    // A place frees when a socket on pod b closes: the next one lands there.
+    let at = held
+        .iter()
+        .position(|(_, by)| *by == b.to_string())
+        .unwrap();
+    let (mut ws, _) = held.remove(at);
+    ws.close(None).await.unwrap();
+    while futures_util::StreamExt::next(&mut ws).await.is_some() {}
+    drop(ws);
+    eventually("the freed place takes a socket", || async {
+        upgrade_head(&gw, "caps.test")
+            .await
+            .0
+            .starts_with("HTTP/1.1 101")
+    })
+    .await;
+
+    // Three for the rule, whoever the clients are.
+    let mut total = Vec::new();
+    for _ in 0..3 {
+        total.push(open("total.test").await.0);
+    }
+    assert_eq!(upgrade_head(&gw, "total.test").await.1, "1");
+    assert!(upgrade_head(&gw, "total.test").await.0.contains("503"));
+    let mut first = total.remove(0);
+    first.close(None).await.unwrap();
+    while futures_util::StreamExt::next(&mut first).await.is_some() {}
+    drop(first);
+    eventually("the rule admits again after a close", || async {
+        upgrade_head(&gw, "total.test")
+            .await
+            .0
+            .starts_with("HTTP/1.1 101")
+    })
+    .await;
+}

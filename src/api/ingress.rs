@@ -925,6 +925,7 @@ impl Context<'_> {
                 idle_timeout: s.idle_timeout,
                 handshake_timeout: None,
                 max_lifetime: s.max_lifetime,
+                capacity: Default::default(),
                 balance: balance(Balance::LeastConnections),
                 allowed_origins: s.allowed_origins.clone(),
                 limits: s.limits,

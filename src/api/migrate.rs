@@ -160,6 +160,7 @@ fn websocket_route(
                     max_connections_per_client: l.max_connections,
                     upgrades_per_second_per_client: l.rate,
                     burst: l.rate.map(|_| l.burst),
+                    ..ClientLimits::default()
                 }),
                 max_lifetime: w.max_lifetime.map(|l| seconds(l.max)),
                 lifetime_jitter: w.max_lifetime.map(|l| format!("{}%", l.jitter_percent)),

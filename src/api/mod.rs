@@ -296,10 +296,21 @@ pub struct HashOn {
     pub source_ip: Option<bool>,
 }
 
-/// Per-client WebSocket limits.
+/// WebSocket limits: per client (429 beyond) and capacity caps for all clients together
+/// (503 beyond). Every count is per wsgate replica.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientLimits {
+    /// Open WebSockets of this rule, all clients together; an upgrade beyond gets 503 with
+    /// `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
+    pub max_connections: Option<u32>,
+    /// Open WebSockets of this rule on each endpoint (pod); full endpoints are skipped, and an
+    /// upgrade when all are full gets 503 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
+    pub max_connections_per_endpoint: Option<u32>,
     /// Open WebSocket connections one client may hold on this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4_294_967_295u32))]

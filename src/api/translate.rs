@@ -319,6 +319,7 @@ fn websocket_action(
         allowed_origins: settings.allowed_origins,
         limits: settings.limits,
         max_lifetime: settings.max_lifetime,
+        capacity: settings.capacity,
         filters: Filters::default(),
         connect_timeout: None,
     })
@@ -342,6 +343,7 @@ pub(crate) struct SocketSettings {
     /// `None`: the default of the action.
     pub(crate) balance: Option<Balance>,
     pub(crate) max_lifetime: Option<model::Lifetime>,
+    pub(crate) capacity: model::Capacity,
 }
 
 /// Parses socket settings whose fields sit under `prefix` (`spec.rules[0].websocket`,
@@ -375,8 +377,8 @@ fn socket_settings(
         }
     }
     let limits = match spec.limits {
-        None => Some(None),
-        Some(limits) => client_limits(p, prefix, limits).map(Some),
+        None => Some((None, model::Capacity::default())),
+        Some(limits) => client_limits(p, prefix, limits),
     };
     let idle_timeout = match spec.idle_timeout {
         None => Some(None),
@@ -389,7 +391,7 @@ fn socket_settings(
         .map(Some),
     };
     let max_lifetime = lifetime(p, prefix, spec.max_lifetime, spec.lifetime_jitter);
-    let (balance, limits, idle_timeout) = (balance?, limits?, idle_timeout?);
+    let (balance, (limits, capacity), idle_timeout) = (balance?, limits?, idle_timeout?);
     if allowed_origins.len() != spec.allowed_origins.len() {
         return None;
     }
@@ -397,6 +399,7 @@ fn socket_settings(
         idle_timeout,
         allowed_origins,
         limits,
+        capacity,
         balance,
         max_lifetime: max_lifetime?,
     })
@@ -705,15 +708,20 @@ pub(crate) fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// `limits` under `prefix`.
+/// `limits` under `prefix`: the per-client limits (if any) and the capacity caps.
 fn client_limits(
     p: &mut Problems,
     prefix: &str,
     limits: &ClientLimits,
-) -> Option<model::ClientLimits> {
+) -> Option<(Option<model::ClientLimits>, model::Capacity)> {
     let at = |field: &str| format!("{prefix}.limits{field}");
     let before = p.0.len();
     let fields = [
+        (".maxConnections", limits.max_connections),
+        (
+            ".maxConnectionsPerEndpoint",
+            limits.max_connections_per_endpoint,
+        ),
         (
             ".maxConnectionsPerClient",
             limits.max_connections_per_client,
@@ -729,12 +737,10 @@ fn client_limits(
             p.add(at(field), "must be at least 1 (leave it out for no limit)");
         }
     }
-    if limits.max_connections_per_client.is_none()
-        && limits.upgrades_per_second_per_client.is_none()
-    {
+    if fields[..4].iter().all(|(_, v)| v.is_none()) {
         p.add(
             at(""),
-            "set maxConnectionsPerClient or upgradesPerSecondPerClient (or both)",
+            "set maxConnections, maxConnectionsPerEndpoint, maxConnectionsPerClient or upgradesPerSecondPerClient",
         );
     }
     if limits.burst.is_some() && limits.upgrades_per_second_per_client.is_none() {
@@ -744,12 +750,18 @@ fn client_limits(
         return None;
     }
     let rate = limits.upgrades_per_second_per_client;
-    Some(model::ClientLimits {
+    let per_client = limits.max_connections_per_client.is_some() || rate.is_some();
+    let client = per_client.then(|| model::ClientLimits {
         max_connections: limits.max_connections_per_client,
         rate,
         // A bucket as large as the rate unless told otherwise: one second's worth at once.
         burst: limits.burst.or(rate).unwrap_or(1),
-    })
+    });
+    let capacity = model::Capacity {
+        max_connections: limits.max_connections,
+        max_per_endpoint: limits.max_connections_per_endpoint,
+    };
+    Some((client, capacity))
 }
 
 #[cfg(test)]

@@ -226,6 +226,7 @@ impl RuleBuilder {
             idle_timeout: None,
             handshake_timeout: None,
             max_lifetime: None,
+            capacity: Capacity::default(),
             balance: Balance::LeastConnections,
             allowed_origins: Vec::new(),
             limits: None,

@@ -265,6 +265,8 @@ pub struct WebSocketAction {
     pub handshake_timeout: Option<Duration>,
     /// Close sockets this old (Close 1001 to both sides); `None` never.
     pub max_lifetime: Option<Lifetime>,
+    /// Sockets of the rule and of each endpoint, all clients together.
+    pub capacity: Capacity,
     /// How sockets are spread over the endpoints.
     pub balance: Balance,
     /// Origins allowed to open a socket; empty allows any.
@@ -496,6 +498,16 @@ impl Lifetime {
         let jitter = f64::from(self.jitter_percent.min(100)) / 100.0;
         self.max.mul_f64(1.0 - jitter * u.clamp(0.0, 1.0))
     }
+}
+
+/// Capacity caps of a rule's WebSockets, counted per wsgate replica: an upgrade beyond one
+/// gets 503 with `Retry-After` (overload, not the client's fault).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Sockets of the rule.
+    pub max_connections: Option<u32>,
+    /// Sockets of each endpoint; balancing skips full ones.
+    pub max_per_endpoint: Option<u32>,
 }
 
 /// Per-client WebSocket limits of a rule.

@@ -56,6 +56,9 @@ pub enum BackendFault {
     /// The route names a backend it may not use or that wsgate cannot serve (Gateway API:
     /// that share of the traffic gets 500).
     Unresolved,
+    /// The rule's WebSocket capacity is reached (`maxConnections`, or every endpoint at
+    /// `maxConnectionsPerEndpoint`): overload, not the client's doing.
+    AtCapacity,
     /// Connecting failed, or the connection broke before a response.
     Unreachable,
     /// No response (headers) within the route's timeout.
@@ -102,6 +105,7 @@ impl Answer {
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "no_endpoints",
                 BackendFault::Unresolved => "unresolved_backend",
+                BackendFault::AtCapacity => "at_capacity",
                 BackendFault::Unreachable => "unreachable",
                 BackendFault::Timeout => "timeout",
                 BackendFault::BadSwitch => "bad_switch",
@@ -128,6 +132,7 @@ impl Answer {
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
                 BackendFault::Unresolved => StatusCode::INTERNAL_SERVER_ERROR,
+                BackendFault::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
                 BackendFault::Unreachable | BackendFault::BadSwitch => StatusCode::BAD_GATEWAY,
                 BackendFault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             },
@@ -171,6 +176,9 @@ impl Answer {
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "503 service unavailable: no ready backend\n",
+                BackendFault::AtCapacity => {
+                    "503 service unavailable: this WebSocket endpoint is at capacity; retry shortly\n"
+                }
                 BackendFault::Unresolved => {
                     "500 internal server error: the route's backend is not valid (see its status)\n"
                 }
@@ -201,6 +209,11 @@ impl Answer {
                     header::RETRY_AFTER,
                     HeaderValue::from(refusal.retry_after_secs()),
                 );
+            }
+            // RFC 9110 §10.2.3: a 503 may say when to come back.
+            Answer::Backend(BackendFault::AtCapacity) => {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -279,6 +292,7 @@ mod tests {
         let backend = [
             BackendFault::NoEndpoints,
             BackendFault::Unresolved,
+            BackendFault::AtCapacity,
             BackendFault::Unreachable,
             BackendFault::Timeout,
             BackendFault::BadSwitch,

@@ -127,8 +127,12 @@ where
     let mut exclude = None;
     loop {
         let Some(endpoint) = target.backend.pick(key, now_ms(), exclude) else {
+            let fault = match target.backend.full() {
+                true => BackendFault::AtCapacity,
+                false => BackendFault::NoEndpoints,
+            };
             return Err(Failure {
-                answer: Answer::Backend(BackendFault::NoEndpoints),
+                answer: Answer::Backend(fault),
                 backend: exclude,
             });
         };

@@ -102,6 +102,8 @@ pub struct Access {
     pub allowed_sources: Option<Arc<[Cidr]>>,
     /// Per-client limits, with the rule they count under.
     pub limits: Option<(ClientLimits, usize)>,
+    /// The rule's `maxConnections` (all clients), with the rule it counts under.
+    pub max_connections: Option<(u32, usize)>,
     /// The path (without query) the backend gets instead of the request's, when the rule
     /// rewrites it.
     pub rewritten_path: Option<String>,
@@ -342,16 +344,19 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
     let access = |limits: Option<ClientLimits>,
                   rewrite: Option<&PathRewrite>,
                   max_body: Option<u64>,
-                  headers: Option<&Arc<HeaderFilters>>| {
+                  headers: Option<&Arc<HeaderFilters>>,
+                  max_connections: Option<u32>| {
         let none = rule.allowed_sources.is_none()
             && limits.is_none()
             && rewrite.is_none()
-            && headers.is_none();
+            && headers.is_none()
+            && max_connections.is_none();
         (!none || max_body.is_some()).then(|| {
             Box::new(Access {
                 max_body,
                 allowed_sources: rule.allowed_sources.clone(),
                 limits: limits.map(|l| (l, rule.index)),
+                max_connections: max_connections.map(|m| (m, rule.index)),
                 rewritten_path: rewrite.map(|to| rewritten(rule, to, req.path)),
                 headers: headers.cloned(),
             })
@@ -365,7 +370,13 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 handshake_timeout: ws.handshake_timeout,
                 max_lifetime: ws.max_lifetime,
                 allowed_origins: ws.allowed_origins.clone(),
-                access: access(ws.limits, ws.rewrite.as_ref(), None, ws.headers.as_ref()),
+                access: access(
+                    ws.limits,
+                    ws.rewrite.as_ref(),
+                    None,
+                    ws.headers.as_ref(),
+                    ws.max_connections,
+                ),
                 route: route.clone(),
             }),
             // A rule with only `http` passes upgrades through to the http backend.
@@ -375,7 +386,13 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 handshake_timeout: None,
                 max_lifetime: None,
                 allowed_origins: Arc::default(),
-                access: access(None, http.rewrite.as_ref(), None, http.headers.as_ref()),
+                access: access(
+                    None,
+                    http.rewrite.as_ref(),
+                    None,
+                    http.headers.as_ref(),
+                    None,
+                ),
                 route: route.clone(),
             }),
             (None, None) => Decision::Reject(ClientFault::NotFound, Some(route.clone())),
@@ -390,6 +407,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                     http.rewrite.as_ref(),
                     http.max_body,
                     http.headers.as_ref(),
+                    None,
                 ),
                 route: route.clone(),
             }),

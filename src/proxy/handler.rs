@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use super::access::{AccessRecord, Finish, Metered};
 use super::admit::{Checks, admit};
 use super::affinity::set_cookie;
-use super::answer::{Answer, Body, ClientFault, maintenance, redirect};
+use super::answer::{Answer, BackendFault, Body, ClientFault, maintenance, redirect};
 use super::client_ip::TrustedProxies;
 use super::connect::{Target, hash_key};
 use super::decide::{
@@ -81,6 +81,15 @@ pub(crate) struct Served {
 pub(crate) struct Failure {
     pub answer: Answer,
     pub backend: Option<SocketAddr>,
+}
+
+impl From<Answer> for Failure {
+    fn from(answer: Answer) -> Self {
+        Failure {
+            answer,
+            backend: None,
+        }
+    }
 }
 
 impl From<ClientFault> for Failure {
@@ -415,6 +424,15 @@ async fn admit_and_upgrade(
         ..Checks::default()
     };
     let admission = ctx.admit(checks, &route.id)?;
+    // The rule's capacity, all clients together: an overload, so 503, not the 429 of a
+    // client over its own limits.
+    let total = match access.max_connections {
+        None => None,
+        Some((max, rule)) => match shared.limiter.hold_total(&route.id, rule, max) {
+            Some(slot) => Some(slot),
+            None => return Err(Failure::from(Answer::Backend(BackendFault::AtCapacity))),
+        },
+    };
     let mut req = req;
     rewrite_path(&mut req, access.rewritten_path.as_deref())?;
     if let Some(h) = &access.headers {
@@ -429,6 +447,7 @@ async fn admit_and_upgrade(
         handshake_timeout,
         max_lifetime,
         admission,
+        total,
         stream: conn.activity.as_ref().map(|a| a.streams.token()),
     };
     let target = ctx.target(&backend, &route.id);

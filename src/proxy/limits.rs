@@ -75,6 +75,32 @@ impl Refusal {
 pub struct ClientLimiter {
     entries: Mutex<HashMap<Key, Entry>>,
     capacity: usize,
+    /// Open sockets of each (route, rule) with `maxConnections`, all clients together. One
+    /// entry per such rule with sockets open: bounded by the table, not by clients.
+    totals: Mutex<HashMap<(Arc<str>, usize), u32>>,
+}
+
+/// Holds one socket of a rule's `maxConnections`; dropping it frees the place.
+#[derive(Debug)]
+pub struct TotalSlot {
+    limiter: Arc<ClientLimiter>,
+    key: (Arc<str>, usize),
+}
+
+impl Drop for TotalSlot {
+    fn drop(&mut self) {
+        let mut totals = self
+            .limiter
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = totals.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                totals.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Holds one of a client's open connections; dropping it frees the slot.
@@ -104,6 +130,27 @@ impl ClientLimiter {
         Arc::new(ClientLimiter {
             entries: Mutex::default(),
             capacity: capacity.max(1),
+            totals: Mutex::default(),
+        })
+    }
+
+    /// Takes one of the `max` places of (`route`, `rule`), or `None` when all are taken.
+    pub fn hold_total(
+        self: &Arc<Self>,
+        route: &Arc<str>,
+        rule: usize,
+        max: u32,
+    ) -> Option<TotalSlot> {
+        let key = (route.clone(), rule);
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let open = totals.entry(key.clone()).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(TotalSlot {
+            limiter: self.clone(),
+            key,
         })
     }
 
@@ -223,6 +270,28 @@ mod tests {
         let later = t + Duration::from_millis(500);
         assert!(l.admit(&route, 0, ip(1), lim, later).is_ok());
         assert!(l.admit(&route, 0, ip(1), lim, later).is_err());
+    }
+
+    #[test]
+    fn a_rules_total_counts_every_client_and_frees_on_drop() {
+        let l = ClientLimiter::new(10);
+        let route: Arc<str> = "a/r".into();
+        let a = l.hold_total(&route, 0, 2);
+        let b = l.hold_total(&route, 0, 2);
+        assert!(a.is_some() && b.is_some());
+        assert!(l.hold_total(&route, 0, 2).is_none(), "the third socket");
+        // Another rule has its own total.
+        assert!(l.hold_total(&route, 1, 2).is_some());
+        drop(a);
+        let c = l.hold_total(&route, 0, 2);
+        assert!(c.is_some());
+        drop((b, c));
+        assert!(
+            l.totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        );
     }
 
     #[test]

@@ -15,6 +15,14 @@ use crate::model::{
     Backend, BackendProtocol, BackendTarget, BackendTls, Balance, CaRef, ServicePort,
 };
 
+/// How an action's backends pick endpoints and connect to them.
+#[derive(Clone, Copy)]
+pub(super) struct SetOptions<'a> {
+    pub(super) balance: &'a Balance,
+    pub(super) connect_timeout: Option<Duration>,
+    pub(super) max_sockets_per_endpoint: Option<u32>,
+}
+
 /// What building a backend needs from the route being compiled.
 pub(super) struct BackendContext<'a, 's, 'c> {
     pub(super) namespace: &'s str,
@@ -28,8 +36,7 @@ pub(super) struct BackendContext<'a, 's, 'c> {
 pub(super) fn backend_set<'s>(
     ctx: &BackendContext<'_, 's, '_>,
     backend: &'s Backend,
-    balance: Balance,
-    connect_timeout: Option<Duration>,
+    on: SetOptions<'_>,
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> Arc<BackendSet> {
@@ -67,10 +74,11 @@ pub(super) fn backend_set<'s>(
         .as_ref()
         .map(|t| backend_tls(ctx, t, h2, shared, problems));
     Arc::new(BackendSet {
-        balance,
+        balance: on.balance.clone(),
         h2c: h2,
         tls,
-        connect_timeout,
+        connect_timeout: on.connect_timeout,
+        max_sockets_per_endpoint: on.max_sockets_per_endpoint,
         ..BackendSet::with_endpoints(name, endpoints)
     })
 }

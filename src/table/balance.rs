@@ -34,6 +34,8 @@ impl Default for HealthPolicy {
 #[derive(Debug, Default)]
 pub struct EndpointState {
     active: AtomicUsize,
+    /// Open WebSockets (a subset of `active`), for `maxConnectionsPerEndpoint`.
+    sockets: AtomicUsize,
     failures: AtomicU32,
     /// Milliseconds on the caller's clock until which the endpoint is skipped.
     ejected_until: AtomicU64,
@@ -43,6 +45,22 @@ impl EndpointState {
     /// In-flight requests plus open relays.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Open WebSockets.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more WebSocket until the guard drops, unless `cap` are open already.
+    pub fn open_socket(self: &std::sync::Arc<Self>, cap: Option<u32>) -> Option<SocketGuard> {
+        let cap = cap.map_or(usize::MAX, |c| c as usize);
+        let counted = self
+            .sockets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            });
+        counted.ok().map(|_| SocketGuard(self.clone()))
     }
 
     /// Counts one more request or relay until the guard drops.
@@ -85,6 +103,16 @@ pub struct ActiveGuard(std::sync::Arc<EndpointState>);
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Decrements an endpoint's socket count when dropped (the relay ended).
+#[derive(Debug)]
+pub struct SocketGuard(std::sync::Arc<EndpointState>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -169,7 +197,12 @@ impl BackendSet {
         now_ms: u64,
         exclude: Option<SocketAddr>,
     ) -> Option<&Endpoint> {
-        let eligible = |e: &&Endpoint| Some(e.addr) != exclude;
+        // A WebSocket backend with a per-endpoint cap skips full endpoints.
+        let room = |e: &&Endpoint| {
+            self.max_sockets_per_endpoint
+                .is_none_or(|cap| e.state.sockets() < cap as usize)
+        };
+        let eligible = |e: &&Endpoint| Some(e.addr) != exclude && room(e);
         let healthy = |e: &&Endpoint| eligible(e) && e.state.available(now_ms);
         let any_healthy = self.endpoints.iter().any(|e| healthy(&e));
         let usable = |e: &&Endpoint| if any_healthy { healthy(e) } else { eligible(e) };
@@ -198,6 +231,18 @@ impl BackendSet {
                 self.rotated(start).find(usable)
             }
         }
+    }
+
+    /// Whether every endpoint holds `max_sockets_per_endpoint` sockets (there are some).
+    pub fn full(&self) -> bool {
+        let Some(cap) = self.max_sockets_per_endpoint else {
+            return false;
+        };
+        !self.endpoints.is_empty()
+            && self
+                .endpoints
+                .iter()
+                .all(|e| e.state.sockets() >= cap as usize)
     }
 
     /// The endpoints starting at `start` (modulo their number), wrapping around.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use rustls::ClientConfig;
 
-use super::backends::{BackendContext, backend_set};
+use super::backends::{BackendContext, SetOptions, backend_set};
 use super::balance::AddrMap;
 use super::certs::{CertificateCache, Certs};
 use super::report::{Problem, ProblemKind, RouteReport};
@@ -21,8 +21,8 @@ use super::{
     HostRole, HttpBackend, RouteTable, RouteTlsEntry, Split, TlsSecret, WebSocketBackend,
 };
 use crate::model::{
-    BackendTarget, Balance, Filters, Hsts, PathMatch, Rejected, Route, Rule, Translated,
-    WeightedBackend, meta,
+    BackendTarget, Filters, Hsts, PathMatch, Rejected, Route, Rule, Translated, WeightedBackend,
+    meta,
 };
 
 /// Everything the table is compiled from.
@@ -515,9 +515,10 @@ fn compile_rule<'s>(
     .flatten()
     .find_map(|f| f.redirect.clone());
     let http = rule.http.as_ref().and_then(|h| {
-        let on = BalanceOn {
+        let on = SetOptions {
             balance: &h.balance,
             connect_timeout: h.connect_timeout,
+            max_sockets_per_endpoint: None,
         };
         Some(HttpBackend {
             backends: split(ctx, &h.backends, on, shared, problems)?,
@@ -529,15 +530,17 @@ fn compile_rule<'s>(
         })
     });
     let websocket = rule.websocket.as_ref().and_then(|w| {
-        let on = BalanceOn {
+        let on = SetOptions {
             balance: &w.balance,
             connect_timeout: w.connect_timeout,
+            max_sockets_per_endpoint: w.capacity.max_per_endpoint,
         };
         Some(WebSocketBackend {
             backends: split(ctx, &w.backends, on, shared, problems)?,
             idle_timeout: w.idle_timeout,
             handshake_timeout: w.handshake_timeout,
             max_lifetime: w.max_lifetime,
+            max_connections: w.capacity.max_connections,
             allowed_origins: w.allowed_origins.as_slice().into(),
             limits: w.limits,
             rewrite: w.filters.rewrite.clone(),
@@ -558,19 +561,12 @@ fn compile_rule<'s>(
     }
 }
 
-/// How an action's backends pick endpoints.
-#[derive(Clone, Copy)]
-struct BalanceOn<'a> {
-    balance: &'a Balance,
-    connect_timeout: Option<std::time::Duration>,
-}
-
 /// The weighted backends of an action; `None` when it has none (a redirect). When every
 /// weight is zero the action has nowhere to go, and its traffic gets 500 (Gateway API).
 fn split<'s>(
     ctx: &BackendContext<'_, 's, '_>,
     backends: &'s [WeightedBackend],
-    on: BalanceOn<'_>,
+    on: SetOptions<'_>,
     shared: &mut SharedEndpoints<'s, '_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Split> {
@@ -581,14 +577,7 @@ fn split<'s>(
         .iter()
         .filter(|b| b.weight > 0)
         .map(|b| {
-            let set = backend_set(
-                ctx,
-                &b.backend,
-                on.balance.clone(),
-                on.connect_timeout,
-                shared,
-                problems,
-            );
+            let set = backend_set(ctx, &b.backend, on, shared, problems);
             (set, b.weight)
         })
         .collect();

@@ -20,7 +20,9 @@ mod split;
 mod tls;
 mod upstream_tls;
 
-pub use balance::{ActiveGuard, EndpointState, FnvMap, HealthPolicy, hash_addr, hash_bytes};
+pub use balance::{
+    ActiveGuard, EndpointState, FnvMap, HealthPolicy, SocketGuard, hash_addr, hash_bytes,
+};
 pub use certs::CertificateCache;
 pub use compile::{CompileCache, ServiceKey, Snapshot, compile, compile_with};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
@@ -250,6 +252,8 @@ pub struct WebSocketBackend {
     pub handshake_timeout: Option<Duration>,
     /// Close sockets this old.
     pub max_lifetime: Option<Lifetime>,
+    /// Sockets of the rule, all clients (this replica's): an upgrade beyond gets 503.
+    pub max_connections: Option<u32>,
     /// Origins allowed to open a socket; empty allows any.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Per-client limits.
@@ -275,6 +279,8 @@ pub struct BackendSet {
     pub tls: Option<Arc<BackendTlsEntry>>,
     /// Time allowed to connect to an endpoint; `None` is the proxy's default.
     pub connect_timeout: Option<Duration>,
+    /// WebSockets per endpoint (this replica's); full endpoints are skipped.
+    pub max_sockets_per_endpoint: Option<u32>,
     /// The route named a backend it may not use or that is not a Service (Gateway API): its
     /// share of the traffic gets 500.
     pub unresolved: bool,
@@ -338,6 +344,7 @@ impl BackendSet {
             h2c: false,
             tls: None,
             connect_timeout: None,
+            max_sockets_per_endpoint: None,
             unresolved: false,
         }
     }

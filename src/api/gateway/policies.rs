@@ -152,6 +152,9 @@ impl<'a> Policies<'a> {
                 if settings.max_lifetime.is_some() {
                     ws.max_lifetime = settings.max_lifetime;
                 }
+                if settings.capacity != crate::model::Capacity::default() {
+                    ws.capacity = settings.capacity;
+                }
             }
         }
     }

@@ -278,6 +278,7 @@ fn limits_hsts_and_backend_tls() {
             max_connections_per_client: Some(0),
             upgrades_per_second_per_client: None,
             burst: Some(3),
+            ..ClientLimits::default()
         });
         ws.backend.tls = Some(BackendTls {
             sni: Some("*.svc".into()),

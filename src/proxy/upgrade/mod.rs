@@ -23,13 +23,13 @@ use super::answer::{Answer, BackendFault, ClientFault};
 use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
-use super::limits::Admission;
+use super::limits::{Admission, TotalSlot};
 use super::relay::{Closing, relay};
 use super::tracker::Token;
 use super::upstream::{BackendIo, UpstreamBody};
 use crate::metrics::RouteMetrics;
 use crate::model::Lifetime;
-use crate::table::ActiveGuard;
+use crate::table::{ActiveGuard, SocketGuard};
 
 /// How long a backend may take to answer a WebSocket handshake.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,9 +74,9 @@ impl UpgradeOutcome {
                 UpgradeOutcome::Forbidden
             }
             Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,
-            Answer::Backend(BackendFault::NoEndpoints | BackendFault::Unresolved) => {
-                UpgradeOutcome::Rejected
-            }
+            Answer::Backend(
+                BackendFault::NoEndpoints | BackendFault::Unresolved | BackendFault::AtCapacity,
+            ) => UpgradeOutcome::Rejected,
             Answer::Backend(_) => UpgradeOutcome::BackendError,
             Answer::Client(_) | Answer::Internal(_) => UpgradeOutcome::Rejected,
         }
@@ -98,6 +98,8 @@ pub(crate) struct UpgradeRequest {
     pub key: Option<u64>,
     /// The client's connection slot, when the rule has limits.
     pub admission: Option<Admission>,
+    /// The socket's place in the rule's `maxConnections`.
+    pub total: Option<TotalSlot>,
     /// Keeps an HTTP/2 connection from counting as idle while the socket is relayed.
     pub stream: Option<Token>,
 }
@@ -132,6 +134,14 @@ pub(crate) async fn upgrade(
     })
     .await?;
     let addr = endpoint.addr;
+    // The pick skipped full endpoints; this counts the socket, unless a concurrent upgrade
+    // took the last place meanwhile.
+    let Some(socket) = endpoint.state.open_socket(backend.max_sockets_per_endpoint) else {
+        return Err(Failure {
+            answer: Answer::Backend(BackendFault::AtCapacity),
+            backend: Some(addr),
+        });
+    };
     let active = endpoint.state.begin();
     let wait = upgrade.handshake_timeout.unwrap_or(UPGRADE_TIMEOUT);
     let mut resp = match exchange(io, backend_req, wait).await {
@@ -160,7 +170,9 @@ pub(crate) async fn upgrade(
         held: Held {
             _relay: shared.relays.token(),
             _active: active,
+            _socket: socket,
             _admission: upgrade.admission,
+            _total: upgrade.total,
             _stream: upgrade.stream,
         },
     };
@@ -217,7 +229,9 @@ async fn exchange(
 struct Held {
     _relay: Token,
     _active: ActiveGuard,
+    _socket: SocketGuard,
     _admission: Option<Admission>,
+    _total: Option<TotalSlot>,
     _stream: Option<Token>,
 }
 
