@@ -513,6 +513,26 @@ async fn a_bad_edit_is_reported_and_the_last_good_version_keeps_serving() {
     server.apply(Res::HttpRoutes, &route("web", "[ web.test ]", bad));
     route_status_is(&server, "web", "Accepted", ("False", "UnsupportedValue")).await;
     assert_eq!(get(&gw, "web.test", "/", &[]).await.status, StatusCode::OK);
+    // An object this build cannot decode (a port that is no number) is left out on its own:
+    // everything else keeps serving, and a later good route is served.
+    server.apply(
+        Res::HttpRoutes,
+        &route(
+            "odd",
+            "[ odd.test ]",
+            "    - backendRefs: [ { name: web, port: eighty } ]\n",
+        ),
+    );
+    server.apply(Res::HttpRoutes, &route("later", "[ later.test ]", good));
+    eventually("the later route serves", || async {
+        get(&gw, "later.test", "/", &[]).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(get(&gw, "web.test", "/", &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&gw, "odd.test", "/", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     // Hostnames no listener takes: not accepted, and nothing is served for them.
     let other = "metadata: { name: elsewhere, namespace: apps }\nspec:\n  parentRefs: [ { name: gw, namespace: infra, sectionName: https } ]\n  hostnames: [ web.example.org ]\n  rules: [ { backendRefs: [ { name: web, port: 80 } ] } ]\n";
     server.apply(Res::HttpRoutes, other);

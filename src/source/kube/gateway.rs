@@ -96,6 +96,8 @@ pub(super) struct GatewayState {
     pub(super) last: Translation,
     /// The last version of each HTTPRoute that translated, kept serving through a bad edit.
     good: HashMap<(String, String), Route>,
+    /// (kind, namespace/name, resourceVersion) of objects that did not decode, logged once.
+    undecodable: HashSet<(String, String, Option<String>)>,
 }
 
 /// Starts the watches if the Gateway API CRDs are installed (a GatewayClass list answers);
@@ -225,7 +227,7 @@ impl GatewayStores {
 /// HTTPRoute that does not decode is also reported as a rejected route).
 fn decoded<S: DeserializeOwned>(
     store: &Store<DynamicObject>,
-    rejected: &mut Vec<Translated>,
+    out: &mut Decoding<'_>,
     kind: &str,
 ) -> Vec<Object<S>> {
     let mut objects: Vec<Object<S>> = Vec::new();
@@ -239,7 +241,13 @@ fn decoded<S: DeserializeOwned>(
                     object.namespace().unwrap_or_default(),
                     object.name_any()
                 );
-                tracing::warn!(kind, object = %id, %problem, "object does not decode; left out");
+                // Once per version of the object, not at every rebuild.
+                let version = (kind.to_string(), id.clone(), object.resource_version());
+                if !out.logged.contains(&version) {
+                    tracing::warn!(kind, object = %id, %problem, "object does not decode; left out");
+                }
+                out.failing.insert(version);
+                let rejected = &mut *out.rejected;
                 if kind == "HTTPRoute" {
                     let meta = Object {
                         namespace: object.namespace().unwrap_or_default(),
@@ -259,6 +267,16 @@ fn decoded<S: DeserializeOwned>(
     }
     objects.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     objects
+}
+
+/// Where [`decoded`] reports: HTTPRoutes that do not decode, and which versions of which
+/// objects failed (logged only when new).
+struct Decoding<'a> {
+    rejected: &'a mut Vec<Translated>,
+    /// Versions that failed in the last rebuild, already logged.
+    logged: &'a HashSet<(String, String, Option<String>)>,
+    /// Versions failing now.
+    failing: HashSet<(String, String, Option<String>)>,
 }
 
 /// The ports of every Service, with their `appProtocol`.
@@ -293,18 +311,25 @@ impl GatewayStores {
         state: &mut GatewayState,
     ) -> Vec<Arc<Translated>> {
         let mut routes: Vec<Translated> = Vec::new();
-        let classes = decoded(&self.classes, &mut routes, "GatewayClass");
-        let gateways = decoded(&self.gateways, &mut routes, "Gateway");
-        let http_routes = decoded(&self.routes, &mut routes, "HTTPRoute");
-        let grants = decoded(&self.grants, &mut routes, "ReferenceGrant");
+        let mut out = Decoding {
+            rejected: &mut routes,
+            logged: &state.undecodable,
+            failing: HashSet::new(),
+        };
+        let classes = decoded(&self.classes, &mut out, "GatewayClass");
+        let gateways = decoded(&self.gateways, &mut out, "Gateway");
+        let http_routes = decoded(&self.routes, &mut out, "HTTPRoute");
+        let grants = decoded(&self.grants, &mut out, "ReferenceGrant");
         let policies = match &self.policies {
-            Some(store) => decoded(store, &mut routes, "WebSocketPolicy"),
+            Some(store) => decoded(store, &mut out, "WebSocketPolicy"),
             None => Vec::new(),
         };
         let backend_tls = match &self.backend_tls {
-            Some((store, _)) => decoded(store, &mut routes, "BackendTLSPolicy"),
+            Some((store, _)) => decoded(store, &mut out, "BackendTLSPolicy"),
             None => Vec::new(),
         };
+        let failing = std::mem::take(&mut out.failing);
+        state.undecodable = failing;
         let config_maps: HashSet<(String, String)> = self.config_map_cas().into_keys().collect();
         let namespaces = self
             .namespaces
