@@ -38,6 +38,8 @@ pub struct Metrics {
     /// `wsgate_http_redirects_total{kind}`: `https` or `host`.
     pub http_redirects: IntCounterVec,
     ws_active: IntGaugeVec,
+    /// `wsgate_websocket_endpoint_connections{endpoint}`: sockets per backend address.
+    pub ws_endpoint: IntGaugeVec,
     /// `wsgate_websocket_upgrades_total{route,result}`.
     pub ws_upgrades: IntCounterVec,
     ws_duration: HistogramVec,
@@ -143,6 +145,11 @@ const WS_ACTIVE: Def = Def {
     name: "wsgate_websocket_connections_active",
     help: "WebSocket connections being relayed now.",
     labels: ROUTE,
+};
+const WS_ENDPOINT: Def = Def {
+    name: "wsgate_websocket_endpoint_connections",
+    help: "WebSocket connections this replica relays to each backend endpoint now.",
+    labels: &["endpoint"],
 };
 const WS_UPGRADES: Def = Def {
     name: "wsgate_websocket_upgrades_total",
@@ -294,6 +301,7 @@ impl Metrics {
             http_duration: r.histograms(&HTTP_DURATION, HTTP_BUCKETS),
             http_redirects: r.counters(&HTTP_REDIRECTS),
             ws_active: r.int_gauges(&WS_ACTIVE),
+            ws_endpoint: r.int_gauges(&WS_ENDPOINT),
             ws_upgrades: r.counters(&WS_UPGRADES),
             ws_duration: r.histograms(&WS_DURATION, WS_BUCKETS),
             ws_bytes: r.counters(&WS_BYTES),

@@ -1207,6 +1207,18 @@ async fn capacity_caps_answer_503_with_retry_after_at_the_exact_limit() {
     assert_eq!(by[2], by[3], "{by:?}");
     assert_ne!(by[0], by[2], "{by:?}");
     assert!(by.contains(&a.to_string().as_str()) && by.contains(&b.to_string().as_str()));
+    // The per-endpoint gauge shows two sockets on each pod.
+    eventually("two sockets per pod in the gauge", || async {
+        let m = scrape(gw.admin_addr).await;
+        let on = |pod: std::net::SocketAddr| {
+            m.get(&format!(
+                "wsgate_websocket_endpoint_connections{{endpoint=\"{pod}\"}}"
+            ))
+            .copied()
+        };
+        on(a) == Some(2.0) && on(b) == Some(2.0)
+    })
+    .await;
     assert_eq!(
         upgrade_head(&gw, "caps.test").await,
         (

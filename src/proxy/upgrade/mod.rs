@@ -143,6 +143,7 @@ pub(crate) async fn upgrade(
         });
     };
     let active = endpoint.state.begin();
+    let per_endpoint = EndpointGauge::open(&shared.metrics, addr);
     let wait = upgrade.handshake_timeout.unwrap_or(UPGRADE_TIMEOUT);
     let mut resp = match exchange(io, backend_req, wait).await {
         Ok(resp) => resp,
@@ -171,6 +172,7 @@ pub(crate) async fn upgrade(
             _relay: shared.relays.token(),
             _active: active,
             _socket: socket,
+            _per_endpoint: per_endpoint,
             _admission: upgrade.admission,
             _total: upgrade.total,
             _stream: upgrade.stream,
@@ -230,9 +232,27 @@ struct Held {
     _relay: Token,
     _active: ActiveGuard,
     _socket: SocketGuard,
+    _per_endpoint: EndpointGauge,
     _admission: Option<Admission>,
     _total: Option<TotalSlot>,
     _stream: Option<Token>,
+}
+
+/// One socket in `wsgate_websocket_endpoint_connections` of its endpoint, until dropped.
+struct EndpointGauge(prometheus::IntGauge);
+
+impl EndpointGauge {
+    fn open(metrics: &crate::metrics::Metrics, addr: SocketAddr) -> Self {
+        let gauge = metrics.ws_endpoint.with_label_values(&[&addr.to_string()]);
+        gauge.inc();
+        EndpointGauge(gauge)
+    }
+}
+
+impl Drop for EndpointGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Both halves of an upgrade, once the handshakes are done.
