@@ -372,6 +372,10 @@ async fn matches_follow_precedence_and_filters_redirect_modify_and_rewrite() {
     let stream = TcpStream::connect(gw.http_addr).await.unwrap();
     let (mut ws, _) = ws_handshake(stream, "site.test", "/prefix/ws", &[]).await;
     echo_roundtrip(&mut ws, Message::text("rewritten socket")).await;
+    // Response header changes apply to the 101 of a handshake too.
+    let stream = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (_ws, answer) = ws_handshake(stream, "site.test", "/headers/ws", &[]).await;
+    assert_eq!(answer.headers()["x-resp"], "from-route");
 }
 
 #[tokio::test]

@@ -61,17 +61,13 @@ pub enum Closing {
     Drain,
     /// The socket reached its maximum lifetime.
     MaxLifetime,
-    /// Its endpoint holds more than its share of sockets after a scale-out.
-    Rebalance,
 }
 
 impl Closing {
-    /// The Close status code (RFC 6455 §7.4.1 and its IANA registry): 1001 Going Away, or
-    /// 1012 Service Restart for a rebalance (the client should reconnect now).
+    /// The Close status code (RFC 6455 §7.4.1): 1001 Going Away for both.
     pub fn code(self) -> u16 {
         match self {
             Closing::Drain | Closing::MaxLifetime => 1001,
-            Closing::Rebalance => 1012,
         }
     }
 
@@ -80,7 +76,6 @@ impl Closing {
         match self {
             Closing::Drain => "drain",
             Closing::MaxLifetime => "max_lifetime",
-            Closing::Rebalance => "rebalance",
         }
     }
 }
@@ -93,11 +88,8 @@ fn close_frame(code: u16) -> Vec<u8> {
 
 /// The same Close frame masked, as a client must send it to a server (RFC 6455 §5.3).
 fn close_frame_masked(code: u16) -> Vec<u8> {
-    use std::hash::{BuildHasher, RandomState};
     // The mask only has to be unpredictable to the peer's intermediaries, not secret.
-    let key = RandomState::new()
-        .hash_one(std::time::Instant::now())
-        .to_le_bytes();
+    let key = random_bits().to_le_bytes();
     let [hi, lo] = code.to_be_bytes();
     vec![
         0x88,
@@ -109,6 +101,16 @@ fn close_frame_masked(code: u16) -> Vec<u8> {
         hi ^ key[0],
         lo ^ key[1],
     ]
+}
+
+/// 64 bits that differ per call (a process-random hash of a counter and the time): for
+/// frame masks and lifetime jitter, never for secrets.
+pub(crate) fn random_bits() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    RandomState::new().hash_one((n, std::time::Instant::now()))
 }
 
 /// One side of a relayed connection.
@@ -303,7 +305,7 @@ impl Half {
 /// or nothing moves for `idle_timeout`. `on_bytes(to_backend, to_client)` is told of every
 /// batch of bytes moved, so live counters do not wait for the connection to end.
 ///
-/// When `close` resolves (a drain, the socket's lifetime, a rebalance), the relay closes the
+/// When `close` resolves (a drain, the socket's lifetime), the relay closes the
 /// WebSocket gracefully: a Close frame with the reason's code goes to the client and to the
 /// backend, each at the next frame boundary of the stream it is spliced into, nothing more is
 /// forwarded, and the relay ends once both peers have answered with their own Close (or

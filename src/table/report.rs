@@ -51,8 +51,6 @@ pub enum ProblemKind {
     NoReadyEndpoints,
     /// An `address` backend where only Service backends are allowed.
     AddressBackendNotAllowed,
-    /// A value the model can express but this data plane does not serve yet.
-    Unsupported,
     /// Something the object says that is not honoured (an unknown annotation); the route
     /// serves without it.
     Ignored,
@@ -71,7 +69,6 @@ impl ProblemKind {
             ProblemKind::ServiceNotFound => "ServiceNotFound",
             ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
             ProblemKind::AddressBackendNotAllowed => "AddressBackendNotAllowed",
-            ProblemKind::Unsupported => "UnsupportedValue",
             ProblemKind::Ignored => "Ignored",
         }
     }
@@ -83,7 +80,6 @@ impl ProblemKind {
             ProblemKind::InvalidSpec
                 | ProblemKind::HostnameConflict
                 | ProblemKind::AddressBackendNotAllowed
-                | ProblemKind::Unsupported
         )
     }
 

@@ -93,6 +93,13 @@ fn routes() -> Vec<Route> {
                 path: None,
                 status: StatusCode::SEE_OTHER,
             }))
+            .rule(rule("/timed").websocket_with(address("10.0.0.10:1"), |w| {
+                w.handshake_timeout = Some(secs(5));
+                w.max_lifetime = Some(crate::model::Lifetime {
+                    max: secs(3600),
+                    jitter_percent: 10,
+                });
+            }))
             .rule(rule("/full").http_with(address("10.0.0.9:1"), |h| {
                 h.filters.rewrite = Some(PathRewrite::Full("/fixed".into()))
             }))
@@ -550,4 +557,15 @@ fn a_redirect_filter_answers_with_the_parts_it_sets() {
 fn a_full_path_rewrite_replaces_the_whole_path() {
     let access = access_of(run(get("gw.example.com", "/full/a/b"), 443));
     assert_eq!(access.rewritten_path.as_deref(), Some("/fixed"));
+}
+
+#[test]
+fn an_upgrade_plan_carries_the_rules_handshake_timeout_and_lifetime() {
+    match run(get("gw.example.com", "/timed").upgrade(), 443) {
+        Decision::Upgrade(plan) => {
+            assert_eq!(plan.handshake_timeout, Some(secs(5)));
+            assert_eq!(plan.max_lifetime.map(|l| l.max), Some(secs(3600)));
+        }
+        other => panic!("{other:?}"),
+    }
 }

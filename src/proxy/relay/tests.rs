@@ -190,11 +190,11 @@ async fn idle_timeout_fires_only_without_traffic() {
 }
 
 #[tokio::test]
-async fn a_rebalance_closes_with_1012_and_says_so() {
+async fn a_lifetime_close_sends_1001_both_ways_and_says_so() {
     let (mut client, client_side) = duplex(1 << 16);
     let (backend_side, mut backend) = duplex(1 << 16);
     let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
-        Closing::Rebalance
+        Closing::MaxLifetime
     }));
     let mut to_client = [0u8; 4];
     client
@@ -203,8 +203,8 @@ async fn a_rebalance_closes_with_1012_and_says_so() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         to_client,
-        [0x88, 0x02, 0x03, 0xf4],
-        "Close 1012 (Service Restart)"
+        [0x88, 0x02, 0x03, 0xe9],
+        "Close 1001 (Going Away)"
     );
     let mut to_backend = [0u8; 8];
     backend
@@ -214,17 +214,17 @@ async fn a_rebalance_closes_with_1012_and_says_so() {
     let key = &to_backend[2..6];
     assert_eq!(
         [to_backend[6] ^ key[0], to_backend[7] ^ key[1]],
-        [0x03, 0xf4]
+        [0x03, 0xe9]
     );
     client
-        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xf4])
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     backend
-        .write_all(&close_frame(1012))
+        .write_all(&close_frame(1001))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(stats.end, RelayEnd::Closed(Closing::Rebalance));
-    assert_eq!(stats.reason(), "rebalance");
+    assert_eq!(stats.end, RelayEnd::Closed(Closing::MaxLifetime));
+    assert_eq!(stats.reason(), "max_lifetime");
 }

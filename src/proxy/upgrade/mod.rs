@@ -24,7 +24,7 @@ use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
 use super::limits::{Admission, TotalSlot};
-use super::relay::{Closing, relay};
+use super::relay::{Closing, random_bits, relay};
 use super::tracker::Token;
 use super::upstream::{BackendIo, UpstreamBody};
 use crate::metrics::RouteMetrics;
@@ -143,7 +143,7 @@ pub(crate) async fn upgrade(
         });
     };
     let active = endpoint.state.begin();
-    let per_endpoint = EndpointGauge::open(&shared.metrics, addr);
+    let per_endpoint = EndpointGauge::open(&shared.metrics, endpoint.authority.as_str());
     let wait = upgrade.handshake_timeout.unwrap_or(UPGRADE_TIMEOUT);
     let mut resp = match exchange(io, backend_req, wait).await {
         Ok(resp) => resp,
@@ -242,8 +242,9 @@ struct Held {
 struct EndpointGauge(prometheus::IntGauge);
 
 impl EndpointGauge {
-    fn open(metrics: &crate::metrics::Metrics, addr: SocketAddr) -> Self {
-        let gauge = metrics.ws_endpoint.with_label_values(&[&addr.to_string()]);
+    /// `endpoint` is its `ip:port`, prepared with the table (no formatting per upgrade).
+    fn open(metrics: &crate::metrics::Metrics, endpoint: &str) -> Self {
+        let gauge = metrics.ws_endpoint.with_label_values(&[endpoint]);
         gauge.inc();
         EndpointGauge(gauge)
     }
@@ -323,13 +324,8 @@ fn spawn_relay(
 /// A number in 0..1 that differs per call: where in its jitter a socket's lifetime falls.
 /// Not for secrets; only spread matters.
 fn unit_random() -> f64 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let n = CALLS.fetch_add(1, Ordering::Relaxed);
-    let bits = RandomState::new().hash_one((n, std::time::Instant::now()));
     // The top 53 bits as a fraction (the precision of an f64).
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    (random_bits() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
