@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -681,4 +681,57 @@ async fn idle_http2_connections_get_a_goaway() {
         sender.is_closed()
     })
     .await;
+}
+
+#[tokio::test]
+async fn keepalive_pings_and_reaps_websockets_over_http2_streams() {
+    let Chat {
+        ca,
+        ws: ws_be,
+        gw,
+        _routes,
+    } = chat(", keepalive: { interval: 300ms, timeout: 300ms }", "").await;
+    let mut sender = h2_connection(&gw, &ca).await;
+    // One stream read (tungstenite answers the Pings), one never read again.
+    let mut healthy = h2_websocket(&mut sender, "/ws").await;
+    let _dead = h2_websocket(&mut sender, "/ws").await;
+    let pings = within("three pings on the healthy stream", async {
+        let mut pings = 0;
+        while pings < 3 {
+            match healthy.next().await {
+                Some(Ok(Message::Ping(p))) => {
+                    assert_eq!(p.len(), 8);
+                    pings += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        pings
+    })
+    .await;
+    assert_eq!(pings, 3);
+    eventually(
+        "the silent stream is reaped with 1001 to the backend",
+        || async { ws_be.closes.lock().unwrap().as_slice() == [1001] },
+    )
+    .await;
+    // An echo still comes back (past any Ping of ours that crosses it).
+    within("send", healthy.send(Message::text("alive")))
+        .await
+        .unwrap();
+    let echo = within("echo", async {
+        loop {
+            match healthy.next().await {
+                Some(Ok(Message::Ping(_))) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(echo.unwrap().unwrap(), Message::text("alive"));
+    let controls = ws_be.controls.lock().unwrap().clone();
+    assert!(
+        !controls.iter().any(|m| matches!(m, Message::Pong(_))),
+        "{controls:?}"
+    );
 }

@@ -389,3 +389,104 @@ async fn sockets_past_their_max_lifetime_get_close_1001_at_spread_moments() {
         .sum::<f64>();
     assert_eq!(closed, 12.0);
 }
+
+#[tokio::test]
+async fn keepalive_reaps_a_silent_client_and_keeps_a_healthy_idle_one() {
+    let ws = ws_backend().await;
+    let routes = RoutesDir::new();
+    let rules = format!(
+        "    - websocket: {{ backend: {{ address: \"{}\" }}, keepalive: {{ interval: 300ms, timeout: 300ms }} }}\n",
+        ws.addr
+    );
+    routes.write("ka.yaml", &ws_route("ka", "ka.test", false, &rules));
+    let gw = start(routes.path()).await;
+    let connect = || async {
+        let stream = tokio::net::TcpStream::connect(gw.http_addr).await.unwrap();
+        ws_over(stream, "ka.test", "/", &[]).await
+    };
+    // A healthy client: idle, but it reads, so tungstenite answers each Ping with a Pong.
+    let (mut to_healthy, mut from_healthy) = connect().await.split();
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = from_healthy.next().await {
+            if got_tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    // A dead one: it never reads or writes again, and never closes its TCP connection.
+    let dead = connect().await;
+    let opened = std::time::Instant::now();
+    eventually("the backend got Close 1001 for the dead client", || async {
+        ws.closes.lock().unwrap().contains(&1001)
+    })
+    .await;
+    let reaped = opened.elapsed();
+    assert!(
+        reaped < Duration::from_millis(600 + 900),
+        "reaped after {reaped:?}, allowed interval + timeout (600 ms) and scheduling"
+    );
+    // Ten intervals later the healthy client is still relayed; it was pinged all along.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let mut pings = 0;
+    while let Ok(msg) = got.try_recv() {
+        assert!(matches!(msg, Message::Ping(_)), "{msg:?}");
+        pings += 1;
+    }
+    assert!(pings >= 5, "{pings} pings in ten intervals");
+    within("send", to_healthy.send(Message::text("still here")))
+        .await
+        .unwrap();
+    let echo = within("echo", async {
+        loop {
+            match got.recv().await {
+                Some(Message::Ping(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(echo, Some(Message::text("still here")));
+    // The application's own Ping crosses and its Pong comes back.
+    within(
+        "send",
+        to_healthy.send(Message::Ping(b"app".to_vec().into())),
+    )
+    .await
+    .unwrap();
+    let pong = within("app pong", async {
+        loop {
+            match got.recv().await {
+                Some(Message::Ping(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(pong, Some(Message::Pong(b"app".to_vec().into())));
+    // The backend saw the application's Ping and wsgate's Pings, never a Pong: the healthy
+    // client's answers to wsgate were taken out.
+    let controls = ws.controls.lock().unwrap().clone();
+    assert!(
+        controls.contains(&Message::Ping(b"app".to_vec().into())),
+        "{controls:?}"
+    );
+    assert!(
+        !controls.iter().any(|m| matches!(m, Message::Pong(_))),
+        "{controls:?}"
+    );
+    assert_eq!(
+        ws.closes.lock().unwrap().len(),
+        1,
+        "only the dead client closed"
+    );
+    let metrics = scrape(gw.admin_addr).await;
+    let reaped = metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("wsgate_websocket_closes_total") && k.contains("dead_peer"))
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert_eq!(reaped, 1.0);
+    drop(dead);
+    reader.abort();
+}

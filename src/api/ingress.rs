@@ -303,6 +303,12 @@ struct Settings {
     idle_timeout: Option<Duration>,
     /// `wsgate.dev/websocket-max-lifetime` and `-lifetime-jitter`.
     max_lifetime: Option<crate::model::Lifetime>,
+    /// `wsgate.dev/websocket-keepalive-interval` and `-timeout`.
+    keepalive: Option<crate::model::Keepalive>,
+    /// `wsgate.dev/websocket-rebalance-tolerance` and `-window`.
+    rebalance: Option<crate::model::Rebalance>,
+    /// `wsgate.dev/websocket-max-connections` and `-max-connections-per-endpoint`.
+    capacity: crate::model::Capacity,
     /// The time a backend has to answer a normal request.
     http_timeout: Duration,
     connect_timeout: Option<Duration>,
@@ -437,6 +443,30 @@ pub const HONOURED_WSGATE: &[(&str, &str)] = &[
         "up to this share of the lifetime is taken off per socket (default 10%)",
     ),
     (
+        "websocket-keepalive-interval",
+        "ping a WebSocket peer silent this long (30s); off when absent",
+    ),
+    (
+        "websocket-keepalive-timeout",
+        "a pinged peer silent this long is dead (default 10s)",
+    ),
+    (
+        "websocket-rebalance-tolerance",
+        "rebalance sockets after a scale-out beyond this share over the mean (0.2)",
+    ),
+    (
+        "websocket-rebalance-window",
+        "spread rebalancing closes over this long (default 5m)",
+    ),
+    (
+        "websocket-max-connections",
+        "WebSockets of each rule, all clients, per replica (503 beyond)",
+    ),
+    (
+        "websocket-max-connections-per-endpoint",
+        "WebSockets per backend endpoint, per replica (full ones are skipped)",
+    ),
+    (
         "allowed-origins",
         "comma-separated Origin patterns allowed to open a socket",
     ),
@@ -547,6 +577,15 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A duration above zero, for an annotation.
+fn above_zero(v: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be greater than 0".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Settings {
     /// Reads the annotations: the settings, and warnings for those that are not honoured.
     fn read(
@@ -640,13 +679,7 @@ impl Settings {
             addresses = a;
         }
         let max_lifetime = r
-            .parsed(WSGATE, "websocket-max-lifetime", |v| {
-                match parse_duration(v) {
-                    Ok(d) if !d.is_zero() => Ok(d),
-                    Ok(_) => Err("must be greater than 0".to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
+            .parsed(WSGATE, "websocket-max-lifetime", above_zero)
             .map(|max| crate::model::Lifetime {
                 max,
                 jitter_percent: r
@@ -656,8 +689,42 @@ impl Settings {
                     })
                     .unwrap_or(crate::model::Lifetime::DEFAULT_JITTER_PERCENT),
             });
+        let keepalive = r
+            .parsed(WSGATE, "websocket-keepalive-interval", above_zero)
+            .map(|interval| crate::model::Keepalive {
+                interval,
+                timeout: r
+                    .parsed(WSGATE, "websocket-keepalive-timeout", above_zero)
+                    .unwrap_or(crate::model::Keepalive::DEFAULT_TIMEOUT),
+            });
+        let rebalance = r
+            .parsed(WSGATE, "websocket-rebalance-tolerance", |v| {
+                match v.parse::<f64>() {
+                    Ok(t) if (0.0..=10.0).contains(&t) => Ok(t),
+                    _ => Err(format!("{v:?} is not a number from 0 to 10")),
+                }
+            })
+            .map(|tolerance| crate::model::Rebalance {
+                tolerance,
+                window: r
+                    .parsed(WSGATE, "websocket-rebalance-window", |v| {
+                        parse_duration(v).map_err(|e| e.to_string())
+                    })
+                    .unwrap_or(crate::model::Rebalance::DEFAULT_WINDOW),
+            });
+        let count = |v: &str| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{v:?} is not a number above 0")),
+        };
+        let capacity = crate::model::Capacity {
+            max_connections: r.parsed(WSGATE, "websocket-max-connections", count),
+            max_per_endpoint: r.parsed(WSGATE, "websocket-max-connections-per-endpoint", count),
+        };
         let settings = Settings {
             max_lifetime,
+            keepalive,
+            rebalance,
+            capacity,
             ssl_redirect: r.flag(NGINX, "ssl-redirect", true),
             force_ssl_redirect: r.flag(NGINX, "force-ssl-redirect", false),
             www_redirect: r.flag(NGINX, "from-to-www-redirect", false),
@@ -925,7 +992,9 @@ impl Context<'_> {
                 idle_timeout: s.idle_timeout,
                 handshake_timeout: None,
                 max_lifetime: s.max_lifetime,
-                capacity: Default::default(),
+                keepalive: s.keepalive,
+                rebalance: s.rebalance,
+                capacity: s.capacity,
                 balance: balance(Balance::LeastConnections),
                 allowed_origins: s.allowed_origins.clone(),
                 limits: s.limits,

@@ -13,8 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ingress::{self, HONOURED_NGINX, HONOURED_WSGATE, IngressOptions, NGINX, WSGATE};
 use super::{
-    Backend, ClientLimits, HashOn, HttpTarget, LoadBalancing, LoadBalancingPolicy, Maintenance,
-    RouteTls, Rule, StickyCookie, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget,
+    Backend, ClientLimits, HashOn, HttpTarget, KeepaliveSpec, LoadBalancing, LoadBalancingPolicy,
+    Maintenance, RebalanceSpec, RouteTls, Rule, StickyCookie, WebSocketRoute, WebSocketRouteSpec,
+    WebSocketTarget,
 };
 use crate::model::{self, BackendTarget, Balance, HashKey, PathMatch, ServicePort};
 
@@ -156,14 +157,17 @@ fn websocket_route(
                 idle_timeout: w.idle_timeout.map(seconds),
                 load_balancing: load_balancing(&w.balance, &Balance::LeastConnections),
                 allowed_origins: w.allowed_origins.iter().map(ToString::to_string).collect(),
-                limits: w.limits.map(|l| ClientLimits {
-                    max_connections_per_client: l.max_connections,
-                    upgrades_per_second_per_client: l.rate,
-                    burst: l.rate.map(|_| l.burst),
-                    ..ClientLimits::default()
-                }),
+                limits: limits(w.limits, w.capacity),
                 max_lifetime: w.max_lifetime.map(|l| seconds(l.max)),
                 lifetime_jitter: w.max_lifetime.map(|l| format!("{}%", l.jitter_percent)),
+                keepalive: w.keepalive.map(|k| KeepaliveSpec {
+                    interval: seconds(k.interval),
+                    timeout: Some(seconds(k.timeout)),
+                }),
+                rebalance: w.rebalance.map(|r| RebalanceSpec {
+                    tolerance: Some(r.tolerance),
+                    window: Some(seconds(r.window)),
+                }),
             })
         });
         rules.push(Rule {
@@ -218,8 +222,27 @@ fn websocket_route(
     Some(out)
 }
 
+/// The per-client limits and the capacity caps, as one `limits` object.
+fn limits(client: Option<model::ClientLimits>, caps: model::Capacity) -> Option<ClientLimits> {
+    let mut out = ClientLimits {
+        max_connections: caps.max_connections,
+        max_connections_per_endpoint: caps.max_per_endpoint,
+        ..ClientLimits::default()
+    };
+    if let Some(l) = client {
+        out.max_connections_per_client = l.max_connections;
+        out.upgrades_per_second_per_client = l.rate;
+        out.burst = l.rate.map(|_| l.burst);
+    }
+    (out != ClientLimits::default()).then_some(out)
+}
+
 fn seconds(d: Duration) -> String {
-    format!("{}s", d.as_secs())
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {

@@ -232,6 +232,51 @@ pub struct WebSocketTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))]
     pub lifetime_jitter: Option<String>,
+    /// Ping a peer that sent nothing for `interval`; one that then stays silent for `timeout`
+    /// is dead (the other side gets Close 1001). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<KeepaliveSpec>,
+    /// After the backend's endpoints change, close (1012) the sockets of endpoints holding
+    /// more than (1 + tolerance) × the mean, oldest first, spread over `window`. Off when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceSpec>,
+}
+
+/// WebSocket keepalive.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeepaliveSpec {
+    /// Silence after which a peer is pinged (Go-style duration, e.g. `30s`).
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
+    pub interval: String,
+    /// Time a pinged peer has to send anything (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
+    pub timeout: Option<String>,
+}
+
+/// WebSocket rebalancing after a scale-out.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// How far above the mean an endpoint may be before sockets move (default 0.2: 20 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub tolerance: Option<f64>,
+    /// The closes are spread over this long (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+    )]
+    pub window: Option<String>,
 }
 
 /// A load-balancing policy and, for ConsistentHash, what to hash.

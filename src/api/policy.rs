@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientLimits, LoadBalancing};
+use super::{ClientLimits, KeepaliveSpec, LoadBalancing, RebalanceSpec};
 
 /// Socket settings for the WebSocket upgrades of HTTPRoutes (or of single rules of them).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -54,6 +54,15 @@ pub struct WebSocketPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))]
     pub lifetime_jitter: Option<String>,
+    /// Ping a peer that sent nothing for `interval`; one that then stays silent for `timeout`
+    /// is dead (the other side gets Close 1001). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<KeepaliveSpec>,
+    /// After the backend's endpoints change, close (1012) the sockets of endpoints holding
+    /// more than (1 + tolerance) × the mean, oldest first, spread over `window`. Off when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceSpec>,
 }
 
 /// A policy's target (Gateway API `LocalPolicyTargetReferenceWithSectionName`).

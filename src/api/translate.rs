@@ -12,8 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rustls_pki_types::ServerName;
 
 use super::{
-    self as api, Backend, BackendProtocol, ClientLimits, HttpTarget, LoadBalancing,
-    LoadBalancingPolicy, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget, parse_duration,
+    self as api, Backend, BackendProtocol, ClientLimits, HttpTarget, KeepaliveSpec, LoadBalancing,
+    LoadBalancingPolicy, RebalanceSpec, WebSocketRoute, WebSocketRouteSpec, WebSocketTarget,
+    parse_duration,
 };
 use crate::model::{
     self, Balance, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAINTENANCE_BODY, FieldError, Filters, HashKey,
@@ -304,6 +305,8 @@ fn websocket_action(
         load_balancing: ws.load_balancing.as_ref(),
         max_lifetime: ws.max_lifetime.as_deref(),
         lifetime_jitter: ws.lifetime_jitter.as_deref(),
+        keepalive: ws.keepalive.as_ref(),
+        rebalance: ws.rebalance.as_ref(),
     };
     let prefix = format!("spec.rules[{rule}].websocket");
     let settings = socket_settings(p, &prefix, at_rule.path, &settings);
@@ -319,6 +322,8 @@ fn websocket_action(
         allowed_origins: settings.allowed_origins,
         limits: settings.limits,
         max_lifetime: settings.max_lifetime,
+        keepalive: settings.keepalive,
+        rebalance: settings.rebalance,
         capacity: settings.capacity,
         filters: Filters::default(),
         connect_timeout: None,
@@ -333,6 +338,8 @@ pub(crate) struct SocketSpec<'a> {
     pub(crate) load_balancing: Option<&'a LoadBalancing>,
     pub(crate) max_lifetime: Option<&'a str>,
     pub(crate) lifetime_jitter: Option<&'a str>,
+    pub(crate) keepalive: Option<&'a KeepaliveSpec>,
+    pub(crate) rebalance: Option<&'a RebalanceSpec>,
 }
 
 /// [`SocketSpec`] parsed.
@@ -343,6 +350,8 @@ pub(crate) struct SocketSettings {
     /// `None`: the default of the action.
     pub(crate) balance: Option<Balance>,
     pub(crate) max_lifetime: Option<model::Lifetime>,
+    pub(crate) keepalive: Option<model::Keepalive>,
+    pub(crate) rebalance: Option<model::Rebalance>,
     pub(crate) capacity: model::Capacity,
 }
 
@@ -391,6 +400,12 @@ fn socket_settings(
         .map(Some),
     };
     let max_lifetime = lifetime(p, prefix, spec.max_lifetime, spec.lifetime_jitter);
+    let keepalive = spec
+        .keepalive
+        .map_or(Some(None), |k| keepalive(p, prefix, k));
+    let rebalance = spec
+        .rebalance
+        .map_or(Some(None), |r| rebalance(p, prefix, r));
     let (balance, (limits, capacity), idle_timeout) = (balance?, limits?, idle_timeout?);
     if allowed_origins.len() != spec.allowed_origins.len() {
         return None;
@@ -402,7 +417,66 @@ fn socket_settings(
         capacity,
         balance,
         max_lifetime: max_lifetime?,
+        keepalive: keepalive?,
+        rebalance: rebalance?,
     })
+}
+
+/// `keepalive` under `prefix`.
+fn keepalive(
+    p: &mut Problems,
+    prefix: &str,
+    spec: &KeepaliveSpec,
+) -> Option<Option<model::Keepalive>> {
+    let interval = positive_duration(
+        p,
+        format!("{prefix}.keepalive.interval"),
+        &spec.interval,
+        "must be greater than 0 (leave keepalive out to turn it off)",
+    );
+    let timeout = match &spec.timeout {
+        None => Some(model::Keepalive::DEFAULT_TIMEOUT),
+        Some(t) => positive_duration(
+            p,
+            format!("{prefix}.keepalive.timeout"),
+            t,
+            "must be greater than 0",
+        ),
+    };
+    Some(Some(model::Keepalive {
+        interval: interval?,
+        timeout: timeout?,
+    }))
+}
+
+/// `rebalance` under `prefix`.
+fn rebalance(
+    p: &mut Problems,
+    prefix: &str,
+    spec: &RebalanceSpec,
+) -> Option<Option<model::Rebalance>> {
+    let tolerance = spec
+        .tolerance
+        .unwrap_or(model::Rebalance::DEFAULT_TOLERANCE);
+    let tolerance_ok = (0.0..=10.0).contains(&tolerance);
+    if !tolerance_ok {
+        p.add(
+            format!("{prefix}.rebalance.tolerance"),
+            format!("{tolerance} is not between 0 and 10"),
+        );
+    }
+    let window = match &spec.window {
+        None => Some(model::Rebalance::DEFAULT_WINDOW),
+        Some(w) => match parse_duration(w) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.add(format!("{prefix}.rebalance.window"), e.to_string());
+                None
+            }
+        },
+    };
+    let window = window?;
+    tolerance_ok.then_some(Some(model::Rebalance { tolerance, window }))
 }
 
 /// `maxLifetime` and `lifetimeJitter` under `prefix`.

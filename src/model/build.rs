@@ -226,6 +226,8 @@ impl RuleBuilder {
             idle_timeout: None,
             handshake_timeout: None,
             max_lifetime: None,
+            keepalive: None,
+            rebalance: None,
             capacity: Capacity::default(),
             balance: Balance::LeastConnections,
             allowed_origins: Vec::new(),

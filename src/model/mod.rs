@@ -265,6 +265,10 @@ pub struct WebSocketAction {
     pub handshake_timeout: Option<Duration>,
     /// Close sockets this old (Close 1001 to both sides); `None` never.
     pub max_lifetime: Option<Lifetime>,
+    /// Ping silent peers and close dead ones; `None`: off.
+    pub keepalive: Option<Keepalive>,
+    /// Move sockets off overloaded endpoints after a scale-out; `None`: off.
+    pub rebalance: Option<Rebalance>,
     /// Sockets of the rule and of each endpoint, all clients together.
     pub capacity: Capacity,
     /// How sockets are spread over the endpoints.
@@ -498,6 +502,38 @@ impl Lifetime {
         let jitter = f64::from(self.jitter_percent.min(100)) / 100.0;
         self.max.mul_f64(1.0 - jitter * u.clamp(0.0, 1.0))
     }
+}
+
+/// Keepalive of a rule's sockets: a peer that sent nothing for `interval` gets a Ping; one
+/// that then stays silent for `timeout` is dead, and the other side gets Close 1001.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence after which a peer is pinged.
+    pub interval: Duration,
+    /// Time a pinged peer has to send anything.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// The default `timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// Rebalancing after the endpoints of a backend change: sockets over `(1 + tolerance)` × the
+/// mean of an endpoint are closed (1012), oldest first, spread over `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rebalance {
+    /// How far above the mean an endpoint may be (0.2: 20 %).
+    pub tolerance: f64,
+    /// The closes are spread over this long.
+    pub window: Duration,
+}
+
+impl Rebalance {
+    /// The default tolerance: 20 %.
+    pub const DEFAULT_TOLERANCE: f64 = 0.2;
+    /// The default window: five minutes.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 }
 
 /// Capacity caps of a rule's WebSockets, counted per wsgate replica: an upgrade beyond one

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::answer::ClientFault;
-use crate::model::{Cidr, ClientLimits, Lifetime, OriginPattern, PathRewrite, RequestRedirect};
+use crate::model::{
+    Cidr, ClientLimits, Keepalive, Lifetime, OriginPattern, PathRewrite, RequestRedirect,
+};
 use crate::table::{
     BackendSet, CompiledRoute, CompiledRule, HeaderFilters, HostBuf, HostEntry, HostRole,
     RouteTable, RuleInput, normalize_host,
@@ -122,6 +124,8 @@ pub struct UpgradePlan {
     pub handshake_timeout: Option<Duration>,
     /// Close the socket this old.
     pub max_lifetime: Option<Lifetime>,
+    /// Ping silent peers, close dead ones.
+    pub keepalive: Option<Keepalive>,
     /// Origins allowed to open a socket (empty allows any), checked by `admit`.
     pub allowed_origins: Arc<[OriginPattern]>,
     /// Sources, limits and path, as for normal requests.
@@ -369,6 +373,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 idle_timeout: ws.idle_timeout,
                 handshake_timeout: ws.handshake_timeout,
                 max_lifetime: ws.max_lifetime,
+                keepalive: ws.keepalive,
                 allowed_origins: ws.allowed_origins.clone(),
                 access: access(
                     ws.limits,
@@ -385,6 +390,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 idle_timeout: None,
                 handshake_timeout: None,
                 max_lifetime: None,
+                keepalive: None,
                 allowed_origins: Arc::default(),
                 access: access(
                     None,

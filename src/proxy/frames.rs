@@ -7,6 +7,8 @@
 
 /// Opcode of a Close frame.
 const OPCODE_CLOSE: u8 = 0x8;
+/// Opcode of a Pong frame.
+pub const OPCODE_PONG: u8 = 0xA;
 
 /// Follows frame headers across arbitrary chunk boundaries.
 #[derive(Debug, Default, Clone)]
@@ -53,6 +55,32 @@ impl FrameTracker {
             }
         }
         None
+    }
+
+    /// Consumes `data` up to the end of the frame under way (the next frame when at a
+    /// boundary), or all of it when that frame does not end within it; returns how many bytes.
+    pub fn advance(&mut self, data: &[u8]) -> usize {
+        let mut off = 0;
+        while off < data.len() {
+            if self.remaining > 0 {
+                let skip = usize::try_from(self.remaining)
+                    .map_or(data.len() - off, |r| r.min(data.len() - off));
+                self.remaining -= skip as u64;
+                off += skip;
+            } else {
+                self.feed(&data[off..off + 1]);
+                off += 1;
+            }
+            if self.at_boundary() {
+                break;
+            }
+        }
+        off
+    }
+
+    /// Payload bytes left in the frame under way.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
     }
 
     /// Consumes the next bytes of the stream.
@@ -170,6 +198,23 @@ mod tests {
             Some(second_end - first_len - 1)
         );
         assert_eq!(t.next_boundary(&stream[first_len + 1..first_len + 1]), None);
+    }
+
+    #[test]
+    fn advance_stops_at_each_frame_end() {
+        let mut stream = frame(0x2, 3, true);
+        let first = stream.len();
+        stream.extend(frame(0x1, 0, false));
+        let second = stream.len();
+        stream.extend(frame(0x2, 200, false));
+        let mut t = FrameTracker::default();
+        assert_eq!(t.advance(&stream), first);
+        assert_eq!(t.advance(&stream[first..]), second - first);
+        assert_eq!(t.advance(&stream[second..second + 5]), 5);
+        assert!(!t.at_boundary());
+        assert_eq!(t.remaining(), 199);
+        assert_eq!(t.advance(&stream[second + 5..]), stream.len() - second - 5);
+        assert!(t.at_boundary());
     }
 
     proptest! {

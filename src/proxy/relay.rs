@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::splice::{Splice, Write};
+use crate::model::Keepalive;
 
 /// Size of the per-poll stack buffer: one TLS record's worth of plaintext.
 const CHUNK: usize = 16 * 1024;
@@ -61,13 +62,19 @@ pub enum Closing {
     Drain,
     /// The socket reached its maximum lifetime.
     MaxLifetime,
+    /// The other peer did not answer a keepalive Ping in time.
+    DeadPeer,
+    /// Moved off an overloaded endpoint after a scale-out.
+    Rebalance,
 }
 
 impl Closing {
-    /// The Close status code (RFC 6455 §7.4.1): 1001 Going Away for both.
+    /// The Close status code (RFC 6455 §7.4.1): 1001 Going Away, or 1012 Service Restart
+    /// (IANA WebSocket Close Code registry) for a rebalance: reconnect, elsewhere.
     pub fn code(self) -> u16 {
         match self {
-            Closing::Drain | Closing::MaxLifetime => 1001,
+            Closing::Drain | Closing::MaxLifetime | Closing::DeadPeer => 1001,
+            Closing::Rebalance => 1012,
         }
     }
 
@@ -76,6 +83,8 @@ impl Closing {
         match self {
             Closing::Drain => "drain",
             Closing::MaxLifetime => "max_lifetime",
+            Closing::DeadPeer => "dead_peer",
+            Closing::Rebalance => "rebalance",
         }
     }
 }
@@ -101,6 +110,23 @@ fn close_frame_masked(code: u16) -> Vec<u8> {
         hi ^ key[0],
         lo ^ key[1],
     ]
+}
+
+/// A Ping carrying `payload`, unmasked: to the client.
+fn ping_frame(payload: [u8; 8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(10);
+    f.extend_from_slice(&[0x89, 0x08]);
+    f.extend_from_slice(&payload);
+    f
+}
+
+/// The same Ping masked: to the backend.
+fn ping_frame_masked(payload: [u8; 8]) -> Vec<u8> {
+    let key = random_bits().to_le_bytes();
+    let mut f = Vec::with_capacity(14);
+    f.extend_from_slice(&[0x89, 0x88, key[0], key[1], key[2], key[3]]);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
 }
 
 /// 64 bits that differ per call (a process-random hash of a counter and the time): for
@@ -159,6 +185,8 @@ struct Half {
     eof: bool,
     done: bool,
     bytes: u64,
+    /// Bytes were read since the relay last looked: the reader is alive.
+    heard: bool,
     /// Frame boundaries and the drain's Close (what to write for what was read).
     splice: Splice,
 }
@@ -185,8 +213,8 @@ impl Half {
     {
         loop {
             ready!(self.poll_pending(cx, writer.as_mut()))?;
-            if let Some(close) = self.splice.due() {
-                self.queue(close);
+            if let Some(frame) = self.splice.due() {
+                self.queue(frame);
                 continue;
             }
             if self.eof {
@@ -213,11 +241,18 @@ impl Half {
                 self.eof = true;
                 continue;
             }
-            *active = true;
+            self.heard = true;
             self.bytes += data.len() as u64;
+            // Our own Pongs, taken out, are not activity: idleTimeout counts the peers'.
             match self.splice.on_read(data) {
-                Write::Through(data) => ready!(self.poll_write_through(cx, writer.as_mut(), data))?,
-                Write::Spliced(out) => self.queue(out),
+                Write::Through(data) => {
+                    *active = true;
+                    ready!(self.poll_write_through(cx, writer.as_mut(), data))?;
+                }
+                Write::Spliced(out) => {
+                    *active = true;
+                    self.queue(out.into_boxed_slice());
+                }
                 Write::Nothing => {}
             }
         }
@@ -267,8 +302,8 @@ impl Half {
     }
 
     /// Sets `bytes` to be written before anything else.
-    fn queue(&mut self, bytes: Vec<u8>) {
-        self.pending = Some(bytes.into_boxed_slice());
+    fn queue(&mut self, bytes: Box<[u8]>) {
+        self.pending = Some(bytes);
         self.written = 0;
     }
 
@@ -291,7 +326,7 @@ impl Half {
                 }
                 Poll::Ready(Ok(n)) => off += n,
                 Poll::Pending => {
-                    self.queue(data[off..].to_vec());
+                    self.queue(data[off..].into());
                     return Poll::Pending;
                 }
             }
@@ -301,8 +336,17 @@ impl Half {
     }
 }
 
+/// How a relay watches its sockets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayOptions {
+    /// End the relay when no byte of the peers moved in either direction this long.
+    pub idle_timeout: Option<Duration>,
+    /// Ping a peer silent this long; one that stays silent is dead.
+    pub keepalive: Option<Keepalive>,
+}
+
 /// Relays bytes between `client` and `backend` until both halves are closed, one side fails,
-/// or nothing moves for `idle_timeout`. `on_bytes(to_backend, to_client)` is told of every
+/// or nothing moves for the idle timeout. `on_bytes(to_backend, to_client)` is told of every
 /// batch of bytes moved, so live counters do not wait for the connection to end.
 ///
 /// When `close` resolves (a drain, the socket's lifetime), the relay closes the
@@ -310,10 +354,15 @@ impl Half {
 /// backend, each at the next frame boundary of the stream it is spliced into, nothing more is
 /// forwarded, and the relay ends once both peers have answered with their own Close (or
 /// closed TCP).
+///
+/// With keepalive, a peer that sent nothing for the interval gets a Ping at the next frame
+/// boundary of the stream toward it (masked toward the backend, as a client's frames must
+/// be, RFC 6455 §5.3); its Pong is taken out of its stream. A peer that then stays silent for
+/// the timeout is dead: the other side gets Close 1001 and the relay ends.
 pub async fn relay<C, B>(
     mut client: C,
     mut backend: B,
-    idle_timeout: Option<Duration>,
+    options: RelayOptions,
     mut on_bytes: impl FnMut(u64, u64),
     close: impl Future<Output = Closing>,
 ) -> RelayStats
@@ -326,7 +375,8 @@ where
         down: Half::default(),
         first_closed: None,
         first_close: None,
-        idle: idle_timeout.map(|limit| Idle {
+        watch: options.keepalive.map(Watch::new),
+        idle: options.idle_timeout.map(|limit| Idle {
             sleep: Box::pin(tokio::time::sleep(limit)),
             limit,
             last_activity: Instant::now(),
@@ -346,7 +396,12 @@ where
         state.report(&mut on_bytes);
         match polled {
             Err(end) => Poll::Ready(end),
-            Ok(active) => state.poll_end(cx, active),
+            Ok(active) => {
+                if let Some(dead) = state.poll_keepalive(cx) {
+                    state.reap(cx, dead);
+                }
+                state.poll_end(cx, active)
+            }
         }
     })
     .await;
@@ -371,6 +426,8 @@ struct Relay {
     /// Which side sent the first Close frame.
     first_close: Option<Side>,
     idle: Option<Idle>,
+    /// Keepalive of both peers.
+    watch: Option<Watch>,
     /// Started once one side closed; bounds how long the other may stay open.
     linger: Option<Pin<Box<Sleep>>>,
     /// Set once wsgate started closing the socket itself.
@@ -386,7 +443,142 @@ struct Idle {
     last_activity: Instant,
 }
 
+/// Keepalive: when each peer was last heard from and whether it owes an answer to a Ping.
+/// One timer for both, re-armed only when it fires.
+struct Watch {
+    sleep: Pin<Box<Sleep>>,
+    every: Keepalive,
+    /// What our Pings carry, so their Pongs can be told from the application's.
+    payload: [u8; 8],
+    client: Peer,
+    backend: Peer,
+}
+
+struct Peer {
+    heard: Instant,
+    /// Set once pinged: the peer is dead if silent until then.
+    answer_by: Option<Instant>,
+}
+
+impl Peer {
+    fn heard(&mut self, now: Instant) {
+        self.heard = now;
+        self.answer_by = None;
+    }
+
+    /// When the watch must look at this peer next.
+    fn next(&self, every: Keepalive) -> Instant {
+        self.answer_by.unwrap_or(self.heard + every.interval)
+    }
+}
+
+impl Watch {
+    fn new(every: Keepalive) -> Self {
+        let now = Instant::now();
+        Watch {
+            sleep: Box::pin(tokio::time::sleep(every.interval)),
+            every,
+            payload: random_bits().to_le_bytes(),
+            client: Peer {
+                heard: now,
+                answer_by: None,
+            },
+            backend: Peer {
+                heard: now,
+                answer_by: None,
+            },
+        }
+    }
+}
+
+/// What the watch does about one peer now.
+enum Due {
+    Nothing,
+    Ping,
+    Dead,
+}
+
+fn due(peer: &mut Peer, every: Keepalive, now: Instant) -> Due {
+    match peer.answer_by {
+        Some(by) if by <= now => Due::Dead,
+        Some(_) => Due::Nothing,
+        None if peer.heard + every.interval <= now => {
+            peer.answer_by = Some(now + every.timeout);
+            Due::Ping
+        }
+        None => Due::Nothing,
+    }
+}
+
 impl Relay {
+    /// Notes which peers were heard from and, when the timer fires, pings the silent ones;
+    /// returns a peer that did not answer in time.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Side> {
+        let watch = self.watch.as_mut()?;
+        let heard = (
+            std::mem::take(&mut self.up.heard),
+            std::mem::take(&mut self.down.heard),
+        );
+        if heard.0 || heard.1 {
+            let now = Instant::now();
+            if heard.0 {
+                watch.client.heard(now);
+            }
+            if heard.1 {
+                watch.backend.heard(now);
+            }
+        }
+        while watch.sleep.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let every = watch.every;
+            match due(&mut watch.client, every, now) {
+                Due::Dead => return Some(Side::Client),
+                Due::Ping => {
+                    self.down.splice.send_ping(ping_frame(watch.payload));
+                    self.up.splice.expect_pong(watch.payload);
+                    cx.waker().wake_by_ref();
+                }
+                Due::Nothing => {}
+            }
+            match due(&mut watch.backend, every, now) {
+                Due::Dead => return Some(Side::Backend),
+                Due::Ping => {
+                    self.up.splice.send_ping(ping_frame_masked(watch.payload));
+                    self.down.splice.expect_pong(watch.payload);
+                    cx.waker().wake_by_ref();
+                }
+                Due::Nothing => {}
+            }
+            let next = watch.client.next(every).min(watch.backend.next(every));
+            watch.sleep.as_mut().reset(next);
+        }
+        None
+    }
+
+    /// Ends the relay for a peer that stopped answering: the live side gets Close 1001 at
+    /// the next frame boundary and a FIN; nothing more goes to the dead one.
+    fn reap(&mut self, cx: &mut Context<'_>, dead: Side) {
+        // A socket wsgate was closing already keeps that reason.
+        self.closing.get_or_insert(Closing::DeadPeer);
+        self.watch = None;
+        let code = Closing::DeadPeer.code();
+        let (to_live, to_dead, close) = match dead {
+            Side::Client => (&mut self.up, &mut self.down, close_frame_masked(code)),
+            Side::Backend => (&mut self.down, &mut self.up, close_frame(code)),
+        };
+        to_dead.pending = None;
+        to_dead.eof = true;
+        to_dead.done = true;
+        to_live.splice.send_close(close);
+        to_live.eof = true;
+        // The live peer gets LINGER to take it, as after any close.
+        self.first_closed.get_or_insert(match dead {
+            Side::Client => RelayEnd::ClientClosed,
+            Side::Backend => RelayEnd::BackendClosed,
+        });
+        cx.waker().wake_by_ref();
+    }
+
     fn start_closing(&mut self, why: Closing) {
         self.closing = Some(why);
         // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
@@ -480,7 +672,7 @@ impl Relay {
                 .linger
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
             if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(end);
+                return Poll::Ready(self.closing.map_or(end, RelayEnd::Closed));
             }
         }
         if let Some(idle) = &mut self.idle {

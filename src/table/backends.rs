@@ -12,7 +12,7 @@ use super::{
     BackendSet, BackendTlsEntry, Endpoint, backend_client_config, backend_h2_client_config,
 };
 use crate::model::{
-    Backend, BackendProtocol, BackendTarget, BackendTls, Balance, CaRef, ServicePort,
+    Backend, BackendProtocol, BackendTarget, BackendTls, Balance, CaRef, Rebalance, ServicePort,
 };
 
 /// How an action's backends pick endpoints and connect to them.
@@ -21,6 +21,7 @@ pub(super) struct SetOptions<'a> {
     pub(super) balance: &'a Balance,
     pub(super) connect_timeout: Option<Duration>,
     pub(super) max_sockets_per_endpoint: Option<u32>,
+    pub(super) rebalance: Option<Rebalance>,
 }
 
 /// What building a backend needs from the route being compiled.
@@ -79,6 +80,7 @@ pub(super) fn backend_set<'s>(
         tls,
         connect_timeout: on.connect_timeout,
         max_sockets_per_endpoint: on.max_sockets_per_endpoint,
+        rebalance: on.rebalance,
         ..BackendSet::with_endpoints(name, endpoints)
     })
 }

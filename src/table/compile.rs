@@ -519,6 +519,7 @@ fn compile_rule<'s>(
             balance: &h.balance,
             connect_timeout: h.connect_timeout,
             max_sockets_per_endpoint: None,
+            rebalance: None,
         };
         Some(HttpBackend {
             backends: split(ctx, &h.backends, on, shared, problems)?,
@@ -534,12 +535,14 @@ fn compile_rule<'s>(
             balance: &w.balance,
             connect_timeout: w.connect_timeout,
             max_sockets_per_endpoint: w.capacity.max_per_endpoint,
+            rebalance: w.rebalance,
         };
         Some(WebSocketBackend {
             backends: split(ctx, &w.backends, on, shared, problems)?,
             idle_timeout: w.idle_timeout,
             handshake_timeout: w.handshake_timeout,
             max_lifetime: w.max_lifetime,
+            keepalive: w.keepalive,
             max_connections: w.capacity.max_connections,
             allowed_origins: w.allowed_origins.as_slice().into(),
             limits: w.limits,

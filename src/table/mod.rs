@@ -43,8 +43,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use rustls::sign::CertifiedKey;
 
 use crate::model::{
-    Balance, Cidr, ClientLimits, HeaderChanges, HeaderMatch, Lifetime, OriginPattern, PathRewrite,
-    QueryMatch, RequestRedirect,
+    Balance, Cidr, ClientLimits, HeaderChanges, HeaderMatch, Keepalive, Lifetime, OriginPattern,
+    PathRewrite, QueryMatch, Rebalance, RequestRedirect,
 };
 
 /// The live routing table, published whole through an `ArcSwap` and never mutated.
@@ -252,6 +252,8 @@ pub struct WebSocketBackend {
     pub handshake_timeout: Option<Duration>,
     /// Close sockets this old.
     pub max_lifetime: Option<Lifetime>,
+    /// Ping silent peers, close dead ones.
+    pub keepalive: Option<Keepalive>,
     /// Sockets of the rule, all clients (this replica's): an upgrade beyond gets 503.
     pub max_connections: Option<u32>,
     /// Origins allowed to open a socket; empty allows any.
@@ -281,6 +283,8 @@ pub struct BackendSet {
     pub connect_timeout: Option<Duration>,
     /// WebSockets per endpoint (this replica's); full endpoints are skipped.
     pub max_sockets_per_endpoint: Option<u32>,
+    /// Move this replica's sockets off overloaded endpoints when the endpoints change.
+    pub rebalance: Option<Rebalance>,
     /// The route named a backend it may not use or that is not a Service (Gateway API): its
     /// share of the traffic gets 500.
     pub unresolved: bool,
@@ -345,6 +349,7 @@ impl BackendSet {
             tls: None,
             connect_timeout: None,
             max_sockets_per_endpoint: None,
+            rebalance: None,
             unresolved: false,
         }
     }

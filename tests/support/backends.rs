@@ -101,6 +101,8 @@ pub struct WsBackend {
     pub handshakes: Arc<Mutex<Vec<HeaderMap>>>,
     /// Close frames received, with their codes.
     pub closes: Arc<Mutex<Vec<u16>>>,
+    /// Ping and Pong frames received (tungstenite answers the Pings itself).
+    pub controls: Arc<Mutex<Vec<Message>>>,
 }
 
 /// A WebSocket echo backend on an ephemeral loopback port.
@@ -116,6 +118,8 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
     let seen = handshakes.clone();
     let closes = Arc::new(Mutex::new(Vec::new()));
     let closed = closes.clone();
+    let controls = Arc::new(Mutex::new(Vec::new()));
+    let control = controls.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -123,6 +127,7 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
             };
             let seen = seen.clone();
             let closed = closed.clone();
+            let control = control.clone();
             tokio::spawn(async move {
                 let callback =
                     |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
@@ -152,6 +157,9 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
+                    if matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+                        control.lock().unwrap().push(msg.clone());
+                    }
                     if let Message::Close(frame) = &msg {
                         let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
                         closed.lock().unwrap().push(code);
@@ -168,6 +176,7 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
         addr,
         handshakes,
         closes,
+        controls,
     }
 }
 

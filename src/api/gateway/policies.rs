@@ -52,6 +52,8 @@ impl<'a> Policies<'a> {
                     load_balancing: spec.load_balancing.as_ref(),
                     max_lifetime: spec.max_lifetime.as_deref(),
                     lifetime_jitter: spec.lifetime_jitter.as_deref(),
+                    keepalive: spec.keepalive.as_ref(),
+                    rebalance: spec.rebalance.as_ref(),
                 };
                 let settings = socket_settings_into(&mut errors, "spec", "/", &socket);
                 let settings = match settings {
@@ -151,6 +153,12 @@ impl<'a> Policies<'a> {
                 }
                 if settings.max_lifetime.is_some() {
                     ws.max_lifetime = settings.max_lifetime;
+                }
+                if settings.keepalive.is_some() {
+                    ws.keepalive = settings.keepalive;
+                }
+                if settings.rebalance.is_some() {
+                    ws.rebalance = settings.rebalance;
                 }
                 if settings.capacity != crate::model::Capacity::default() {
                     ws.capacity = settings.capacity;

@@ -126,6 +126,8 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
                     // The route's timeouts bound the handshake, never the socket.
                     handshake_timeout: timeout,
                     max_lifetime: None,
+                    keepalive: None,
+                    rebalance: None,
                     capacity: Default::default(),
                     balance: Balance::LeastConnections,
                     allowed_origins: Vec::new(),

@@ -773,6 +773,8 @@ spec:
   idleTimeout: 1h
   allowedOrigins: ["https://chat.example.com"]
   maxLifetime: 30m
+  keepalive: {interval: 20s, timeout: 5s}
+  rebalance: {tolerance: 0.5}
 ---
 kind: WebSocketPolicy
 metadata: {name: live-rule, namespace: infra}
@@ -827,6 +829,13 @@ spec:
     assert_eq!(rest.balance, crate::model::Balance::LeastConnections);
     assert_eq!(rest.max_lifetime.map(|l| l.max.as_secs()), Some(1800));
     assert_eq!(live.max_lifetime, None);
+    assert_eq!(
+        rest.keepalive
+            .map(|k| (k.interval.as_secs(), k.timeout.as_secs())),
+        Some((20, 5))
+    );
+    assert_eq!(rest.rebalance.map(|r| r.tolerance), Some(0.5));
+    assert_eq!((live.keepalive, live.rebalance), (None, None));
     // Requests are untouched.
     assert!(
         route.rules[1]

@@ -493,3 +493,47 @@ fn class_selection_in_all_four_forms() {
     );
     assert!(!default.claims(&with(Some("other"), None)));
 }
+
+#[test]
+fn keepalive_rebalance_and_capacity_annotations_set_the_socket() {
+    let yaml = CHAT.replace(
+        "nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"",
+        "wsgate.dev/websocket-keepalive-interval: 30s\n    wsgate.dev/websocket-rebalance-tolerance: \"0.3\"\n    wsgate.dev/websocket-max-connections: \"1000\"\n    wsgate.dev/websocket-max-connections-per-endpoint: \"200\"",
+    );
+    let ws = routes(&yaml)[0].rules[0].websocket.clone();
+    let ws = ws.unwrap_or_else(|| panic!("no websocket action"));
+    assert_eq!(
+        ws.keepalive,
+        Some(crate::model::Keepalive {
+            interval: Duration::from_secs(30),
+            timeout: crate::model::Keepalive::DEFAULT_TIMEOUT,
+        })
+    );
+    assert_eq!(
+        ws.rebalance,
+        Some(crate::model::Rebalance {
+            tolerance: 0.3,
+            window: crate::model::Rebalance::DEFAULT_WINDOW,
+        })
+    );
+    assert_eq!(
+        ws.capacity,
+        crate::model::Capacity {
+            max_connections: Some(1000),
+            max_per_endpoint: Some(200),
+        }
+    );
+    for bad in [
+        "wsgate.dev/websocket-keepalive-interval: \"0\"",
+        "wsgate.dev/websocket-rebalance-tolerance: lots",
+        "wsgate.dev/websocket-max-connections: \"0\"",
+    ] {
+        let yaml = CHAT.replace(
+            "nginx.ingress.kubernetes.io/proxy-read-timeout: \"3600\"",
+            bad,
+        );
+        let name = bad.split(':').next().unwrap_or_default();
+        let found = problems(&yaml);
+        assert!(found.iter().any(|p| p.contains(name)), "{bad}: {found:?}");
+    }
+}

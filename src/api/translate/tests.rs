@@ -529,3 +529,96 @@ fn max_lifetime_and_its_jitter_are_read_and_checked() {
 fn paths_of(problems: &[FieldError]) -> Vec<&str> {
     problems.iter().map(|p| p.path.as_str()).collect()
 }
+
+#[test]
+fn keepalive_and_rebalance_are_read_with_their_defaults_and_checked() {
+    use crate::api::{KeepaliveSpec, RebalanceSpec};
+    let with = |keepalive: Option<KeepaliveSpec>, rebalance: Option<RebalanceSpec>| {
+        let mut spec = valid();
+        spec.rules[0].websocket = Some(WebSocketTarget {
+            backend: addr("127.0.0.1:5000"),
+            keepalive,
+            rebalance,
+            ..Default::default()
+        });
+        spec
+    };
+    let ws = |spec: &WebSocketRouteSpec| {
+        let route = translate_spec("default", spec).unwrap_or_else(|e| panic!("{e:?}"));
+        let ws = route.rules[0].websocket.clone();
+        ws.map(|w| (w.keepalive, w.rebalance))
+    };
+    let secs = std::time::Duration::from_secs;
+    let keepalive = |interval: &str, timeout: Option<&str>| KeepaliveSpec {
+        interval: interval.into(),
+        timeout: timeout.map(Into::into),
+    };
+    assert_eq!(
+        ws(&with(None, None)),
+        Some((None, None)),
+        "both off by default"
+    );
+    let (k, r) = ws(&with(
+        Some(keepalive("30s", None)),
+        Some(RebalanceSpec::default()),
+    ))
+    .unwrap_or_default();
+    assert_eq!(
+        k,
+        Some(model::Keepalive {
+            interval: secs(30),
+            timeout: secs(10)
+        })
+    );
+    assert_eq!(
+        r,
+        Some(model::Rebalance {
+            tolerance: 0.2,
+            window: secs(300)
+        })
+    );
+    let rebalance = RebalanceSpec {
+        tolerance: Some(0.5),
+        window: Some("1m".into()),
+    };
+    let (k, r) = ws(&with(Some(keepalive("1m", Some("5s"))), Some(rebalance))).unwrap_or_default();
+    assert_eq!(
+        k.map(|k| (k.interval, k.timeout)),
+        Some((secs(60), secs(5)))
+    );
+    assert_eq!(r.map(|r| (r.tolerance, r.window)), Some((0.5, secs(60))));
+    let bad_tolerance = |t: f64| RebalanceSpec {
+        tolerance: Some(t),
+        window: None,
+    };
+    for (spec, field) in [
+        (
+            with(Some(keepalive("0s", None)), None),
+            "spec.rules[0].websocket.keepalive.interval",
+        ),
+        (
+            with(Some(keepalive("30s", Some("soon"))), None),
+            "spec.rules[0].websocket.keepalive.timeout",
+        ),
+        (
+            with(None, Some(bad_tolerance(-0.1))),
+            "spec.rules[0].websocket.rebalance.tolerance",
+        ),
+        (
+            with(None, Some(bad_tolerance(f64::NAN))),
+            "spec.rules[0].websocket.rebalance.tolerance",
+        ),
+        (
+            with(
+                None,
+                Some(RebalanceSpec {
+                    tolerance: None,
+                    window: Some("5 minutes".into()),
+                }),
+            ),
+            "spec.rules[0].websocket.rebalance.window",
+        ),
+    ] {
+        assert_eq!(paths_of(&validate(&spec)), [field]);
+    }
+}

@@ -11,7 +11,7 @@ async fn copies_both_ways_and_handles_half_close() {
     let task = tokio::spawn(relay(
         client_side,
         backend_side,
-        None,
+        RelayOptions::default(),
         move |a, b| {
             let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
             t.0 += a;
@@ -69,10 +69,16 @@ async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers()
     let (mut client, client_side) = duplex(1 << 16);
     let (backend_side, mut backend) = duplex(1 << 16);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
-        let _ = drain_rx.await;
-        Closing::Drain
-    }));
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        RelayOptions::default(),
+        |_, _| {},
+        async {
+            let _ = drain_rx.await;
+            Closing::Drain
+        },
+    ));
     // The backend is halfway through a 10-byte binary frame when the drain starts.
     let frame: Vec<u8> = [vec![0x82, 10], vec![9u8; 10]].concat();
     backend
@@ -140,7 +146,7 @@ async fn a_peer_that_never_closes_its_half_is_cut_after_the_linger() {
     let task = tokio::spawn(relay(
         client_side,
         backend_side,
-        None,
+        RelayOptions::default(),
         |_, _| {},
         std::future::pending(),
     ));
@@ -166,7 +172,10 @@ async fn idle_timeout_fires_only_without_traffic() {
     let task = tokio::spawn(relay(
         client_side,
         backend_side,
-        Some(Duration::from_secs(10)),
+        RelayOptions {
+            idle_timeout: Some(Duration::from_secs(10)),
+            keepalive: None,
+        },
         |_, _| {},
         std::future::pending(),
     ));
@@ -193,9 +202,13 @@ async fn idle_timeout_fires_only_without_traffic() {
 async fn a_lifetime_close_sends_1001_both_ways_and_says_so() {
     let (mut client, client_side) = duplex(1 << 16);
     let (backend_side, mut backend) = duplex(1 << 16);
-    let task = tokio::spawn(relay(client_side, backend_side, None, |_, _| {}, async {
-        Closing::MaxLifetime
-    }));
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        RelayOptions::default(),
+        |_, _| {},
+        async { Closing::MaxLifetime },
+    ));
     let mut to_client = [0u8; 4];
     client
         .read_exact(&mut to_client)
@@ -227,4 +240,177 @@ async fn a_lifetime_close_sends_1001_both_ways_and_says_so() {
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.end, RelayEnd::Closed(Closing::MaxLifetime));
     assert_eq!(stats.reason(), "max_lifetime");
+}
+
+/// A relay with keepalive every 30 s, 10 s to answer.
+fn with_keepalive() -> RelayOptions {
+    RelayOptions {
+        idle_timeout: None,
+        keepalive: Some(Keepalive {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }),
+    }
+}
+
+/// Reads one of our Pings from the client side: its payload.
+async fn read_ping(client: &mut tokio::io::DuplexStream) -> [u8; 8] {
+    let mut ping = [0u8; 10];
+    client
+        .read_exact(&mut ping)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&ping[..2], &[0x89, 0x08], "an unmasked Ping with 8 bytes");
+    let mut payload = [0u8; 8];
+    payload.copy_from_slice(&ping[2..]);
+    payload
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_pinged_and_its_pong_is_not_forwarded() {
+    let (mut client, client_side) = duplex(1 << 16);
+    let (backend_side, mut backend) = duplex(1 << 16);
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        with_keepalive(),
+        |_, _| {},
+        std::future::pending(),
+    ));
+    for _ in 0..10 {
+        let payload = read_ping(&mut client).await;
+        // Answer as a client must: masked.
+        let key = [9, 8, 7, 6];
+        let mut pong = vec![0x8a, 0x88];
+        pong.extend_from_slice(&key);
+        pong.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        client
+            .write_all(&pong)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The backend answers our Ping toward it likewise.
+        let mut ping = [0u8; 14];
+        backend
+            .read_exact(&mut ping)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&ping[..2], &[0x89, 0x88], "masked toward the backend");
+        let key = &ping[2..6];
+        let echoed: Vec<u8> = (0..8).map(|i| ping[6 + i] ^ key[i % 4]).collect();
+        assert_eq!(echoed, payload);
+        let mut pong = vec![0x8a, 0x08];
+        pong.extend_from_slice(&echoed);
+        backend
+            .write_all(&pong)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(!task.is_finished(), "ten intervals later, still open");
+    // An application frame after all those Pongs is the first thing either side sees.
+    client
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut first = [0u8; 8];
+    backend
+        .read_exact(&mut first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, [0x81, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    drop(client);
+    drop(backend);
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.client_to_backend, 10 * 14 + 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_answers_is_reaped_and_the_backend_gets_1001() {
+    let (mut client, client_side) = duplex(1 << 16);
+    let (backend_side, mut backend) = duplex(1 << 16);
+    let started = tokio::time::Instant::now();
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        with_keepalive(),
+        |_, _| {},
+        std::future::pending(),
+    ));
+    read_ping(&mut client).await;
+    // The backend answers its Ping; the client says nothing more.
+    let mut ping = [0u8; 14];
+    backend
+        .read_exact(&mut ping)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = &ping[2..6];
+    let mut pong = vec![0x8a, 0x08];
+    pong.extend((0..8).map(|i| ping[6 + i] ^ key[i % 4]));
+    backend
+        .write_all(&pong)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = Vec::new();
+    backend
+        .read_to_end(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.reason(), "dead_peer");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(40) && waited < Duration::from_secs(41),
+        "{waited:?}"
+    );
+    // Then the backend got a masked Close 1001, and the FIN.
+    assert_eq!(got.len(), 8, "{got:?}");
+    let close = &got[..];
+    assert_eq!(&close[..2], &[0x88, 0x82]);
+    assert_eq!([close[6] ^ close[2], close[7] ^ close[3]], [0x03, 0xe9]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn application_pings_and_pongs_pass_untouched() {
+    let (mut client, client_side) = duplex(1 << 16);
+    let (backend_side, mut backend) = duplex(1 << 16);
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        with_keepalive(),
+        |_, _| {},
+        std::future::pending(),
+    ));
+    // Ours is outstanding while the application's own ping and pong cross.
+    read_ping(&mut client).await;
+    let app_ping = [0x89, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'p' ^ 2];
+    let app_pong = [0x8a, 0x82, 5, 6, 7, 8, b'o' ^ 5, b'k' ^ 6];
+    client
+        .write_all(&[&app_ping[..], &app_pong[..]].concat())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = [0u8; 16];
+    backend
+        .read_exact(&mut got[..14])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The backend's Ping came first (it was silent too); then the application's frames.
+    assert_eq!(&got[..2], &[0x89, 0x88]);
+    backend
+        .read_exact(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, [&app_ping[..], &app_pong[..]].concat()[..]);
+    let backend_pong = [0x8a, 0x02, b'a', b'p'];
+    backend
+        .write_all(&backend_pong)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut back = [0u8; 4];
+    client
+        .read_exact(&mut back)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, backend_pong);
+    drop(client);
+    drop(backend);
+    task.await.unwrap_or_else(|e| panic!("{e}"));
 }

@@ -24,11 +24,11 @@ use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
 use super::limits::{Admission, TotalSlot};
-use super::relay::{Closing, random_bits, relay};
+use super::relay::{Closing, RelayOptions, random_bits, relay};
 use super::tracker::Token;
 use super::upstream::{BackendIo, UpstreamBody};
 use crate::metrics::RouteMetrics;
-use crate::model::Lifetime;
+use crate::model::{Keepalive, Lifetime};
 use crate::table::{ActiveGuard, SocketGuard};
 
 /// How long a backend may take to answer a WebSocket handshake.
@@ -94,6 +94,8 @@ pub(crate) struct UpgradeRequest {
     pub handshake_timeout: Option<Duration>,
     /// Close the socket this old.
     pub max_lifetime: Option<Lifetime>,
+    /// Ping silent peers, close dead ones.
+    pub keepalive: Option<Keepalive>,
     /// Consistent-hashing key.
     pub key: Option<u64>,
     /// The client's connection slot, when the rule has limits.
@@ -166,7 +168,10 @@ pub(crate) async fn upgrade(
     let sockets = Sockets {
         client: client_upgrade,
         backend: backend_upgrade,
-        idle_timeout: upgrade.idle_timeout,
+        options: RelayOptions {
+            idle_timeout: upgrade.idle_timeout,
+            keepalive: upgrade.keepalive,
+        },
         max_lifetime: upgrade.max_lifetime,
         held: Held {
             _relay: shared.relays.token(),
@@ -260,7 +265,7 @@ impl Drop for EndpointGauge {
 struct Sockets {
     client: OnUpgrade,
     backend: OnUpgrade,
-    idle_timeout: Option<Duration>,
+    options: RelayOptions,
     max_lifetime: Option<Lifetime>,
     held: Held,
 }
@@ -302,7 +307,7 @@ fn spawn_relay(
         let stats = relay(
             TokioIo::new(client_io),
             TokioIo::new(backend_io),
-            sockets.idle_timeout,
+            sockets.options,
             |up, down| {
                 metrics.ws_to_backend.inc_by(up);
                 metrics.ws_to_client.inc_by(down);
