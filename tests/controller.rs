@@ -1262,3 +1262,123 @@ async fn capacity_caps_answer_503_with_retry_after_at_the_exact_limit() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_scale_out_from_two_to_four_pods_moves_only_the_excess_with_1012() {
+    const SOCKETS: usize = 200;
+    let server = ApiServer::start().await;
+    let port = shared_port(4);
+    let mut pods = Vec::new();
+    for i in 1..=4u8 {
+        pods.push(pod_at(SocketAddr::from(([127, 0, 0, i], port))).await);
+    }
+    service_with_pods(&server, "grow", 80, &["127.0.0.1", "127.0.0.2"], port);
+    server.apply(
+        Res::Routes,
+        &balanced_route(
+            "grow",
+            "grow.test",
+            "",
+            ", rebalance: { tolerance: 0.2, window: 2s }",
+        ),
+    );
+    let gw = controller(&server, "solo").await;
+    eventually("the route serves", || async {
+        upgrade_head(&gw, "grow.test")
+            .await
+            .0
+            .starts_with("HTTP/1.1 101")
+    })
+    .await;
+    // Each client reconnects when closed with 1012, as a chat client would; every Close
+    // code any client gets is reported.
+    let (codes_tx, mut codes) = tokio::sync::mpsc::unbounded_channel();
+    let (open_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let addr = gw.http_addr;
+    let mut clients = Vec::new();
+    for _ in 0..SOCKETS {
+        let (codes_tx, open_tx) = (codes_tx.clone(), open_tx.clone());
+        let (mut ws, _) = ws_handshake(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            "grow.test",
+            "/",
+            &[],
+        )
+        .await;
+        clients.push(tokio::spawn(async move {
+            let _ = open_tx.send(());
+            loop {
+                let code = match futures_util::StreamExt::next(&mut ws).await {
+                    Some(Ok(Message::Close(frame))) => frame.map_or(1005, |f| u16::from(f.code)),
+                    _ => 0,
+                };
+                let _ = codes_tx.send(code);
+                if code != 1012 {
+                    return;
+                }
+                // Let the close handshake finish, then come back.
+                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                ws = ws_handshake(stream, "grow.test", "/", &[]).await.0;
+            }
+        }));
+    }
+    for _ in 0..SOCKETS {
+        within("sockets open", opened.recv()).await;
+    }
+    let per_pod = |m: &std::collections::HashMap<String, f64>| -> Vec<f64> {
+        pods.iter()
+            .map(|p| {
+                m.get(&format!(
+                    "wsgate_websocket_endpoint_connections{{endpoint=\"{p}\"}}"
+                ))
+                .copied()
+                .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    eventually(
+        "LeastConnections put half on each of the two pods",
+        || async { per_pod(&scrape(gw.admin_addr).await) == [100.0, 100.0, 0.0, 0.0] },
+    )
+    .await;
+    // Scale out: four ready pods.
+    server.apply(
+        Res::Slices,
+        &slice(
+            "grow-1",
+            "grow",
+            &["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"],
+            port,
+        ),
+    );
+    // Mean 50: 50 move off each old pod, spread over the 2 s window; no one else.
+    let mut closed = Vec::new();
+    while closed.len() < 100 {
+        closed.push(within("rebalancing closes", codes.recv()).await.unwrap());
+    }
+    assert!(closed.iter().all(|c| *c == 1012), "{closed:?}");
+    eventually("every moved client is back, the pods even", || async {
+        let counts = per_pod(&scrape(gw.admin_addr).await);
+        counts.iter().sum::<f64>() == SOCKETS as f64 && counts.iter().all(|n| *n <= 60.0)
+    })
+    .await;
+    // Nothing more moves once even: after two more looks, no further close.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(codes.try_recv().is_err(), "only the excess was closed");
+    let counts = per_pod(&scrape(gw.admin_addr).await);
+    assert!(
+        counts.iter().all(|n| (40.0..=60.0).contains(n)),
+        "{counts:?}"
+    );
+    let metrics = scrape(gw.admin_addr).await;
+    let moved: f64 = metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("wsgate_websocket_closes_total") && k.contains("rebalance"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert_eq!(moved, 100.0);
+    for c in clients {
+        c.abort();
+    }
+}

@@ -27,6 +27,7 @@ use super::drain::DrainRegistry;
 use super::forward::forward;
 use super::headers::{Forwarded, ip_value, is_websocket_upgrade};
 use super::limits::{Admission, ClientLimiter};
+use super::rebalance::Rebalancer;
 use super::request_target::{self, Malformed};
 use super::tracker::Tracker;
 use super::upgrade::{UpgradeOutcome, UpgradeRequest, upgrade};
@@ -41,6 +42,7 @@ pub(crate) struct Shared {
     pub decide: DecideConfig,
     pub relays: Tracker,
     pub drain: Arc<DrainRegistry>,
+    pub rebalance: Arc<Rebalancer>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
     pub trusted: TrustedProxies,

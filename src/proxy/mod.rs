@@ -33,6 +33,7 @@ mod handler;
 pub mod headers;
 pub mod limits;
 pub mod proxy_protocol;
+pub mod rebalance;
 pub mod relay;
 mod request_target;
 pub mod splice;
@@ -226,6 +227,7 @@ impl Proxy {
             },
             relays: Tracker::default(),
             drain: Arc::default(),
+            rebalance: Arc::default(),
             metrics,
             access_log: config.access_log,
             trusted: config.trusted_proxies.clone(),
@@ -275,7 +277,11 @@ impl Proxy {
         };
         let plain = tokio::spawn(accept_loop(self.http, None, serving.clone()));
         let secure = tokio::spawn(accept_loop(self.https, Some(self.tls), serving));
+        let shared = &self.shared;
+        let rebalance = tokio::spawn(shared.rebalance.clone().watch(shared.table.clone()));
         shutdown.await;
+        // A draining replica closes every socket anyway.
+        rebalance.abort();
         let deadline = tokio::time::Instant::now() + drain.timeout;
         // Keep accepting while endpoints controllers and load balancers notice /readyz.
         tokio::time::sleep(drain.delay).await;

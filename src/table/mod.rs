@@ -444,6 +444,16 @@ impl RouteTable {
         &self.routes
     }
 
+    /// The backends of every rule's WebSocket upgrades (a backend named by several rules
+    /// comes once per rule).
+    pub fn websocket_backends(&self) -> impl Iterator<Item = &Arc<BackendSet>> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .filter_map(|rule| rule.websocket.as_ref())
+            .flat_map(|ws| ws.backends.backends())
+    }
+
     /// Every certificate in use, sorted by Secret.
     pub fn certificates(&self) -> &[CertificateInfo] {
         &self.certificates

@@ -24,6 +24,7 @@ use super::connect::{ConnectFailed, Target, connect_with_retry};
 use super::handler::{Failure, Served, Shared};
 use super::headers::{Forwarded, SEC_WEBSOCKET_KEY, prepare_response};
 use super::limits::{Admission, TotalSlot};
+use super::rebalance;
 use super::relay::{Closing, RelayOptions, random_bits, relay};
 use super::tracker::Token;
 use super::upstream::{BackendIo, UpstreamBody};
@@ -187,9 +188,13 @@ pub(crate) async fn upgrade(
         Some(m) => m.clone(),
         None => shared.metrics.route(target.route),
     };
+    let moved = backend
+        .rebalance
+        .is_some()
+        .then(|| shared.rebalance.register(backend.name.clone(), addr));
     // The connection gets its own log line when it ends; the 101 keeps the request's.
     let log = access.map(|a| a.for_websocket(addr));
-    spawn_relay(shared, sockets, metrics, log);
+    spawn_relay(shared, sockets, moved, metrics, log);
     Ok(Served {
         response,
         backend: Some(addr),
@@ -274,13 +279,21 @@ struct Sockets {
 fn spawn_relay(
     shared: &Shared,
     sockets: Sockets,
+    moved: Option<(
+        rebalance::Registration,
+        impl Future<Output = ()> + Send + 'static,
+    )>,
     metrics: Arc<RouteMetrics>,
     log: Option<AccessRecord>,
 ) {
     let closes = shared.metrics.ws_closes.clone();
     let (registration, drain) = shared.drain.register();
+    let (moving, moved) = match moved {
+        Some((registration, moved)) => (Some(registration), Some(moved)),
+        None => (None, None),
+    };
     tokio::spawn(async move {
-        let _held = (sockets.held, registration);
+        let _held = (sockets.held, registration, moving);
         let (client_io, backend_io) = match tokio::try_join!(sockets.client, sockets.backend) {
             Ok(pair) => pair,
             Err(e) => {
@@ -290,17 +303,24 @@ fn spawn_relay(
         };
         let opened = Instant::now();
         let lifetime = sockets.max_lifetime.map(|l| l.of_one(unit_random()));
-        // The first of: this replica's drain, the socket's lifetime.
+        // The first of: this replica's drain, the socket's lifetime, a rebalance.
         let close = async move {
-            match lifetime {
-                None => {
-                    drain.await;
-                    Closing::Drain
+            let old = async {
+                match lifetime {
+                    Some(lifetime) => tokio::time::sleep(lifetime).await,
+                    None => std::future::pending().await,
                 }
-                Some(lifetime) => tokio::select! {
-                    () = drain => Closing::Drain,
-                    () = tokio::time::sleep(lifetime) => Closing::MaxLifetime,
-                },
+            };
+            let moved = async {
+                match moved {
+                    Some(moved) => moved.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = drain => Closing::Drain,
+                () = old => Closing::MaxLifetime,
+                () = moved => Closing::Rebalance,
             }
         };
         metrics.ws_active.inc();
