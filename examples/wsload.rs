@@ -2,7 +2,8 @@
 //!
 //!   wsload echo    --connect ADDR --host HOST [--tls] --conns N --seconds S [--size BYTES]
 //!   wsload connect --connect ADDR --host HOST [--tls] --concurrency C --seconds S
-//!   wsload idle    --connect ADDR --host HOST [--tls] --conns N   (holds them until stdin closes)
+//!   wsload idle    --connect ADDR --host HOST [--tls] --conns N [--answer-pings]
+//!                  (holds them until stdin closes; with --answer-pings, reads them so Pings get Pongs)
 //!
 //! `echo` is closed-loop: each connection sends a message, waits for its echo, repeats; it
 //! reports round-trip percentiles. `connect` opens and closes WebSockets (TCP + TLS without
@@ -67,6 +68,12 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Opens `n` connections, at most `parallel` at a time.
+/// An idle socket as `idle` holds it.
+enum Holding {
+    Idle(#[allow(dead_code)] WebSocketStream<Box<dyn Io>>),
+    Reading(tokio::task::JoinHandle<()>),
+}
+
 async fn open_many(
     target: &Arc<Target>,
     n: u64,
@@ -195,11 +202,44 @@ async fn main() -> anyhow::Result<()> {
             let conns = num(&args, "--conns", 10_000);
             let sockets = open_many(&target, conns, 200).await;
             println!("ready {}", sockets.len());
+            // With --answer-pings each socket is read, so tungstenite answers the proxy's
+            // keepalive Pings (and counts them); without, the sockets are never touched.
+            let pings = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let sockets: Vec<_> = if args.iter().any(|a| a == "--answer-pings") {
+                sockets
+                    .into_iter()
+                    .map(|mut ws| {
+                        let pings = pings.clone();
+                        tokio::spawn(async move {
+                            while let Some(Ok(msg)) = ws.next().await {
+                                if msg.is_ping() {
+                                    pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                        })
+                    })
+                    .map(Holding::Reading)
+                    .collect()
+            } else {
+                sockets.into_iter().map(Holding::Idle).collect()
+            };
             // Hold them until told to stop (stdin closes or a line arrives), at most --seconds.
             let mut line = String::new();
             let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
             let _ = tokio::time::timeout(seconds, stdin.read_line(&mut line)).await;
-            drop(sockets);
+            let open = sockets
+                .iter()
+                .filter(|s| !matches!(s, Holding::Reading(t) if t.is_finished()))
+                .count();
+            println!(
+                "{{\"mode\":\"idle\",\"held\":{open},\"pings\":{}}}",
+                pings.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            for s in sockets {
+                if let Holding::Reading(t) = s {
+                    t.abort();
+                }
+            }
         }
         _ => {
             anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ...")
