@@ -43,9 +43,17 @@ enum Command {
     Controller(ControllerArgs),
     /// Validate a folder of route files and exit non-zero if any is wrong.
     Check {
-        /// Folder of *.yaml / *.yml files.
+        /// Folder of *.yaml / *.yml files, or one file.
         #[arg(long)]
         routes: PathBuf,
+        /// The files are meant for a cluster (`kubectl apply`): `{service, port}` backends
+        /// and missing Secrets are fine there. Without it they are checked as `wsgate run`
+        /// would serve them, where a Service backend is an error.
+        #[arg(long)]
+        cluster: bool,
+        /// `text` (one line per finding) or `json` (one object).
+        #[arg(long, value_enum, default_value_t = CheckOutput::Text)]
+        output: CheckOutput,
     },
     /// Read ingress-nginx Ingress YAML (a file or a folder) and print, per Ingress, which
     /// annotations wsgate honours, which it ignores and why, and the equivalent
@@ -220,7 +228,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd { kind } => print_crd(&kind),
-        Command::Check { routes } => check(&routes),
+        Command::Check {
+            routes,
+            cluster,
+            output,
+        } => check(&routes, cluster, output),
         Command::Migrate { path } => migrate(&path),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Controller(args) => runtime().and_then(|rt| rt.block_on(controller(args))),
@@ -480,9 +492,37 @@ fn migrate(path: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn check(dir: &Path) -> anyhow::Result<ExitCode> {
+/// How `wsgate check` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CheckOutput {
+    Text,
+    Json,
+}
+
+/// One thing `wsgate check` found.
+#[derive(Debug, serde::Serialize)]
+struct Finding {
+    /// `error` (exit 1), `warning` or `note`.
+    level: &'static str,
+    /// The file to fix.
+    file: String,
+    /// What, after the file: `document 2: spec.rules[0]...: ...` or `route ns/name: ...`.
+    message: String,
+}
+
+impl Finding {
+    fn new(level: &'static str, file: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        Finding {
+            level,
+            file: file.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn check(dir: &Path, cluster: bool, output: CheckOutput) -> anyhow::Result<ExitCode> {
     let files = load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut failed = false;
+    let mut findings = Vec::new();
     let mut snapshot = Snapshot::default();
     let mut file_of: HashMap<(ObjectKind, String), PathBuf> = HashMap::new();
     let mut secret_file: HashMap<String, PathBuf> = HashMap::new();
@@ -490,13 +530,27 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
     for (file, parsed) in files {
         match parsed {
             Err(errors) => {
-                failed = true;
                 for e in errors {
-                    println!("error: {e}");
+                    let message = match e.document {
+                        Some(d) => format!("document {d}: {}", e.message),
+                        None => e.message.clone(),
+                    };
+                    findings.push(Finding::new("error", e.file.display(), message));
                 }
             }
-            Ok(FileObjects { routes, secrets }) => {
+            Ok(FileObjects {
+                routes,
+                secrets,
+                skipped,
+            }) => {
                 good_files += 1;
+                for (document, what) in skipped {
+                    findings.push(Finding::new(
+                        "note",
+                        file.display(),
+                        format!("document {document}: skipped {what}: `wsgate run` reads WebSocketRoutes, Ingresses and kubernetes.io/tls Secrets"),
+                    ));
+                }
                 let mut objects_here = std::collections::HashSet::new();
                 for route in routes {
                     let id = format!("{}/{}", route.meta.namespace, route.meta.name);
@@ -509,12 +563,11 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     if let Some(first) = file_of.get(&(route.meta.kind, id.clone())) {
-                        failed = true;
-                        println!(
-                            "error: {}: route {id} is also defined in {}",
+                        findings.push(Finding::new(
+                            "error",
                             file.display(),
-                            first.display()
-                        );
+                            format!("route {id} is also defined in {}", first.display()),
+                        ));
                         continue;
                     }
                     file_of.insert((route.meta.kind, id), file.clone());
@@ -536,65 +589,104 @@ fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             .get(&(report.kind, report.id()))
             .map(|f| f.display().to_string())
             .unwrap_or_default();
-        failed |= print_problems(report, &file, &snapshot, &secret_file);
+        problems_of(report, &file, &snapshot, &secret_file, cluster, &mut findings);
     }
-    if failed {
-        println!("{}: invalid", dir.display());
-        Ok(ExitCode::FAILURE)
+    // A problem of a backend both actions name is reported once.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert((f.level, f.file.clone(), f.message.clone())));
+    let failed = findings.iter().any(|f| f.level == "error");
+    match output {
+        CheckOutput::Text => {
+            for f in &findings {
+                println!("{}: {}: {}", f.level, f.file, f.message);
+            }
+            if failed {
+                println!("{}: invalid", dir.display());
+            } else {
+                println!(
+                    "{}: ok ({} routes in {good_files} files)",
+                    dir.display(),
+                    reports.len()
+                );
+            }
+        }
+        CheckOutput::Json => {
+            let out = serde_json::json!({
+                "path": dir.display().to_string(),
+                "ok": !failed,
+                "routes": reports.len(),
+                "files": good_files,
+                "findings": findings,
+            });
+            println!("{out}");
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
     } else {
-        println!(
-            "{}: ok ({} routes in {good_files} files)",
-            dir.display(),
-            reports.len()
-        );
-        Ok(ExitCode::SUCCESS)
-    }
+        ExitCode::SUCCESS
+    })
 }
 
-/// Prints one route's problems for `wsgate check`, each under the file to fix; returns whether
-/// any is an error.
-fn print_problems(
+/// One route's problems for `wsgate check`, each under the file to fix.
+fn problems_of(
     report: &wsgate::table::RouteReport,
     file: &str,
     snapshot: &Snapshot,
     secret_file: &HashMap<String, PathBuf>,
-) -> bool {
+    cluster: bool,
+    findings: &mut Vec<Finding>,
+) {
     let id = report.id();
-    let mut failed = false;
     for problem in &report.problems {
-        match problem.kind {
+        let finding = match problem.kind {
             // A Secret's problem is in the Secret's file, which may not be the route's.
             ProblemKind::InvalidCertificate => {
-                failed = true;
                 let secret = secret_file
                     .iter()
                     .find(|(name, _)| problem.message.contains(&format!("Secret {name}:")));
                 match secret {
-                    Some((_, secret_file)) => println!(
-                        "error: {}: {problem} (used by route {id} in {file})",
-                        secret_file.display()
+                    Some((_, secret_file)) => Finding::new(
+                        "error",
+                        secret_file.display(),
+                        format!("{problem} (used by route {id} in {file})"),
                     ),
-                    None => println!("error: {file}: route {id}: {problem}"),
+                    None => Finding::new("error", file, format!("route {id}: {problem}")),
                 }
             }
             // A backend CA missing here makes `wsgate run` refuse to connect to it.
             ProblemKind::InvalidSpec
             | ProblemKind::HostnameConflict
             | ProblemKind::CaSecretNotFound => {
-                failed = true;
-                println!("error: {file}: route {id}: {problem}");
+                Finding::new("error", file, format!("route {id}: {problem}"))
             }
-            // In standalone mode a missing Secret gets a self-signed certificate and a
-            // Service backend has no endpoints; in a cluster both may be fine.
-            ProblemKind::SecretNotFound => println!(
-                "note: {file}: route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
-                report_secret(snapshot, report).unwrap_or_default()
+            // Standalone mode has no Services: such a backend could never be reached.
+            ProblemKind::ServiceNotFound if !cluster => Finding::new(
+                "error",
+                file,
+                format!(
+                    "route {id}: {}: `wsgate run` has no Services; use an `address` backend (or check with --cluster for files meant for a cluster)",
+                    // The cluster hint ("is the Service created?") does not apply here.
+                    problem.message.split(" (is the").next().unwrap_or_default()
+                ),
             ),
-            ProblemKind::Ignored | ProblemKind::PathConflict => {
-                println!("warning: {file}: {} {id}: {problem}", report.kind.as_str())
-            }
-            _ => println!("note: {file}: route {id}: {problem}"),
-        }
+            // In standalone mode a missing Secret gets a self-signed certificate; in a
+            // cluster it may be created later.
+            ProblemKind::SecretNotFound if !cluster => Finding::new(
+                "note",
+                file,
+                format!(
+                    "route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
+                    report_secret(snapshot, report).unwrap_or_default()
+                ),
+            ),
+            ProblemKind::Ignored | ProblemKind::PathConflict => Finding::new(
+                "warning",
+                file,
+                format!("{} {id}: {problem}", report.kind.as_str()),
+            ),
+            _ => Finding::new("note", file, format!("route {id}: {problem}")),
+        };
+        findings.push(finding);
     }
-    failed
 }

@@ -45,6 +45,82 @@ fn committed_crd_matches_the_generated_one() {
     ] {
         assert!(generated.contains(needle), "CRD lacks {needle:?}");
     }
+    // What `kubectl explain wsr` shows is written for users, not kube's placeholder.
+    assert!(!generated.contains("Auto-generated"), "{generated}");
+    assert!(!crd("websocketpolicy").contains("Auto-generated"));
+}
+
+#[test]
+fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json() {
+    let dir = RoutesDir::new();
+    dir.write(
+        "a-kind.yaml",
+        "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoutes\nmetadata: { name: a }\nspec: {}\n",
+    );
+    dir.write("b-field.yaml", &route_yaml("b", "  hostnames: [b.test]\n  rules:\n    - websocket: { backend: { address: \"127.0.0.1:1\" }, idleTimout: 1h }\n"));
+    dir.write(
+        "c-other.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: x }}\n",
+            route_yaml("c", "  hostnames: [c.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\" } }\n")
+        ),
+    );
+    let out = wsgate()
+        .args(["check", "--routes"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "a-kind.yaml: document 1: kind: \"WebSocketRoutes\" is not a kind of wsgate.dev/v1alpha1 (did you mean `WebSocketRoute`?)",
+        "b-field.yaml: document 1: spec.rules[0].websocket.idleTimout: unknown field (did you mean `idleTimeout`?)",
+        "note: ",
+        "c-other.yaml: document 2: skipped ConfigMap (v1)",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+
+    // One file can be checked on its own.
+    let out = wsgate()
+        .args(["check", "--routes"])
+        .arg(dir.path().join("c-other.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
+
+    // A Service backend cannot be served by `wsgate run`: an error, unless the files are
+    // meant for a cluster.
+    let svc = RoutesDir::new();
+    svc.write("svc.yaml", &route_yaml("s", "  hostnames: [s.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 80 } }\n"));
+    let run = |extra: &[&str]| {
+        let out = wsgate()
+            .args(["check", "--routes"])
+            .arg(svc.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("error: ") && text.contains("use an `address` backend"), "{text}");
+    let (code, text) = run(&["--cluster"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("note: ") && text.contains("ServiceNotFound"), "{text}");
+
+    // JSON: one object with every finding.
+    let (code, text) = run(&["--output", "json"]);
+    assert_eq!(code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["routes"], 1);
+    let finding = &json["findings"][0];
+    assert_eq!(finding["level"], "error");
+    assert!(finding["file"].as_str().unwrap().ends_with("svc.yaml"), "{json}");
+    assert!(finding["message"].as_str().unwrap().contains("route default/s"), "{json}");
 }
 
 #[test]
@@ -60,17 +136,26 @@ fn check_names_every_bad_file_and_field() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
 
-    // The shipped examples are valid.
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone");
-    let out = wsgate()
-        .args(["check", "--routes", examples])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // The shipped examples are valid, standalone ones as `wsgate run` serves them.
+    for (folder, cluster) in [
+        ("standalone", false),
+        ("standalone-tls", false),
+        ("standalone-http", false),
+        ("chat", true),
+    ] {
+        let examples = format!("{}/examples/{folder}", env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = wsgate();
+        cmd.args(["check", "--routes", &examples]);
+        if cluster {
+            cmd.arg("--cluster");
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{folder}: {stdout}");
+        if folder == "standalone-tls" {
+            assert!(!stdout.contains("self-signed"), "the Secret is used: {stdout}");
+        }
+    }
 
     let bad = RoutesDir::new();
     bad.write("a-port.yaml", &route_yaml("a", "  hostnames: [a.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 70000 } }\n"));
@@ -297,7 +382,7 @@ async fn access_log_has_a_line_per_request_and_per_websocket() {
 fn check_and_migrate_read_ingress_nginx_ingresses() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ingress-nginx");
     let out = wsgate()
-        .args(["check", "--routes", examples])
+        .args(["check", "--cluster", "--routes", examples])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -354,7 +439,7 @@ fn check_and_migrate_read_ingress_nginx_ingresses() {
     let migrated = RoutesDir::new();
     migrated.write("routes.yaml", &fixed);
     let out = wsgate()
-        .args(["check", "--routes"])
+        .args(["check", "--cluster", "--routes"])
         .arg(migrated.path())
         .output()
         .unwrap();

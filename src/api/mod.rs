@@ -10,9 +10,11 @@ pub mod gateway;
 pub mod ingress;
 pub mod migrate;
 pub mod policy;
+mod suggest;
 mod translate;
 
 pub use crate::model::FieldError;
+pub use suggest::{closest, suggest_field};
 pub use duration::{DurationError, parse_duration};
 pub use translate::{decode, object_meta, route_meta, translate};
 
@@ -452,11 +454,40 @@ pub struct WebSocketRouteStatus {
 /// The CustomResourceDefinition as YAML, exactly what `wsgate crd` prints.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&WebSocketRoute::crd())
+    serde_yaml::to_string(&described(
+        WebSocketRoute::crd(),
+        "Routes of one or more hostnames to WebSocket and HTTP backends, served by wsgate: TLS \
+         with SNI, redirects, and per path a backend for normal requests and one for WebSocket \
+         upgrades with their socket settings (timeouts, origins, limits, keepalive, lifetimes, \
+         rebalancing).",
+    ))
 }
 
 /// The `WebSocketPolicy` CustomResourceDefinition as YAML (`wsgate crd websocketpolicy`).
 pub fn policy_crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&policy::WebSocketPolicy::crd())
+    serde_yaml::to_string(&described(
+        policy::WebSocketPolicy::crd(),
+        "WebSocket settings the Gateway API has no field for (idle timeout, origins, limits, \
+         balancing, keepalive, lifetimes, rebalancing), attached to the upgrades of an HTTPRoute \
+         or of one of its rules.",
+    ))
+}
+
+/// `crd` with `what` as its schema's top-level description: what `kubectl explain` shows
+/// (kube's derive would say "Auto-generated derived type for …").
+fn described(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    what: &str,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            schema.description = Some(what.to_string());
+        }
+    }
+    crd
 }

@@ -47,10 +47,15 @@ pub struct FileObjects {
     pub routes: Vec<Route>,
     /// TLS Secrets, in document order.
     pub secrets: Vec<TlsSecret>,
+    /// Documents not read, as (document number, what they were): other kinds, Secrets of
+    /// other types. `wsgate check` lists them.
+    pub skipped: Vec<(usize, String)>,
 }
 
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 const ROUTE_API_VERSION: &str = "wsgate.dev/v1alpha1";
+/// The kinds of the `wsgate.dev` group.
+const WSGATE_KINDS: [&str; 2] = ["WebSocketRoute", "WebSocketPolicy"];
 
 /// Parses one file's text. Either every document is usable, or every problem is returned.
 pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>> {
@@ -89,17 +94,28 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
             ("WebSocketRoute", other) => errors.push(err(format!(
                 "apiVersion: {other:?} is not supported, use {ROUTE_API_VERSION}"
             ))),
+            // Policies attach to HTTPRoutes, which standalone mode does not read.
+            ("WebSocketPolicy", _) => objects
+                .skipped
+                .push((document, "WebSocketPolicy (it applies to Gateway API HTTPRoutes, in a cluster)".into())),
+            // A misspelt kind of ours is a mistake, not someone else's object.
+            (other, version) if version.starts_with("wsgate.dev/") => {
+                let hint = crate::api::closest(other, WSGATE_KINDS)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                errors.push(err(format!(
+                    "kind: {other:?} is not a kind of {version}{hint}"
+                )));
+            }
             ("Secret", "v1") => match parse_secret(value) {
                 Ok(Some(secret)) => objects.secrets.push(secret),
-                Ok(None) => {
-                    tracing::debug!(file = %file.display(), document, "skipping a Secret that is not of type kubernetes.io/tls")
-                }
+                Ok(None) => objects
+                    .skipped
+                    .push((document, "a Secret that is not of type kubernetes.io/tls".into())),
                 Err(message) => errors.push(err(message)),
             },
             ("", _) => errors.push(err("kind: required".into())),
-            (other, _) => {
-                tracing::debug!(file = %file.display(), document, kind = other, "skipping a document of another kind");
-            }
+            (other, version) => objects.skipped.push((document, format!("{other} ({version})"))),
         }
     }
     if errors.is_empty() {
@@ -125,7 +141,7 @@ fn parse_route(value: serde_yaml::Value) -> Result<Route, Vec<String>> {
 
 /// Deserializes an object, with every field it does not know and a missing name as problems
 /// (as `kubectl apply`'s strict field validation); a value that does not fit fails at once.
-fn strict<T: serde::de::DeserializeOwned + kube::Resource>(
+fn strict<T: serde::de::DeserializeOwned + kube::Resource<DynamicType = ()>>(
     value: serde_yaml::Value,
 ) -> Result<(T, Vec<String>), Vec<String>> {
     let mut unknown = Vec::new();
@@ -141,7 +157,10 @@ fn strict<T: serde::de::DeserializeOwned + kube::Resource>(
         // Kubernetes' business.
         .filter(|p| !matches!(p.as_str(), "apiVersion" | "kind"))
         .filter(|p| !p.starts_with("metadata.") && !p.starts_with("status"))
-        .map(|p| format!("{p}: unknown field"))
+        .map(|p| match crate::api::suggest_field::<T>(&p) {
+            Some(known) => format!("{p}: unknown field (did you mean `{known}`?)"),
+            None => format!("{p}: unknown field"),
+        })
         .collect();
     if object.meta().name.as_deref().unwrap_or("").is_empty() {
         problems.push("metadata.name: required".into());
@@ -246,13 +265,17 @@ pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// One file of a folder and what parsing it gave.
 pub type LoadedFile = (PathBuf, Result<FileObjects, Vec<LoadError>>);
 
-/// Reads and parses every YAML file of `dir`.
+/// Reads and parses every YAML file of `dir`, or `dir` itself when it is a file.
 pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, LoadError> {
-    let files = yaml_files(dir).map_err(|e| LoadError {
-        file: dir.to_path_buf(),
-        document: None,
-        message: format!("cannot read the routes folder: {e}"),
-    })?;
+    let files = if std::fs::metadata(dir).is_ok_and(|m| m.is_file()) {
+        vec![dir.to_path_buf()]
+    } else {
+        yaml_files(dir).map_err(|e| LoadError {
+            file: dir.to_path_buf(),
+            document: None,
+            message: format!("cannot read the routes folder: {e}"),
+        })?
+    };
     Ok(files
         .into_iter()
         .map(|file| {
