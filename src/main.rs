@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::Write as _;
 
 use wsgate::admin::{LogFormat, init_tracing};
 use wsgate::api::{self, parse_duration};
@@ -71,6 +72,13 @@ enum Command {
     },
     /// Run a chat room behind wsgate on loopback with a self-signed certificate.
     Demo(DemoArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), for `man -l -` or a man1 directory.
+    Man,
 }
 
 #[derive(Args, Clone)]
@@ -237,14 +245,84 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Controller(args) => runtime().and_then(|rt| rt.block_on(controller(args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo(args))),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "wsgate", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => man(),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wsgate: {e:#}");
+            eprintln!("wsgate: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The man page: wsgate(1) with every subcommand's options in sections of their own.
+fn man() -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(&mut out)?;
+    page.render_name_section(&mut out)?;
+    page.render_synopsis_section(&mut out)?;
+    page.render_description_section(&mut out)?;
+    page.render_subcommands_section(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name();
+        writeln!(out, ".SH \"WSGATE {}\"", name.to_uppercase())?;
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            writeln!(out, "{}", roff_escape(&about.to_string()))?;
+        }
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let flag = match (arg.get_long(), arg.get_short()) {
+                (Some(long), _) => format!("\\-\\-{long}"),
+                (None, Some(short)) => format!("\\-{short}"),
+                (None, None) => format!("<{}>", arg.get_id()),
+            };
+            writeln!(out, ".TP\n\\fB{flag}\\fR")?;
+            if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+                writeln!(out, "{}", roff_escape(&help.to_string()))?;
+            }
+        }
+    }
+    page.render_version_section(&mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Text safe in a roff paragraph: backslashes doubled, no line starting with `.` or `'`.
+fn roff_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .lines()
+        .map(|l| {
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An error and its causes, each said once: many library errors already print their source
+/// in their own message, and `{:#}` would repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -589,7 +667,14 @@ fn check(dir: &Path, cluster: bool, output: CheckOutput) -> anyhow::Result<ExitC
             .get(&(report.kind, report.id()))
             .map(|f| f.display().to_string())
             .unwrap_or_default();
-        problems_of(report, &file, &snapshot, &secret_file, cluster, &mut findings);
+        problems_of(
+            report,
+            &file,
+            &snapshot,
+            &secret_file,
+            cluster,
+            &mut findings,
+        );
     }
     // A problem of a backend both actions name is reported once.
     let mut seen = std::collections::HashSet::new();

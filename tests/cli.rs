@@ -102,14 +102,23 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
             .args(extra)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     let (code, text) = run(&[]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("error: ") && text.contains("use an `address` backend"), "{text}");
+    assert!(
+        text.contains("error: ") && text.contains("use an `address` backend"),
+        "{text}"
+    );
     let (code, text) = run(&["--cluster"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("note: ") && text.contains("ServiceNotFound"), "{text}");
+    assert!(
+        text.contains("note: ") && text.contains("ServiceNotFound"),
+        "{text}"
+    );
 
     // JSON: one object with every finding.
     let (code, text) = run(&["--output", "json"]);
@@ -119,8 +128,17 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
     assert_eq!(json["routes"], 1);
     let finding = &json["findings"][0];
     assert_eq!(finding["level"], "error");
-    assert!(finding["file"].as_str().unwrap().ends_with("svc.yaml"), "{json}");
-    assert!(finding["message"].as_str().unwrap().contains("route default/s"), "{json}");
+    assert!(
+        finding["file"].as_str().unwrap().ends_with("svc.yaml"),
+        "{json}"
+    );
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("route default/s"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -153,7 +171,10 @@ fn check_names_every_bad_file_and_field() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{folder}: {stdout}");
         if folder == "standalone-tls" {
-            assert!(!stdout.contains("self-signed"), "the Secret is used: {stdout}");
+            assert!(
+                !stdout.contains("self-signed"),
+                "the Secret is used: {stdout}"
+            );
         }
     }
 
@@ -445,4 +466,64 @@ fn check_and_migrate_read_ingress_nginx_ingresses() {
         .unwrap();
     let check = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{fixed}\n{check}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_binary() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = wsgate().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            text.contains("wsgate") && text.contains("drain-timeout"),
+            "{shell}: {text}"
+        );
+    }
+    let out = wsgate().arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        ".TH wsgate 1",
+        ".SH \"WSGATE RUN\"",
+        ".SH \"WSGATE CHECK\"",
+        "\\fB\\-\\-routes\\fR",
+    ] {
+        assert!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
+    }
+    let out = wsgate().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("wsgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_busy_port_is_reported_once() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let routes = RoutesDir::new();
+    let out = wsgate()
+        .args(["run", "--routes"])
+        .arg(routes.path())
+        .args([
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--https-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }

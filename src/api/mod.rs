@@ -14,8 +14,8 @@ mod suggest;
 mod translate;
 
 pub use crate::model::FieldError;
-pub use suggest::{closest, suggest_field};
 pub use duration::{DurationError, parse_duration};
+pub use suggest::{closest, suggest_field};
 pub use translate::{decode, object_meta, route_meta, translate};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -90,7 +90,11 @@ mod tests {
             closest("WebSocketRoutes", ["WebSocketRoute", "WebSocketPolicy"]),
             Some("WebSocketRoute")
         );
-        assert_eq!(closest("ab", ["ax"]), None, "short names need a closer match");
+        assert_eq!(
+            closest("ab", ["ax"]),
+            None,
+            "short names need a closer match"
+        );
     }
 
     #[test]
@@ -100,7 +104,10 @@ mod tests {
         assert_eq!(s("spec.rules[0].websocket.idleTimout"), Some("idleTimeout"));
         assert_eq!(s("spec.rules[0].pathPrefx"), Some("pathPrefix"));
         assert_eq!(s("spec.hostname"), Some("hostnames"));
-        assert_eq!(s("spec.rules[2].websocket.keepalive.intervall"), Some("interval"));
+        assert_eq!(
+            s("spec.rules[2].websocket.keepalive.intervall"),
+            Some("interval")
+        );
         assert_eq!(s("spec.rules[0].nothingLikeIt"), None);
         assert_eq!(s("spec.no.such.path"), None);
         assert_eq!(

@@ -72,7 +72,7 @@ impl AccessRecord {
             host = self.host(),
             path = self.uri.path(),
             status = status.as_u16(),
-            duration_ms = duration.as_secs_f64() * 1000.0,
+            duration_ms = millis(duration),
             bytes_in = self.bytes_in.unwrap_or(0),
             bytes_out,
             backend = %self.backend(),
@@ -90,7 +90,7 @@ impl AccessRecord {
             host = self.host(),
             path = self.uri.path(),
             status = 101,
-            duration_ms = duration.as_secs_f64() * 1000.0,
+            duration_ms = millis(duration),
             bytes_in = stats.client_to_backend,
             bytes_out = stats.backend_to_client,
             backend = %self.backend(),
@@ -161,6 +161,30 @@ impl Drop for Metered {
         }
         if let Some(access) = &finish.access {
             access.log_http(finish.status, elapsed, self.bytes);
+        }
+    }
+}
+
+/// Milliseconds to the microsecond (`51.083`): an integer divided once, so the shortest
+/// decimal that prints it has at most three places, not `51.082865999999996`.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_with_at_most_three_decimals() {
+        let d = Duration::from_nanos(51_082_865_999);
+        assert_eq!(millis(d).to_string(), "51082.865");
+        assert_eq!(millis(Duration::from_micros(51_083)).to_string(), "51.083");
+        assert_eq!(millis(Duration::ZERO).to_string(), "0");
+        for micros in [1u64, 7, 999, 123_456, 99_999_999] {
+            let text = millis(Duration::from_micros(micros)).to_string();
+            let decimals = text.split('.').nth(1).map_or(0, str::len);
+            assert!(decimals <= 3, "{micros} µs printed as {text}");
         }
     }
 }

@@ -95,9 +95,10 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
                 "apiVersion: {other:?} is not supported, use {ROUTE_API_VERSION}"
             ))),
             // Policies attach to HTTPRoutes, which standalone mode does not read.
-            ("WebSocketPolicy", _) => objects
-                .skipped
-                .push((document, "WebSocketPolicy (it applies to Gateway API HTTPRoutes, in a cluster)".into())),
+            ("WebSocketPolicy", _) => objects.skipped.push((
+                document,
+                "WebSocketPolicy (it applies to Gateway API HTTPRoutes, in a cluster)".into(),
+            )),
             // A misspelt kind of ours is a mistake, not someone else's object.
             (other, version) if version.starts_with("wsgate.dev/") => {
                 let hint = crate::api::closest(other, WSGATE_KINDS)
@@ -109,13 +110,16 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
             }
             ("Secret", "v1") => match parse_secret(value) {
                 Ok(Some(secret)) => objects.secrets.push(secret),
-                Ok(None) => objects
-                    .skipped
-                    .push((document, "a Secret that is not of type kubernetes.io/tls".into())),
+                Ok(None) => objects.skipped.push((
+                    document,
+                    "a Secret that is not of type kubernetes.io/tls".into(),
+                )),
                 Err(message) => errors.push(err(message)),
             },
             ("", _) => errors.push(err("kind: required".into())),
-            (other, version) => objects.skipped.push((document, format!("{other} ({version})"))),
+            (other, version) => objects
+                .skipped
+                .push((document, format!("{other} ({version})"))),
         }
     }
     if errors.is_empty() {

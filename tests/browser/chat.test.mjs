@@ -115,6 +115,9 @@ test('two Chromium pages chat through wsgate over wss://', async (t) => {
   assert.equal(hop.url(), `http://localhost:${gw.http}/`);
   assert.equal((await hop.response()).status(), 301);
   await bob.goto(`https://localhost:${gw.https}/`);
+  // Before Join: a neutral badge and what to do, not a red "disconnected".
+  assert.equal(await bob.textContent('#state'), 'not joined');
+  assert.match(await bob.textContent('#messages'), /press Join to connect/);
 
   await enter(alice, 'e2e', 'alice');
   await enter(bob, 'e2e', 'bob');
