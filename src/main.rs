@@ -274,7 +274,7 @@ fn man() -> anyhow::Result<ExitCode> {
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = sub.get_name();
         writeln!(out, ".SH \"WSGATE {}\"", name.to_uppercase())?;
-        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+        if let Some(about) = sub.get_long_about().or_else(|| sub.get_about()) {
             writeln!(out, "{}", roff_escape(&about.to_string()))?;
         }
         for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
@@ -284,7 +284,7 @@ fn man() -> anyhow::Result<ExitCode> {
                 (None, None) => format!("<{}>", arg.get_id()),
             };
             writeln!(out, ".TP\n\\fB{flag}\\fR")?;
-            if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+            if let Some(help) = arg.get_long_help().or_else(|| arg.get_help()) {
                 writeln!(out, "{}", roff_escape(&help.to_string()))?;
             }
         }
