@@ -68,12 +68,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Opens `n` connections, at most `parallel` at a time.
-/// An idle socket as `idle` holds it.
-enum Holding {
-    Idle(#[allow(dead_code)] WebSocketStream<Box<dyn Io>>),
-    Reading(tokio::task::JoinHandle<()>),
-}
-
 async fn open_many(
     target: &Arc<Target>,
     n: u64,
@@ -205,8 +199,8 @@ async fn main() -> anyhow::Result<()> {
             // With --answer-pings each socket is read, so tungstenite answers the proxy's
             // keepalive Pings (and counts them); without, the sockets are never touched.
             let pings = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let sockets: Vec<_> = if args.iter().any(|a| a == "--answer-pings") {
-                sockets
+            let (sockets, readers) = if args.iter().any(|a| a == "--answer-pings") {
+                let readers: Vec<_> = sockets
                     .into_iter()
                     .map(|mut ws| {
                         let pings = pings.clone();
@@ -218,28 +212,24 @@ async fn main() -> anyhow::Result<()> {
                             }
                         })
                     })
-                    .map(Holding::Reading)
-                    .collect()
+                    .collect();
+                (Vec::new(), readers)
             } else {
-                sockets.into_iter().map(Holding::Idle).collect()
+                (sockets, Vec::new())
             };
             // Hold them until told to stop (stdin closes or a line arrives), at most --seconds.
             let mut line = String::new();
             let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
             let _ = tokio::time::timeout(seconds, stdin.read_line(&mut line)).await;
-            let open = sockets
-                .iter()
-                .filter(|s| !matches!(s, Holding::Reading(t) if t.is_finished()))
-                .count();
+            let open = sockets.len() + readers.iter().filter(|t| !t.is_finished()).count();
             println!(
                 "{{\"mode\":\"idle\",\"held\":{open},\"pings\":{}}}",
                 pings.load(std::sync::atomic::Ordering::Relaxed)
             );
-            for s in sockets {
-                if let Holding::Reading(t) = s {
-                    t.abort();
-                }
+            for t in readers {
+                t.abort();
             }
+            drop(sockets);
         }
         _ => {
             anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ...")
