@@ -536,4 +536,98 @@ mod tests {
         s.send_ping(our_ping(false));
         assert_eq!(s.due().as_deref(), None);
     }
+
+    /// A frame for the property test: (kind, payload length, masked).
+    fn any_frame(kind: u8, len: usize, masked: bool) -> Vec<u8> {
+        match kind {
+            // Our Pong, as a client (masked) or a backend (unmasked) answers.
+            0 => pong(&TOKEN, masked),
+            // The application's Pong, Ping, text, binary (possibly long).
+            1 => pong(&vec![b'p'; len % 126], masked),
+            2 => {
+                let mut f = pong(&vec![b'i'; len % 126], masked);
+                f[0] = 0x89;
+                f
+            }
+            3 => frame(1, &vec![b't'; len % 126]),
+            _ => {
+                let mut f = vec![0x82, 126];
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+                f.extend(std::iter::repeat_n(0x8a, len));
+                f
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// However the stream is cut and whatever it holds, the writer gets exactly the
+        /// stream without the Pongs we are owed (the first `owed` of ours), in order, and a Ping
+        /// asked for lands at a frame boundary.
+        #[test]
+        fn only_owed_pongs_are_taken_out_and_pings_land_between_frames(
+            frames in proptest::collection::vec((0u8..5, 0usize..600, proptest::bool::ANY), 1..12),
+            cuts in proptest::collection::vec(1usize..300, 1..20),
+            owed in 0u8..3,
+            ping_at in 0usize..2000,
+        ) {
+            let mut stream = Vec::new();
+            let mut want = Vec::new();
+            // Frame boundaries of what the writer should get.
+            let mut boundaries = vec![0];
+            let mut left = owed;
+            for (kind, len, masked) in &frames {
+                let f = any_frame(*kind, *len, *masked);
+                stream.extend_from_slice(&f);
+                if *kind == 0 && left > 0 {
+                    left -= 1;
+                } else {
+                    want.extend_from_slice(&f);
+                    boundaries.push(want.len());
+                }
+            }
+            let mut s = Splice::default();
+            for _ in 0..owed {
+                s.expect_pong(TOKEN);
+            }
+            let ping = our_ping(false);
+            let ping_at = ping_at.min(stream.len());
+            let mut out = Vec::new();
+            let mut off = 0;
+            let mut i = 0;
+            let mut asked = false;
+            while off < stream.len() || !asked {
+                if !asked && off >= ping_at {
+                    s.send_ping(ping.clone());
+                    asked = true;
+                }
+                if let Some(f) = s.due() {
+                    out.extend_from_slice(&f);
+                }
+                if off == stream.len() {
+                    break;
+                }
+                let n = cuts[i % cuts.len()].min(stream.len() - off);
+                i += 1;
+                match s.on_read(&stream[off..off + n]) {
+                    Write::Through(d) => out.extend_from_slice(d),
+                    Write::Spliced(d) => out.extend(d),
+                    Write::Nothing => {}
+                }
+                off += n;
+            }
+            if let Some(f) = s.due() {
+                out.extend_from_slice(&f);
+            }
+            // The Ping went out exactly once; without it, the output is the filtered stream.
+            let at = out
+                .windows(ping.len())
+                .position(|w| w == &ping[..])
+                .ok_or_else(|| proptest::test_runner::TestCaseError::fail("no ping"))?;
+            let mut without = out[..at].to_vec();
+            without.extend_from_slice(&out[at + ping.len()..]);
+            proptest::prop_assert_eq!(&without, &want);
+            proptest::prop_assert!(boundaries.contains(&at), "ping inside a frame at {}", at);
+            proptest::prop_assert!(s.at_boundary());
+        }
+    }
 }
