@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -71,6 +73,22 @@ struct Socket {
     tell: Option<oneshot::Sender<()>>,
 }
 
+/// Resolves when the socket is told to move; never if it is not (its registration gone).
+#[derive(Debug)]
+pub struct Moved(oneshot::Receiver<()>);
+
+impl Future for Moved {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            // The sender is gone without a word: this socket stays.
+            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// Keeps a socket registered; dropped when the relay ends.
 #[derive(Debug)]
 pub struct Registration {
@@ -89,13 +107,13 @@ impl Rebalancer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a socket of `backend` on `endpoint`: the future resolves if it is picked to
+    /// Registers a socket of `backend` on `endpoint`: [`Moved`] resolves if it is picked to
     /// move, and never otherwise.
     pub fn register(
         self: &Arc<Self>,
         backend: Arc<str>,
         endpoint: SocketAddr,
-    ) -> (Registration, impl Future<Output = ()> + use<>) {
+    ) -> (Registration, Moved) {
         let (tx, rx) = oneshot::channel();
         let mut state = self.lock();
         let id = state.next_id;
@@ -114,11 +132,7 @@ impl Rebalancer {
             id,
             rebalancer: self.clone(),
         };
-        (registration, async move {
-            if rx.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
+        (registration, Moved(rx))
     }
 
     /// Looks at `table`'s rebalanced backends; for each whose endpoints changed since the last
@@ -126,10 +140,12 @@ impl Rebalancer {
     pub fn on_table(&self, table: &RouteTable) -> usize {
         let mut moves = Vec::new();
         let mut state = self.lock();
+        let mut present = std::collections::HashSet::new();
         for set in table.websocket_backends() {
             let Some(rebalance) = set.rebalance else {
                 continue;
             };
+            present.insert(set.name.clone());
             let mut endpoints: Vec<SocketAddr> = set.endpoints().iter().map(|e| e.addr).collect();
             endpoints.sort_unstable();
             if state.seen.get(&set.name) == Some(&endpoints) {
@@ -147,6 +163,8 @@ impl Rebalancer {
                 moves.push((picked, rebalance.window));
             }
         }
+        // Backends no longer rebalanced (or gone) are forgotten.
+        state.seen.retain(|name, _| present.contains(name));
         drop(state);
         let mut n = 0;
         for (picked, window) in moves {

@@ -166,6 +166,14 @@ pub(crate) async fn upgrade(
     }
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let response = handshake::client_response(std::mem::take(resp.headers_mut()), extended_connect);
+    // Sockets of a rebalanced backend can be told to move after a scale-out.
+    let (moving, moved) = match backend.rebalance {
+        Some(_) => {
+            let (registration, moved) = shared.rebalance.register(backend.name.clone(), addr);
+            (Some(registration), Some(moved))
+        }
+        None => (None, None),
+    };
     let sockets = Sockets {
         client: client_upgrade,
         backend: backend_upgrade,
@@ -174,6 +182,7 @@ pub(crate) async fn upgrade(
             keepalive: upgrade.keepalive,
         },
         max_lifetime: upgrade.max_lifetime,
+        moved,
         held: Held {
             _relay: shared.relays.token(),
             _active: active,
@@ -182,19 +191,16 @@ pub(crate) async fn upgrade(
             _admission: upgrade.admission,
             _total: upgrade.total,
             _stream: upgrade.stream,
+            _moving: moving,
         },
     };
     let metrics = match target.metrics {
         Some(m) => m.clone(),
         None => shared.metrics.route(target.route),
     };
-    let moved = backend
-        .rebalance
-        .is_some()
-        .then(|| shared.rebalance.register(backend.name.clone(), addr));
     // The connection gets its own log line when it ends; the 101 keeps the request's.
     let log = access.map(|a| a.for_websocket(addr));
-    spawn_relay(shared, sockets, moved, metrics, log);
+    spawn_relay(shared, sockets, metrics, log);
     Ok(Served {
         response,
         backend: Some(addr),
@@ -246,6 +252,7 @@ struct Held {
     _admission: Option<Admission>,
     _total: Option<TotalSlot>,
     _stream: Option<Token>,
+    _moving: Option<rebalance::Registration>,
 }
 
 /// One socket in `wsgate_websocket_endpoint_connections` of its endpoint, until dropped.
@@ -272,6 +279,8 @@ struct Sockets {
     backend: OnUpgrade,
     options: RelayOptions,
     max_lifetime: Option<Lifetime>,
+    /// Resolves when a rebalance moves this socket.
+    moved: Option<rebalance::Moved>,
     held: Held,
 }
 
@@ -279,21 +288,13 @@ struct Sockets {
 fn spawn_relay(
     shared: &Shared,
     sockets: Sockets,
-    moved: Option<(
-        rebalance::Registration,
-        impl Future<Output = ()> + Send + 'static,
-    )>,
     metrics: Arc<RouteMetrics>,
     log: Option<AccessRecord>,
 ) {
     let closes = shared.metrics.ws_closes.clone();
     let (registration, drain) = shared.drain.register();
-    let (moving, moved) = match moved {
-        Some((registration, moved)) => (Some(registration), Some(moved)),
-        None => (None, None),
-    };
     tokio::spawn(async move {
-        let _held = (sockets.held, registration, moving);
+        let _held = (sockets.held, registration);
         let (client_io, backend_io) = match tokio::try_join!(sockets.client, sockets.backend) {
             Ok(pair) => pair,
             Err(e) => {
@@ -312,7 +313,7 @@ fn spawn_relay(
                 }
             };
             let moved = async {
-                match moved {
+                match sockets.moved {
                     Some(moved) => moved.await,
                     None => std::future::pending().await,
                 }
