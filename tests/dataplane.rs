@@ -719,15 +719,7 @@ async fn keepalive_pings_and_reaps_websockets_over_http2_streams() {
     within("send", healthy.send(Message::text("alive")))
         .await
         .unwrap();
-    let echo = within("echo", async {
-        loop {
-            match healthy.next().await {
-                Some(Ok(Message::Ping(_))) => continue,
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let echo = within("echo", next_past_pings(&mut healthy)).await;
     assert_eq!(echo.unwrap().unwrap(), Message::text("alive"));
     let controls = ws_be.controls.lock().unwrap().clone();
     assert!(

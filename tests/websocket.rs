@@ -437,15 +437,7 @@ async fn keepalive_reaps_a_silent_client_and_keeps_a_healthy_idle_one() {
     within("send", to_healthy.send(Message::text("still here")))
         .await
         .unwrap();
-    let echo = within("echo", async {
-        loop {
-            match got.recv().await {
-                Some(Message::Ping(_)) => continue,
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let echo = within("echo", recv_past_pings(&mut got)).await;
     assert_eq!(echo, Some(Message::text("still here")));
     // The application's own Ping crosses and its Pong comes back.
     within(
@@ -454,15 +446,7 @@ async fn keepalive_reaps_a_silent_client_and_keeps_a_healthy_idle_one() {
     )
     .await
     .unwrap();
-    let pong = within("app pong", async {
-        loop {
-            match got.recv().await {
-                Some(Message::Ping(_)) => continue,
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let pong = within("app pong", recv_past_pings(&mut got)).await;
     assert_eq!(pong, Some(Message::Pong(b"app".to_vec().into())));
     // The backend saw the application's Ping and wsgate's Pings, never a Pong: the healthy
     // client's answers to wsgate were taken out.
@@ -489,4 +473,16 @@ async fn keepalive_reaps_a_silent_client_and_keeps_a_healthy_idle_one() {
     assert_eq!(reaped, 1.0);
     drop(dead);
     reader.abort();
+}
+
+/// The next message a reader task passed on that is not one of wsgate's Pings.
+async fn recv_past_pings(
+    got: &mut tokio::sync::mpsc::UnboundedReceiver<Message>,
+) -> Option<Message> {
+    loop {
+        match got.recv().await {
+            Some(Message::Ping(_)) => continue,
+            other => return other,
+        }
+    }
 }

@@ -38,23 +38,8 @@ impl FrameTracker {
             return Some(0);
         }
         let mut t = self.clone();
-        let mut off = 0;
-        while off < data.len() {
-            if t.remaining > 0 {
-                let skip = usize::try_from(t.remaining)
-                    .map_or(data.len() - off, |r| r.min(data.len() - off));
-                t.remaining -= skip as u64;
-                off += skip;
-            } else {
-                // Header bytes one at a time: headers are at most 14 bytes.
-                t.feed(&data[off..off + 1]);
-                off += 1;
-            }
-            if t.at_boundary() {
-                return Some(off);
-            }
-        }
-        None
+        let n = t.advance(data);
+        t.at_boundary().then_some(n)
     }
 
     /// Consumes `data` up to the end of the frame under way (the next frame when at a

@@ -209,3 +209,19 @@ pub async fn h2_over_tls(
     tokio::spawn(conn);
     sender
 }
+
+/// The next message that is not a Ping (tungstenite answers those itself): what a test
+/// waits for on a socket wsgate keeps alive.
+pub async fn next_past_pings<S>(
+    ws: &mut WebSocketStream<S>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Ping(_))) => continue,
+            other => return other,
+        }
+    }
+}

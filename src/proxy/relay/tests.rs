@@ -253,6 +253,44 @@ fn with_keepalive() -> RelayOptions {
     }
 }
 
+/// A relay with keepalive over two duplex pipes: the client's end, the backend's end.
+fn with_keepalive_relay() -> (
+    tokio::io::DuplexStream,
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<RelayStats>,
+) {
+    let (client, client_side) = duplex(1 << 16);
+    let (backend_side, backend) = duplex(1 << 16);
+    let task = tokio::spawn(relay(
+        client_side,
+        backend_side,
+        with_keepalive(),
+        |_, _| {},
+        std::future::pending(),
+    ));
+    (client, backend, task)
+}
+
+/// Reads our masked Ping on the backend's side and answers it as a server does; returns
+/// the payload.
+async fn answer_backend_ping(backend: &mut tokio::io::DuplexStream) -> Vec<u8> {
+    let mut ping = [0u8; 14];
+    backend
+        .read_exact(&mut ping)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&ping[..2], &[0x89, 0x88], "masked toward the backend");
+    let key = &ping[2..6];
+    let payload: Vec<u8> = (0..8).map(|i| ping[6 + i] ^ key[i % 4]).collect();
+    let mut pong = vec![0x8a, 0x08];
+    pong.extend_from_slice(&payload);
+    backend
+        .write_all(&pong)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    payload
+}
+
 /// Reads one of our Pings from the client side: its payload.
 async fn read_ping(client: &mut tokio::io::DuplexStream) -> [u8; 8] {
     let mut ping = [0u8; 10];
@@ -268,15 +306,7 @@ async fn read_ping(client: &mut tokio::io::DuplexStream) -> [u8; 8] {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_pinged_and_its_pong_is_not_forwarded() {
-    let (mut client, client_side) = duplex(1 << 16);
-    let (backend_side, mut backend) = duplex(1 << 16);
-    let task = tokio::spawn(relay(
-        client_side,
-        backend_side,
-        with_keepalive(),
-        |_, _| {},
-        std::future::pending(),
-    ));
+    let (mut client, mut backend, task) = with_keepalive_relay();
     for _ in 0..10 {
         let payload = read_ping(&mut client).await;
         // Answer as a client must: masked.
@@ -288,22 +318,8 @@ async fn a_silent_client_is_pinged_and_its_pong_is_not_forwarded() {
             .write_all(&pong)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        // The backend answers our Ping toward it likewise.
-        let mut ping = [0u8; 14];
-        backend
-            .read_exact(&mut ping)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&ping[..2], &[0x89, 0x88], "masked toward the backend");
-        let key = &ping[2..6];
-        let echoed: Vec<u8> = (0..8).map(|i| ping[6 + i] ^ key[i % 4]).collect();
-        assert_eq!(echoed, payload);
-        let mut pong = vec![0x8a, 0x08];
-        pong.extend_from_slice(&echoed);
-        backend
-            .write_all(&pong)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        // The backend answers our Ping toward it likewise (the same payload).
+        assert_eq!(answer_backend_ping(&mut backend).await, payload);
     }
     assert!(!task.is_finished(), "ten intervals later, still open");
     // An application frame after all those Pongs is the first thing either side sees.
@@ -325,30 +341,11 @@ async fn a_silent_client_is_pinged_and_its_pong_is_not_forwarded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_answers_is_reaped_and_the_backend_gets_1001() {
-    let (mut client, client_side) = duplex(1 << 16);
-    let (backend_side, mut backend) = duplex(1 << 16);
     let started = tokio::time::Instant::now();
-    let task = tokio::spawn(relay(
-        client_side,
-        backend_side,
-        with_keepalive(),
-        |_, _| {},
-        std::future::pending(),
-    ));
+    let (mut client, mut backend, task) = with_keepalive_relay();
     read_ping(&mut client).await;
     // The backend answers its Ping; the client says nothing more.
-    let mut ping = [0u8; 14];
-    backend
-        .read_exact(&mut ping)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let key = &ping[2..6];
-    let mut pong = vec![0x8a, 0x08];
-    pong.extend((0..8).map(|i| ping[6 + i] ^ key[i % 4]));
-    backend
-        .write_all(&pong)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    answer_backend_ping(&mut backend).await;
     let mut got = Vec::new();
     backend
         .read_to_end(&mut got)
@@ -370,15 +367,7 @@ async fn a_client_that_never_answers_is_reaped_and_the_backend_gets_1001() {
 
 #[tokio::test(start_paused = true)]
 async fn application_pings_and_pongs_pass_untouched() {
-    let (mut client, client_side) = duplex(1 << 16);
-    let (backend_side, mut backend) = duplex(1 << 16);
-    let task = tokio::spawn(relay(
-        client_side,
-        backend_side,
-        with_keepalive(),
-        |_, _| {},
-        std::future::pending(),
-    ));
+    let (mut client, mut backend, task) = with_keepalive_relay();
     // Ours is outstanding while the application's own ping and pong cross.
     read_ping(&mut client).await;
     let app_ping = [0x89, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'p' ^ 2];
