@@ -630,4 +630,69 @@ mod tests {
             proptest::prop_assert!(s.at_boundary());
         }
     }
+
+    /// The frames of `stream` (complete ones) and the incomplete tail, by a tracker fed one
+    /// byte at a time: an oracle independent of how `on_read` walks chunks.
+    fn cut_into_frames(stream: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+        let mut t = FrameTracker::default();
+        let mut frames = Vec::new();
+        let mut start = 0;
+        for i in 0..stream.len() {
+            t.feed(&stream[i..=i]);
+            if t.at_boundary() {
+                frames.push(&stream[start..=i]);
+                start = i + 1;
+            }
+        }
+        (frames, &stream[start..])
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all, cut anywhere, with Pongs owed: no panic, and the writer gets the
+        /// complete frames minus the owed Pongs of ours, then at most a prefix of the
+        /// unfinished last frame (a Pong of ours being held is not written yet).
+        #[test]
+        fn arbitrary_bytes_never_confuse_the_pong_filter(
+            prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            ours_at in proptest::collection::vec((0usize..64, proptest::bool::ANY), 0..4),
+            cuts in proptest::collection::vec(1usize..40, 1..10),
+            owed in 0u8..3,
+        ) {
+            // Arbitrary bytes with some real Pongs of ours spliced in.
+            let mut stream = prefix.clone();
+            for (at, masked) in &ours_at {
+                let at = (*at).min(stream.len());
+                let pong = pong(&TOKEN, *masked);
+                stream.splice(at..at, pong);
+            }
+            let mut s = Splice::default();
+            for _ in 0..owed {
+                s.expect_pong(TOKEN);
+            }
+            let mut out = Vec::new();
+            let (mut off, mut i) = (0, 0);
+            while off < stream.len() {
+                let n = cuts[i % cuts.len()].min(stream.len() - off);
+                i += 1;
+                match s.on_read(&stream[off..off + n]) {
+                    Write::Through(d) => out.extend_from_slice(d),
+                    Write::Spliced(d) => out.extend(d),
+                    Write::Nothing => {}
+                }
+                off += n;
+            }
+            let (frames, tail) = cut_into_frames(&stream);
+            let mut want = Vec::new();
+            let mut left = owed;
+            for f in frames {
+                if left > 0 && echoes(f, &TOKEN) {
+                    left -= 1;
+                } else {
+                    want.extend_from_slice(f);
+                }
+            }
+            proptest::prop_assert!(out.starts_with(&want), "complete frames differ");
+            proptest::prop_assert!(tail.starts_with(&out[want.len()..]), "tail differs");
+        }
+    }
 }
