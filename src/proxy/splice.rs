@@ -659,7 +659,7 @@ mod tests {
             owed in 0u8..3,
         ) {
             // Arbitrary bytes with some real Pongs of ours spliced in.
-            let mut stream = prefix.clone();
+            let mut stream = prefix;
             for (at, masked) in &ours_at {
                 let at = (*at).min(stream.len());
                 let pong = pong(&TOKEN, *masked);
