@@ -391,6 +391,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     init_tracing(args.listen.log.log_format, &args.listen.log.log_level);
     let client = kube::Client::try_default()
         .await
+        .map_err(|e| match e {
+            // kube wraps this one in "Failed to infer configuration" around its own "failed
+            // to infer config": say it once, with both attempts it made.
+            kube::Error::InferConfig(inner) => anyhow::anyhow!("{inner}"),
+            other => other.into(),
+        })
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let mut kube = KubeOptions::new(client);
     kube.namespace = args.watch_namespace;

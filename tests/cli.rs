@@ -527,3 +527,35 @@ fn a_busy_port_is_reported_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_controller_without_a_cluster_says_why_once() {
+    let out = wsgate()
+        .args([
+            "controller",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("connecting to Kubernetes"), "{stderr}");
+    assert_eq!(
+        stderr.to_lowercase().matches("infer config").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("/nonexistent/kubeconfig").count(),
+        1,
+        "{stderr}"
+    );
+}
