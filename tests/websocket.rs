@@ -423,7 +423,7 @@ async fn keepalive_reaps_a_silent_client_and_keeps_a_healthy_idle_one() {
     .await;
     let reaped = opened.elapsed();
     assert!(
-        reaped < Duration::from_millis(600 + 900),
+        reaped < Duration::from_millis(600 + 1400),
         "reaped after {reaped:?}, allowed interval + timeout (600 ms) and scheduling"
     );
     // Ten intervals later the healthy client is still relayed; it was pinged all along.
