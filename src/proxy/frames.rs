@@ -63,6 +63,20 @@ impl FrameTracker {
         off
     }
 
+    /// Consumes only header bytes: those of the frame under way, or of the next frame when at
+    /// a boundary, stopping once the header is complete; returns how many bytes.
+    pub fn advance_header(&mut self, data: &[u8]) -> usize {
+        let mut off = 0;
+        while off < data.len() && self.remaining == 0 {
+            self.feed(&data[off..off + 1]);
+            off += 1;
+            if self.have == 0 {
+                break;
+            }
+        }
+        off
+    }
+
     /// Payload bytes left in the frame under way.
     pub fn remaining(&self) -> u64 {
         self.remaining
@@ -200,6 +214,12 @@ mod tests {
         assert_eq!(t.remaining(), 199);
         assert_eq!(t.advance(&stream[second + 5..]), stream.len() - second - 5);
         assert!(t.at_boundary());
+        // Header bytes alone: the 4-byte header of the 200-byte frame, not its payload.
+        let mut h = FrameTracker::default();
+        assert_eq!(h.advance_header(&stream[second..second + 3]), 3);
+        assert_eq!(h.advance_header(&stream[second + 3..]), 1);
+        assert_eq!(h.remaining(), 200);
+        assert_eq!(h.advance_header(&stream[second + 4..]), 0, "in the payload");
     }
 
     proptest! {
