@@ -10,6 +10,20 @@ fn wsgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsgate"))
 }
 
+/// `wsgate check --routes PATH` with `extra` flags: the exit code and what it printed.
+fn check(path: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> (Option<i32>, String) {
+    let out = wsgate()
+        .args(["check", "--routes"])
+        .arg(path)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn committed_crd_matches_the_generated_one() {
     let crd = |kind: &str| {
@@ -65,13 +79,8 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
             route_yaml("c", "  hostnames: [c.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\" } }\n")
         ),
     );
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     for line in [
         "a-kind.yaml: document 1: kind: \"WebSocketRoutes\" is not a kind of wsgate.dev/v1alpha1 (did you mean `WebSocketRoute`?)",
         "b-field.yaml: document 1: spec.rules[0].websocket.idleTimout: unknown field (did you mean `idleTimeout`?)",
@@ -82,31 +91,15 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
     }
 
     // One file can be checked on its own.
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(dir.path().join("c-other.yaml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let (code, stdout) = check(dir.path().join("c-other.yaml"), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
 
     // A Service backend cannot be served by `wsgate run`: an error, unless the files are
     // meant for a cluster.
     let svc = RoutesDir::new();
     svc.write("svc.yaml", &route_yaml("s", "  hostnames: [s.test]\n  rules:\n    - websocket: { backend: { service: chat, port: 80 } }\n"));
-    let run = |extra: &[&str]| {
-        let out = wsgate()
-            .args(["check", "--routes"])
-            .arg(svc.path())
-            .args(extra)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
-    };
+    let run = |extra: &[&str]| check(svc.path(), extra);
     let (code, text) = run(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -145,13 +138,8 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
 fn check_names_every_bad_file_and_field() {
     let good = RoutesDir::new();
     good.write("chat.yaml", &route_yaml("chat", "  hostnames: [chat.test]\n  rules:\n    - websocket: { backend: { address: \"127.0.0.1:5000\" } }\n"));
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(good.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let (code, stdout) = check(good.path(), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
 
     // The shipped examples are valid, standalone ones as `wsgate run` serves them.
@@ -162,14 +150,9 @@ fn check_names_every_bad_file_and_field() {
         ("chat", true),
     ] {
         let examples = format!("{}/examples/{folder}", env!("CARGO_MANIFEST_DIR"));
-        let mut cmd = wsgate();
-        cmd.args(["check", "--routes", &examples]);
-        if cluster {
-            cmd.arg("--cluster");
-        }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{folder}: {stdout}");
+        let flags: &[&str] = if cluster { &["--cluster"] } else { &[] };
+        let (code, stdout) = check(&examples, flags);
+        assert_eq!(code, Some(0), "{folder}: {stdout}");
         if folder == "standalone-tls" {
             assert!(
                 !stdout.contains("self-signed"),
@@ -189,13 +172,8 @@ fn check_names_every_bad_file_and_field() {
     );
     bad.write("f-origin.yaml", &route_yaml("f", "  hostnames: [f.test]\n  rules:\n    - websocket: { backend: { address: \"127.0.0.1:1\" }, allowedOrigins: [\"https://f.test/app\"] }\n"));
     bad.write("g-ca.yaml", &route_yaml("g", "  hostnames: [g.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\", tls: { caSecretName: g-ca } } }\n"));
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(bad.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check(bad.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     let expect = [
         "a-port.yaml: document 1: spec.rules[0].websocket.backend.port: must be 1..65535",
         "b-typo.yaml: document 1: spec.rules[0].pathPrefx: unknown field",
@@ -237,13 +215,8 @@ fn check_puts_secret_problems_in_the_secrets_file_and_reports_unreadable_names()
     );
     // A name that loops back on itself.
     std::os::unix::fs::symlink(dir.path().join("loop.yaml"), dir.path().join("loop.yaml")).unwrap();
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("secret.yaml: InvalidCertificate: TLS Secret default/s-tls: tls.crt holds PEM that is not an X.509 certificate"),
         "{stdout}"
@@ -402,12 +375,8 @@ async fn access_log_has_a_line_per_request_and_per_websocket() {
 #[test]
 fn check_and_migrate_read_ingress_nginx_ingresses() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ingress-nginx");
-    let out = wsgate()
-        .args(["check", "--cluster", "--routes", examples])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let (code, stdout) = check(examples, &["--cluster"]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("ok (1 routes in 1 files)"), "{stdout}");
 
     let dir = RoutesDir::new();
@@ -415,13 +384,8 @@ fn check_and_migrate_read_ingress_nginx_ingresses() {
         "app.yaml",
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  annotations:\n    nginx.ingress.kubernetes.io/configuration-snippet: x\n    nginx.ingress.kubernetes.io/proxy-read-timeout: \"soon\"\nspec:\n  rules:\n    - host: app.test\n      http:\n        paths:\n          - { path: /, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }\n",
     );
-    let out = wsgate()
-        .args(["check", "--routes"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let (code, stdout) = check(dir.path(), &[]);
+    assert_ne!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains("app.yaml: document 1: metadata.annotations[nginx.ingress.kubernetes.io/proxy-read-timeout]"),
         "{stdout}"
@@ -459,13 +423,8 @@ fn check_and_migrate_read_ingress_nginx_ingresses() {
     );
     let migrated = RoutesDir::new();
     migrated.write("routes.yaml", &fixed);
-    let out = wsgate()
-        .args(["check", "--cluster", "--routes"])
-        .arg(migrated.path())
-        .output()
-        .unwrap();
-    let check = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{fixed}\n{check}");
+    let (code, checked) = check(migrated.path(), &["--cluster"]);
+    assert_eq!(code, Some(0), "{fixed}\n{checked}");
 }
 
 #[test]

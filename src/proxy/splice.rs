@@ -402,6 +402,15 @@ mod tests {
     const TOKEN: [u8; 8] = *b"wsgate!!";
     const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
+    /// Appends what `write` says to write.
+    fn emit(out: &mut Vec<u8>, write: Write<'_>) {
+        match write {
+            Write::Through(d) => out.extend_from_slice(d),
+            Write::Spliced(d) => out.extend(d),
+            Write::Nothing => {}
+        }
+    }
+
     /// What the writer gets for `chunks` read in turn (due frames included).
     fn written(s: &mut Splice, chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -409,11 +418,7 @@ mod tests {
             if let Some(f) = s.due() {
                 out.extend_from_slice(&f);
             }
-            match s.on_read(chunk) {
-                Write::Through(d) => out.extend_from_slice(d),
-                Write::Spliced(d) => out.extend(d),
-                Write::Nothing => {}
-            }
+            emit(&mut out, s.on_read(chunk));
         }
         if let Some(f) = s.due() {
             out.extend_from_slice(&f);
@@ -621,11 +626,7 @@ mod tests {
                 }
                 let n = cuts[i % cuts.len()].min(stream.len() - off);
                 i += 1;
-                match s.on_read(&stream[off..off + n]) {
-                    Write::Through(d) => out.extend_from_slice(d),
-                    Write::Spliced(d) => out.extend(d),
-                    Write::Nothing => {}
-                }
+                emit(&mut out, s.on_read(&stream[off..off + n]));
                 off += n;
             }
             if let Some(f) = s.due() {
@@ -687,11 +688,7 @@ mod tests {
             while off < stream.len() {
                 let n = cuts[i % cuts.len()].min(stream.len() - off);
                 i += 1;
-                match s.on_read(&stream[off..off + n]) {
-                    Write::Through(d) => out.extend_from_slice(d),
-                    Write::Spliced(d) => out.extend(d),
-                    Write::Nothing => {}
-                }
+                emit(&mut out, s.on_read(&stream[off..off + n]));
                 off += n;
             }
             let (frames, tail) = cut_into_frames(&stream);
