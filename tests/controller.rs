@@ -1231,17 +1231,8 @@ async fn capacity_caps_answer_503_with_retry_after_at_the_exact_limit() {
         .iter()
         .position(|(_, by)| *by == b.to_string())
         .unwrap();
-    let (mut ws, _) = held.remove(at);
-    ws.close(None).await.unwrap();
-    while futures_util::StreamExt::next(&mut ws).await.is_some() {}
-    drop(ws);
-    eventually("the freed place takes a socket", || async {
-        upgrade_head(&gw, "caps.test")
-            .await
-            .0
-            .starts_with("HTTP/1.1 101")
-    })
-    .await;
+    let (ws, _) = held.remove(at);
+    close_then_admitted(&gw, ws, "caps.test").await;
 
     // Three for the rule, whoever the clients are.
     let mut total = Vec::new();
@@ -1250,15 +1241,22 @@ async fn capacity_caps_answer_503_with_retry_after_at_the_exact_limit() {
     }
     assert_eq!(upgrade_head(&gw, "total.test").await.1, "1");
     assert!(upgrade_head(&gw, "total.test").await.0.contains("503"));
-    let mut first = total.remove(0);
-    first.close(None).await.unwrap();
-    while futures_util::StreamExt::next(&mut first).await.is_some() {}
-    drop(first);
-    eventually("the rule admits again after a close", || async {
-        upgrade_head(&gw, "total.test")
-            .await
-            .0
-            .starts_with("HTTP/1.1 101")
+    close_then_admitted(&gw, total.remove(0), "total.test").await;
+}
+
+/// Closes `ws` and waits until an upgrade to `host` is admitted again (its place freed).
+async fn close_then_admitted<S>(
+    gw: &Gateway,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    host: &str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.close(None).await.unwrap();
+    while futures_util::StreamExt::next(&mut ws).await.is_some() {}
+    drop(ws);
+    eventually("a closed socket frees its place", || async {
+        upgrade_head(gw, host).await.0.starts_with("HTTP/1.1 101")
     })
     .await;
 }

@@ -510,6 +510,17 @@ fn due(peer: &mut Peer, every: Keepalive, now: Instant) -> Due {
     }
 }
 
+/// Asks for a Ping to `side` in the stream toward it and for its Pong to be taken out of the
+/// stream from it; `up` runs client to backend, `down` backend to client.
+fn ping(up: &mut Half, down: &mut Half, side: Side, payload: [u8; 8]) {
+    let (toward, from, frame) = match side {
+        Side::Client => (down, up, ping_frame(payload)),
+        Side::Backend => (up, down, ping_frame_masked(payload)),
+    };
+    toward.splice.send_ping(frame);
+    from.splice.expect_pong(payload);
+}
+
 impl Relay {
     /// Notes which peers were heard from and, when the timer fires, pings the silent ones;
     /// returns a peer that did not answer in time.
@@ -531,23 +542,19 @@ impl Relay {
         while watch.sleep.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             let every = watch.every;
-            match due(&mut watch.client, every, now) {
-                Due::Dead => return Some(Side::Client),
-                Due::Ping => {
-                    self.down.splice.send_ping(ping_frame(watch.payload));
-                    self.up.splice.expect_pong(watch.payload);
-                    cx.waker().wake_by_ref();
+            for side in [Side::Client, Side::Backend] {
+                let peer = match side {
+                    Side::Client => &mut watch.client,
+                    Side::Backend => &mut watch.backend,
+                };
+                match due(peer, every, now) {
+                    Due::Dead => return Some(side),
+                    Due::Ping => {
+                        ping(&mut self.up, &mut self.down, side, watch.payload);
+                        cx.waker().wake_by_ref();
+                    }
+                    Due::Nothing => {}
                 }
-                Due::Nothing => {}
-            }
-            match due(&mut watch.backend, every, now) {
-                Due::Dead => return Some(Side::Backend),
-                Due::Ping => {
-                    self.up.splice.send_ping(ping_frame_masked(watch.payload));
-                    self.down.splice.expect_pong(watch.payload);
-                    cx.waker().wake_by_ref();
-                }
-                Due::Nothing => {}
             }
             let next = watch.client.next(every).min(watch.backend.next(every));
             watch.sleep.as_mut().reset(next);

@@ -120,14 +120,7 @@ async fn drain_sends_close_1001_at_frame_boundaries_and_waits_for_both_answers()
         [0x03, 0xe9]
     );
     // Both answer; the relay ends with a clean shutdown on both sides.
-    client
-        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    backend
-        .write_all(&close_frame(1001))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    answer_both_closes(&mut client, &mut backend).await;
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.end, RelayEnd::Closed(Closing::Drain));
     assert_eq!(stats.reason(), "drain");
@@ -229,14 +222,7 @@ async fn a_lifetime_close_sends_1001_both_ways_and_says_so() {
         [to_backend[6] ^ key[0], to_backend[7] ^ key[1]],
         [0x03, 0xe9]
     );
-    client
-        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    backend
-        .write_all(&close_frame(1001))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    answer_both_closes(&mut client, &mut backend).await;
     let stats = task.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.end, RelayEnd::Closed(Closing::MaxLifetime));
     assert_eq!(stats.reason(), "max_lifetime");
@@ -402,4 +388,19 @@ async fn application_pings_and_pongs_pass_untouched() {
     drop(client);
     drop(backend);
     task.await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Both peers answer wsgate's Close with their own (the client's masked).
+async fn answer_both_closes(
+    client: &mut tokio::io::DuplexStream,
+    backend: &mut tokio::io::DuplexStream,
+) {
+    client
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write_all(&close_frame(1001))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
