@@ -1009,6 +1009,7 @@ impl Context<'_> {
             },
             fallback: false,
             allowed_sources: s.allowed_sources.clone(),
+            auth: None,
         })
     }
 

@@ -221,6 +221,7 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
             websocket: websocket.flatten(),
             fallback: false,
             allowed_sources: Vec::new(),
+            auth: None,
         });
     }
     out

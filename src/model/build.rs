@@ -128,6 +128,7 @@ pub(crate) fn rule(prefix: &str) -> RuleBuilder {
         websocket: None,
         fallback: false,
         allowed_sources: Vec::new(),
+        auth: None,
     })
 }
 

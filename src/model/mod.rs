@@ -9,6 +9,7 @@
 //!
 //! Depends on nothing else in the crate.
 
+mod auth;
 #[cfg(test)]
 pub(crate) mod build;
 mod cidr;
@@ -16,6 +17,10 @@ mod host;
 mod origin;
 mod path;
 
+pub use auth::{
+    Algorithm, Auth, AuthCache, CacheKey, ClaimHeader, ExternalAuth, JwksSource, JwtAuth,
+    TokenSource,
+};
 pub use cidr::{Cidr, CidrError};
 pub use host::{Hostname, check_dns_label, check_object_name};
 pub use origin::{OriginPattern, origin_allowed};
@@ -181,6 +186,8 @@ pub struct Rule {
     pub fallback: bool,
     /// Client networks allowed to use the rule (empty allows any); others get 403.
     pub allowed_sources: Vec<Cidr>,
+    /// Authentication of its requests and upgrades; `None`: none.
+    pub auth: Option<std::sync::Arc<Auth>>,
 }
 
 /// What a rule matches. Every part must match.

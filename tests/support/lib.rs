@@ -4,6 +4,7 @@
 //! Kubernetes API server. A library crate, so each test uses what it needs and nothing is dead.
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::result_large_err,
     reason = "test support: a panic is a failed test"
 )]
@@ -16,6 +17,7 @@ mod binary;
 mod certs;
 mod clients;
 mod gateway;
+pub mod jwt;
 mod metrics;
 
 pub use backends::*;

@@ -137,6 +137,7 @@ pub(super) fn translate_rules(world: &World<'_>, route: &Object<HttpRouteSpec>) 
                 }),
                 fallback: false,
                 allowed_sources: Vec::new(),
+                auth: None,
             });
         }
     }
