@@ -625,14 +625,16 @@ fn check(dir: &Path, cluster: bool, output: CheckOutput) -> anyhow::Result<ExitC
             Ok(FileObjects {
                 routes,
                 secrets,
+                data,
                 skipped,
             }) => {
+                snapshot.auth_data.extend(data);
                 good_files += 1;
                 for (document, what) in skipped {
                     findings.push(Finding::new(
                         "note",
                         file.display(),
-                        format!("document {document}: skipped {what}: `wsgate run` reads WebSocketRoutes, Ingresses and kubernetes.io/tls Secrets"),
+                        format!("document {document}: skipped {what}: `wsgate run` reads WebSocketRoutes, Ingresses, Secrets and ConfigMaps"),
                     ));
                 }
                 let mut objects_here = std::collections::HashSet::new();

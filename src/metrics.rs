@@ -66,6 +66,12 @@ pub struct Metrics {
     pub kube_watch_events: IntCounterVec,
     /// `wsgate_leader` (controller mode): 1 while this replica leads.
     pub leader: IntGauge,
+    /// `wsgate_auth_decisions_total{route,method,result}`.
+    pub auth_decisions: IntCounterVec,
+    /// `wsgate_auth_jwks_fetches_total{result}`.
+    pub jwks_fetches: IntCounterVec,
+    /// `wsgate_auth_jwks_age_seconds{url}`.
+    pub jwks_age: GaugeVec,
     by_route: ArcSwap<FnvMap<Arc<str>, Arc<RouteMetrics>>>,
     insert: Mutex<()>,
     no_route: Arc<str>,
@@ -227,6 +233,22 @@ const LEADER: Def = Def {
     labels: &[],
 };
 
+const AUTH_DECISIONS: Def = Def {
+    name: "wsgate_auth_decisions_total",
+    help: "Authentication decisions by route, method (jwt, external) and result (allow, allow_cached, deny, unavailable, or why a token was refused: missing, expired, signature, ...).",
+    labels: &["route", "method", "result"],
+};
+const JWKS_FETCHES: Def = Def {
+    name: "wsgate_auth_jwks_fetches_total",
+    help: "Fetches of JWKS from URLs, result=ok or error (the last good set keeps verifying).",
+    labels: &["result"],
+};
+const JWKS_AGE: Def = Def {
+    name: "wsgate_auth_jwks_age_seconds",
+    help: "Time since each JWKS URL's set was last fetched successfully.",
+    labels: &["url"],
+};
+
 /// Makes metrics from their [`Def`]s and registers them.
 struct Registrar<'a>(&'a Registry);
 
@@ -317,6 +339,9 @@ impl Metrics {
             last_reload: r.gauge(&LAST_RELOAD),
             kube_watch_events: r.counters(&KUBE_EVENTS),
             leader: r.int_gauge(&LEADER),
+            auth_decisions: r.counters(&AUTH_DECISIONS),
+            jwks_fetches: r.counters(&JWKS_FETCHES),
+            jwks_age: r.gauges(&JWKS_AGE),
             by_route: ArcSwap::from_pointee(FnvMap::default()),
             insert: Mutex::new(()),
             no_route: Arc::from(NO_ROUTE),

@@ -174,6 +174,7 @@ fn websocket_route(
             path_prefix: Some(prefix),
             http,
             websocket,
+            auth: None,
         });
     }
     if route.tls.as_ref().is_some_and(|t| t.secret.is_none()) {

@@ -5,6 +5,7 @@
 //! compiles only what comes out. Field names are part of the public API (users write them in
 //! YAML), so they never change within a version.
 
+pub mod auth;
 mod duration;
 pub mod gateway;
 pub mod ingress;
@@ -165,6 +166,10 @@ pub struct Rule {
     /// Where WebSocket upgrade requests go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebSocketTarget>,
+    /// Authentication of the rule's requests and upgrades: a JWT, an external auth service,
+    /// or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<auth::AuthSpec>,
 }
 
 impl Rule {

@@ -1,7 +1,8 @@
 //! `WebSocketPolicy` (group `wsgate.dev`, version `v1alpha1`): what the Gateway API lacks for
 //! WebSockets, attached to HTTPRoutes by Gateway API direct policy attachment (GEP-713):
 //! `targetRefs` name HTTPRoutes in the policy's namespace, optionally one rule by its `name`
-//! (`sectionName`). The settings are those of a WebSocketRoute rule's `websocket`.
+//! (`sectionName`). The settings are those of a WebSocketRoute rule's `websocket`, plus its
+//! `auth`, which covers the targeted rules' normal requests too.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -63,6 +64,11 @@ pub struct WebSocketPolicySpec {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebalance: Option<RebalanceSpec>,
+    /// Authentication of the targeted rules' requests and upgrades alike (a JWT, an external
+    /// auth service, or both), as a WebSocketRoute rule's `auth`. Keys and CA Secrets are
+    /// looked up in the policy's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<super::auth::AuthSpec>,
 }
 
 /// A policy's target (Gateway API `LocalPolicyTargetReferenceWithSectionName`).

@@ -22,6 +22,10 @@ use crate::model::{
     check_dns_label, check_object_name, check_path, normalize_path_prefix,
 };
 
+mod auth;
+
+pub(crate) use auth::auth_into;
+
 struct Problems(Vec<FieldError>);
 
 impl Problems {
@@ -209,6 +213,10 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
             .websocket
             .as_ref()
             .map(|ws| websocket_action(p, namespace, at, ws));
+        let auth = rule.auth.as_ref().map(|a| {
+            let prefix = format!("spec.rules[{i}].auth");
+            auth::auth(p, namespace, &prefix, a)
+        });
         out.push(model::Rule {
             index: i,
             matches: RuleMatch {
@@ -221,7 +229,7 @@ fn rules(p: &mut Problems, namespace: &str, rules: &[api::Rule]) -> Vec<model::R
             websocket: websocket.flatten(),
             fallback: false,
             allowed_sources: Vec::new(),
-            auth: None,
+            auth: auth.flatten().map(std::sync::Arc::new),
         });
     }
     out
@@ -270,7 +278,7 @@ fn http_action(
 ) -> Option<model::HttpAction> {
     let rule = at_rule.index;
     let at = |field: &str| format!("spec.rules[{rule}].http.{field}");
-    let backend = backend(p, namespace, rule, "http", &http.backend);
+    let backend = backend(p, namespace, &at("backend"), &http.backend);
     let prefix = format!("spec.rules[{rule}].http");
     let balance = load_balancing(p, &prefix, at_rule.path, http.load_balancing.as_ref());
     let timeout = match &http.timeout {
@@ -298,7 +306,8 @@ fn websocket_action(
     ws: &WebSocketTarget,
 ) -> Option<model::WebSocketAction> {
     let rule = at_rule.index;
-    let backend = backend(p, namespace, rule, "websocket", &ws.backend);
+    let base = format!("spec.rules[{rule}].websocket.backend");
+    let backend = backend(p, namespace, &base, &ws.backend);
     let settings = SocketSpec {
         idle_timeout: ws.idle_timeout.as_deref(),
         allowed_origins: &ws.allowed_origins,
@@ -546,14 +555,9 @@ fn positive_duration(
     }
 }
 
-fn backend(
-    p: &mut Problems,
-    namespace: &str,
-    rule: usize,
-    kind: &str,
-    b: &Backend,
-) -> Option<model::Backend> {
-    let at = |field: &str| format!("spec.rules[{rule}].{kind}.backend{field}");
+/// The backend whose fields sit under `base` (`spec.rules[0].http.backend`).
+fn backend(p: &mut Problems, namespace: &str, base: &str, b: &Backend) -> Option<model::Backend> {
+    let at = |field: &str| format!("{base}{field}");
     let before = p.0.len();
     let protocol = match b.protocol {
         Some(BackendProtocol::H2c | BackendProtocol::H2) => model::BackendProtocol::Http2,

@@ -10,6 +10,7 @@ use http_body_util::{Either, Full};
 
 use super::limits::Refusal;
 use super::upstream::UpstreamBody;
+use crate::auth::TokenError;
 
 /// Response body: a backend's streamed body, or one of ours.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -46,6 +47,8 @@ pub enum ClientFault {
     MethodNotAllowed,
     /// The client went over a per-client limit (sockets, upgrades or requests per second).
     TooMany(Refusal),
+    /// The rule wants a JWT and the request has none, or one that does not verify.
+    Unauthorized(TokenError),
 }
 
 /// Why the backend gave no answer.
@@ -68,6 +71,9 @@ pub enum BackendFault {
     /// to a WebSocket handshake that arrived as an HTTP/2 CONNECT (which would tell the client
     /// its socket is open).
     BadSwitch,
+    /// The rule's external auth service gave no answer in time, or none at all: the request
+    /// fails closed.
+    AuthUnavailable,
 }
 
 /// What went wrong inside wsgate.
@@ -101,6 +107,7 @@ impl Answer {
                 ClientFault::PayloadTooLarge => "payload_too_large",
                 ClientFault::MethodNotAllowed => "method_not_allowed",
                 ClientFault::TooMany(_) => "rate_limited",
+                ClientFault::Unauthorized(_) => "unauthorized",
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "no_endpoints",
@@ -109,6 +116,7 @@ impl Answer {
                 BackendFault::Unreachable => "unreachable",
                 BackendFault::Timeout => "timeout",
                 BackendFault::BadSwitch => "bad_switch",
+                BackendFault::AuthUnavailable => "auth_unavailable",
             },
             Answer::Internal(InternalFault::BadRedirect) => "bad_redirect",
         }
@@ -128,9 +136,12 @@ impl Answer {
                 ClientFault::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ClientFault::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
                 ClientFault::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+                ClientFault::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             },
             Answer::Backend(f) => match f {
-                BackendFault::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+                BackendFault::NoEndpoints | BackendFault::AuthUnavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 BackendFault::Unresolved => StatusCode::INTERNAL_SERVER_ERROR,
                 BackendFault::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
                 BackendFault::Unreachable | BackendFault::BadSwitch => StatusCode::BAD_GATEWAY,
@@ -173,6 +184,10 @@ impl Answer {
                 ClientFault::TooMany(Refusal::Full) => {
                     "429 too many requests: too many clients are being tracked; try again shortly\n"
                 }
+                ClientFault::Unauthorized(TokenError::Missing) => {
+                    "401 unauthorized: this path needs a bearer token\n"
+                }
+                ClientFault::Unauthorized(_) => "401 unauthorized: the token is not valid here\n",
             },
             Answer::Backend(f) => match f {
                 BackendFault::NoEndpoints => "503 service unavailable: no ready backend\n",
@@ -188,6 +203,9 @@ impl Answer {
                 }
                 BackendFault::BadSwitch => {
                     "502 bad gateway: the backend's protocol switch is not a valid WebSocket handshake\n"
+                }
+                BackendFault::AuthUnavailable => {
+                    "503 service unavailable: the authentication service did not answer\n"
                 }
             },
             Answer::Internal(_) => "500 internal server error\n",
@@ -208,6 +226,13 @@ impl Answer {
                 r.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(refusal.retry_after_secs()),
+                );
+            }
+            // RFC 6750 §3: a 401 says how to authenticate, and why the token failed.
+            Answer::Client(ClientFault::Unauthorized(error)) => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    super::auth::www_authenticate(error),
                 );
             }
             // RFC 9110 §10.2.3: a 503 may say when to come back.

@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::table::{
     BackendSet, CompiledRoute, CompiledRule, HeaderFilters, HostBuf, HostEntry, HostRole,
-    RouteTable, RuleInput, normalize_host,
+    RouteTable, RuleAuth, RuleInput, normalize_host,
 };
 
 /// Which listener a request arrived on.
@@ -111,6 +111,8 @@ pub struct Access {
     pub rewritten_path: Option<String>,
     /// Header changes on the way to the backend and back.
     pub headers: Option<Arc<HeaderFilters>>,
+    /// The rule's authentication.
+    pub auth: Option<Arc<RuleAuth>>,
 }
 
 /// How to admit and relay one WebSocket upgrade.
@@ -354,7 +356,8 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
             && limits.is_none()
             && rewrite.is_none()
             && headers.is_none()
-            && max_connections.is_none();
+            && max_connections.is_none()
+            && rule.auth.is_none();
         (!none || max_body.is_some()).then(|| {
             Box::new(Access {
                 max_body,
@@ -363,6 +366,7 @@ fn by_rule(rule: &CompiledRule, route: &Arc<CompiledRoute>, req: &RequestFacts<'
                 max_connections: max_connections.map(|m| (m, rule.index)),
                 rewritten_path: rewrite.map(|to| rewritten(rule, to, req.path)),
                 headers: headers.cloned(),
+                auth: rule.auth.clone(),
             })
         })
     };

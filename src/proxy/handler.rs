@@ -18,6 +18,7 @@ use super::access::{AccessRecord, Finish, Metered};
 use super::admit::{Checks, admit};
 use super::affinity::set_cookie;
 use super::answer::{Answer, BackendFault, Body, ClientFault, maintenance, redirect};
+use super::auth::{Passed, Refused, TokenCache, authenticate};
 use super::client_ip::TrustedProxies;
 use super::connect::{Target, hash_key};
 use super::decide::{
@@ -59,6 +60,8 @@ pub(crate) struct ConnInfo {
     pub sni: Option<Box<str>>,
     /// Streams of an HTTP/2 connection, for closing it when idle; `None` for HTTP/1.1.
     pub activity: Option<Activity>,
+    /// The token last verified on this connection.
+    pub tokens: TokenCache,
 }
 
 /// What an HTTP/2 connection is doing: open streams (requests being handled and relayed
@@ -190,6 +193,17 @@ impl<'a> Context<'a> {
         }
         let limiter = &self.shared.limiter;
         admit(checks, route, self.inbound.client, limiter, Instant::now()).map_err(Failure::from)
+    }
+
+    /// The auth phase for this request.
+    async fn authenticate(
+        self,
+        route: &Arc<str>,
+        auth: &Arc<crate::table::RuleAuth>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Passed, Refused> {
+        let fwd = self.inbound.forwarded(self.conn);
+        authenticate(self.shared, self.conn, route, auth, req, &fwd).await
     }
 
     /// Sticky sessions: the cookie naming the endpoint that served, unless the request's
@@ -376,6 +390,11 @@ async fn admit_and_forward(
         };
         // A request holds no slot: only its rate counts.
         drop(ctx.admit(checks, &route.id)?);
+        if let Some(auth) = &access.auth {
+            if let Err(refused) = ctx.authenticate(&route.id, auth, &mut req).await {
+                return refused_answer(refused);
+            }
+        }
         rewrite_path(&mut req, access.rewritten_path.as_deref())?;
     }
     if let Some(h) = &headers {
@@ -427,6 +446,14 @@ async fn admit_and_upgrade(
         ..Checks::default()
     };
     let admission = ctx.admit(checks, &route.id)?;
+    let mut req = req;
+    let passed = match &access.auth {
+        None => Passed::default(),
+        Some(auth) => match ctx.authenticate(&route.id, auth, &mut req).await {
+            Ok(passed) => passed,
+            Err(refused) => return refused_answer(refused),
+        },
+    };
     // The rule's capacity, all clients together: an overload, so 503, not the 429 of a
     // client over its own limits.
     let total = match access.max_connections {
@@ -436,13 +463,13 @@ async fn admit_and_upgrade(
             None => return Err(Failure::from(Answer::Backend(BackendFault::AtCapacity))),
         },
     };
-    let mut req = req;
     rewrite_path(&mut req, access.rewritten_path.as_deref())?;
     if let Some(h) = &access.headers {
         h.request.apply(req.headers_mut());
     }
     let key = ctx.hash_key(&backend, req.headers());
     let request = UpgradeRequest {
+        token_expires: passed.expires,
         key,
         req,
         extended_connect: inbound.extended_connect,
@@ -460,6 +487,19 @@ async fn admit_and_upgrade(
         h.response.apply(served.response.headers_mut());
     }
     Ok(ctx.stick(&backend, key, served))
+}
+
+/// A refusal of the auth phase: one of ours (a failure, counted as such), or the auth
+/// service's own answer, passed on as it came.
+fn refused_answer(refused: Refused) -> Result<Served, Failure> {
+    match refused {
+        Refused::Answer(answer) => Err(Failure::from(answer)),
+        Refused::Response(response) => Ok(Served {
+            response,
+            backend: None,
+            upgrade: Some(UpgradeOutcome::Unauthorized),
+        }),
+    }
 }
 
 /// The declared body length, when the request declares one.

@@ -23,6 +23,7 @@ mod access;
 mod admit;
 mod affinity;
 pub mod answer;
+mod auth;
 pub mod client_ip;
 mod connect;
 pub mod decide;
@@ -279,9 +280,17 @@ impl Proxy {
         let secure = tokio::spawn(accept_loop(self.https, Some(self.tls), serving));
         let shared = &self.shared;
         let rebalance = tokio::spawn(shared.rebalance.clone().watch(shared.table.clone()));
+        let upstreams = shared.upstreams.clone();
+        let clock = Arc::new(move || upstreams.now_ms().max(1));
+        let jwks = tokio::spawn(auth::refresh_jwks(
+            shared.table.clone(),
+            clock,
+            shared.metrics.clone(),
+        ));
         shutdown.await;
         // A draining replica closes every socket anyway.
         rebalance.abort();
+        jwks.abort();
         let deadline = tokio::time::Instant::now() + drain.timeout;
         // Keep accepting while endpoints controllers and load balancers notice /readyz.
         tokio::time::sleep(drain.delay).await;
@@ -386,6 +395,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<tls::ServerConfigs>, ser
                 tls,
                 sni,
                 activity: h2.then(Activity::default),
+                tokens: auth::TokenCache::default(),
             };
             match configs {
                 None => serve_connection(io, info(false, None, false), &serving).await,

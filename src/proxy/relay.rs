@@ -66,15 +66,28 @@ pub enum Closing {
     DeadPeer,
     /// Moved off an overloaded endpoint after a scale-out.
     Rebalance,
+    /// The token that opened the socket expired.
+    TokenExpired,
 }
 
 impl Closing {
-    /// The Close status code (RFC 6455 §7.4.1): 1001 Going Away, or 1012 Service Restart
-    /// (IANA WebSocket Close Code registry) for a rebalance: reconnect, elsewhere.
+    /// The Close status code to the client (RFC 6455 §7.4.1): 1001 Going Away, 1012 Service
+    /// Restart (IANA WebSocket Close Code registry) for a rebalance: reconnect, elsewhere; 1008
+    /// Policy Violation when its token expired: reconnect with a fresh one.
     pub fn code(self) -> u16 {
         match self {
             Closing::Drain | Closing::MaxLifetime | Closing::DeadPeer => 1001,
             Closing::Rebalance => 1012,
+            Closing::TokenExpired => 1008,
+        }
+    }
+
+    /// The Close status code to the backend: the client is going away, whatever the reason
+    /// it was told.
+    pub fn backend_code(self) -> u16 {
+        match self {
+            Closing::TokenExpired => 1001,
+            other => other.code(),
         }
     }
 
@@ -85,6 +98,7 @@ impl Closing {
             Closing::MaxLifetime => "max_lifetime",
             Closing::DeadPeer => "dead_peer",
             Closing::Rebalance => "rebalance",
+            Closing::TokenExpired => "token_expired",
         }
     }
 }
@@ -395,7 +409,9 @@ where
         let polled = state.poll_halves(cx, &mut client, &mut backend);
         state.report(&mut on_bytes);
         match polled {
-            Err(end) => Poll::Ready(end),
+            // A peer that hangs up uncleanly after wsgate closed the socket (a TLS client
+            // gone without close_notify) does not change why it ended.
+            Err(end) => Poll::Ready(state.closing.map_or(end, RelayEnd::Closed)),
             Ok(active) => {
                 if let Some(dead) = state.poll_keepalive(cx) {
                     state.reap(cx, dead);
@@ -589,7 +605,9 @@ impl Relay {
     fn start_closing(&mut self, why: Closing) {
         self.closing = Some(why);
         // Client-to-backend frames must be masked (RFC 6455 §5.3); ours to the client not.
-        self.up.splice.send_close(close_frame_masked(why.code()));
+        self.up
+            .splice
+            .send_close(close_frame_masked(why.backend_code()));
         self.down.splice.send_close(close_frame(why.code()));
     }
 

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
 
 use crate::api::{WebSocketRoute, ingress, translate};
 use crate::model::Route;
-use crate::table::{Snapshot, TlsSecret, self_signed};
+use crate::table::{DataRef, Snapshot, TlsSecret, self_signed};
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub struct FileObjects {
     pub routes: Vec<Route>,
     /// TLS Secrets, in document order.
     pub secrets: Vec<TlsSecret>,
+    /// Keys of ConfigMaps and of other Secrets (where a route's JWKS may be).
+    pub data: Vec<(DataRef, Vec<u8>)>,
     /// Documents not read, as (document number, what they were): other kinds, Secrets of
     /// other types. `wsgate check` lists them.
     pub skipped: Vec<(usize, String)>,
@@ -108,12 +110,16 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
                     "kind: {other:?} is not a kind of {version}{hint}"
                 )));
             }
-            ("Secret", "v1") => match parse_secret(value) {
+            ("Secret", "v1") => match parse_secret(value.clone()) {
                 Ok(Some(secret)) => objects.secrets.push(secret),
-                Ok(None) => objects.skipped.push((
-                    document,
-                    "a Secret that is not of type kubernetes.io/tls".into(),
-                )),
+                Ok(None) => match data_keys::<Secret>(value) {
+                    Ok(data) => objects.data.extend(data),
+                    Err(message) => errors.push(err(message)),
+                },
+                Err(message) => errors.push(err(message)),
+            },
+            ("ConfigMap", "v1") => match data_keys::<ConfigMap>(value) {
+                Ok(data) => objects.data.extend(data),
                 Err(message) => errors.push(err(message)),
             },
             ("", _) => errors.push(err("kind: required".into())),
@@ -209,6 +215,54 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             field_path(parent)
         }
+    }
+}
+
+/// The keys of a ConfigMap (`data`, `binaryData`) or of a Secret that is not a TLS Secret
+/// (`data` in base64, `stringData`), each with where it is.
+fn data_keys<K: DataObject>(value: serde_yaml::Value) -> Result<Vec<(DataRef, Vec<u8>)>, String> {
+    let object: K = serde_path_to_error::deserialize(value)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let meta = object.meta();
+    let name = meta.name.clone().filter(|n| !n.is_empty());
+    let name = name.ok_or("metadata.name: required")?;
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    Ok(object
+        .entries()
+        .into_iter()
+        .map(|(key, bytes)| (DataRef::new(K::SECRET, &namespace, &name, &key), bytes))
+        .collect())
+}
+
+/// A ConfigMap or a Secret, as a bag of keys.
+trait DataObject: serde::de::DeserializeOwned + kube::Resource<DynamicType = ()> {
+    const SECRET: bool;
+    fn entries(self) -> Vec<(String, Vec<u8>)>;
+}
+
+impl DataObject for ConfigMap {
+    const SECRET: bool = false;
+    fn entries(self) -> Vec<(String, Vec<u8>)> {
+        let text = self
+            .data
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k, v.into_bytes()));
+        let binary = self
+            .binary_data
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k, v.0));
+        text.chain(binary).collect()
+    }
+}
+
+impl DataObject for Secret {
+    const SECRET: bool = true;
+    fn entries(self) -> Vec<(String, Vec<u8>)> {
+        let data = self.data.into_iter().flatten().map(|(k, v)| (k, v.0));
+        let text = self.string_data.into_iter().flatten();
+        data.chain(text.map(|(k, v)| (k, v.into_bytes()))).collect()
     }
 }
 
@@ -362,6 +416,14 @@ impl FileSource {
                 .routes
                 .extend(objects.routes.iter().map(|r| Arc::new(Ok(r.clone()))));
             snapshot.secrets.extend(objects.secrets.iter().cloned());
+        }
+        let named = DataRef::named_by(&snapshot.routes);
+        for objects in self.last_good.values() {
+            for (at, bytes) in &objects.data {
+                if named.binary_search(at).is_ok() {
+                    snapshot.auth_data.insert(at.clone(), bytes.clone());
+                }
+            }
         }
         let generated = self.fill_missing_secrets(&mut snapshot, &mut errors);
         Reload {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use rustls::ClientConfig;
 
+use super::auth::{RemoteKeyCache, compile_auth};
 use super::backends::{BackendContext, SetOptions, backend_set};
 use super::balance::AddrMap;
 use super::certs::{CertificateCache, Certs};
@@ -21,8 +22,8 @@ use super::{
     HostRole, HttpBackend, RouteTable, RouteTlsEntry, Split, TlsSecret, WebSocketBackend,
 };
 use crate::model::{
-    BackendTarget, Filters, Hsts, PathMatch, Rejected, Route, Rule, Translated, WeightedBackend,
-    meta,
+    BackendTarget, Filters, Hsts, JwksSource, PathMatch, Rejected, Route, Rule, Translated,
+    WeightedBackend, meta,
 };
 
 /// Everything the table is compiled from.
@@ -45,6 +46,81 @@ pub struct Snapshot {
     pub now: Option<i64>,
     /// Refuse `address` backends (in a cluster they would route to arbitrary IPs).
     pub deny_address_backends: bool,
+    /// The ConfigMap and Secret keys that routes' auth names (JWKS documents), as found.
+    pub auth_data: HashMap<DataRef, Vec<u8>>,
+}
+
+/// A key of a ConfigMap or Secret that a route names (a JWKS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataRef {
+    /// A Secret (else a ConfigMap).
+    pub secret: bool,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+impl DataRef {
+    /// A ConfigMap key.
+    pub fn config_map(namespace: &str, name: &str, key: &str) -> Self {
+        Self::new(false, namespace, name, key)
+    }
+
+    /// A Secret key.
+    pub fn secret(namespace: &str, name: &str, key: &str) -> Self {
+        Self::new(true, namespace, name, key)
+    }
+
+    /// A key of a Secret (`secret`) or a ConfigMap.
+    pub fn new(secret: bool, namespace: &str, name: &str, key: &str) -> Self {
+        DataRef {
+            secret,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    /// Every object key the routes' auth names (also of last good versions that still
+    /// serve), for a source to look up.
+    pub fn named_by(routes: &[Arc<Translated>]) -> Vec<DataRef> {
+        let mut refs: Vec<DataRef> = routes
+            .iter()
+            .filter_map(|t| match &**t {
+                Ok(route) => Some(route),
+                Err(rejected) => rejected.last_good.as_ref(),
+            })
+            .flat_map(|route| {
+                let ns = route.meta.namespace.as_str();
+                route.rules.iter().filter_map(move |rule| {
+                    match &rule.auth.as_ref()?.jwt.as_ref()?.jwks {
+                        JwksSource::ConfigMap { name, key } => {
+                            Some(DataRef::config_map(ns, name, key))
+                        }
+                        JwksSource::Secret { name, key } => Some(DataRef::secret(ns, name, key)),
+                        JwksSource::Url { .. } => None,
+                    }
+                })
+            })
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+}
+
+impl std::fmt::Display for DataRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.secret { "Secret" } else { "ConfigMap" };
+        write!(
+            f,
+            "{kind} {}/{} key {}",
+            self.namespace, self.name, self.key
+        )
+    }
 }
 
 impl Snapshot {
@@ -86,6 +162,8 @@ pub struct CompileCache {
     pub(super) addresses: AddrMap<Endpoint>,
     /// Backend TLS client configs by digest of their CA bundle (`None`: no verification).
     client_configs: HashMap<(Option<u64>, bool), Arc<ClientConfig>>,
+    /// Fetched JWKS, whose last good set must survive a rebuild.
+    remote_keys: RemoteKeyCache,
 }
 
 /// The report of a rejected version whose last good version is served: the new generation
@@ -122,6 +200,8 @@ pub fn compile_with(
         old_addresses: std::mem::take(&mut cache.addresses),
         addresses: &mut cache.addresses,
         client_configs: &mut cache.client_configs,
+        old_remote_keys: std::mem::take(&mut cache.remote_keys),
+        remote_keys: &mut cache.remote_keys,
     };
     let mut table = RouteTable::default();
     let mut owners: HashMap<&str, Owner> = HashMap::new();
@@ -550,6 +630,10 @@ fn compile_rule<'s>(
             headers: header_filters(&w.filters),
         })
     });
+    let auth = rule
+        .auth
+        .as_ref()
+        .map(|a| Arc::new(compile_auth(ctx, a, shared, problems)));
     CompiledRule {
         prefix: m.path.as_str().into(),
         exact: matches!(m.path, PathMatch::Exact(_)),
@@ -561,6 +645,7 @@ fn compile_rule<'s>(
         redirect: redirect.map(Box::new),
         http,
         websocket,
+        auth,
     }
 }
 

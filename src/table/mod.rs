@@ -8,6 +8,7 @@
 //! route loop and conflicts), `backends` (a rule's backend set), `certs` (certificate cache),
 //! `shared` (per-endpoint state across compiles), `report` (what a compile says per route).
 
+mod auth;
 mod backends;
 mod balance;
 mod certs;
@@ -20,11 +21,12 @@ mod split;
 mod tls;
 mod upstream_tls;
 
+pub use auth::{AnswerCache, ExternalCheck, JwtCheck, JwtKeys, RemoteKeys, RemoteTrust, RuleAuth};
 pub use balance::{
     ActiveGuard, EndpointState, FnvMap, HealthPolicy, SocketGuard, hash_addr, hash_bytes,
 };
 pub use certs::CertificateCache;
-pub use compile::{CompileCache, ServiceKey, Snapshot, compile, compile_with};
+pub use compile::{CompileCache, DataRef, ServiceKey, Snapshot, compile, compile_with};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use report::{Problem, ProblemKind, RouteReport};
@@ -136,6 +138,8 @@ pub struct CompiledRule {
     pub http: Option<HttpBackend>,
     /// Backend of WebSocket upgrades.
     pub websocket: Option<WebSocketBackend>,
+    /// Authentication of its requests and upgrades.
+    pub auth: Option<Arc<RuleAuth>>,
 }
 
 /// What a rule matches beyond the path (Gateway API `matches`).
@@ -452,6 +456,17 @@ impl RouteTable {
             .flat_map(|r| &r.rules)
             .filter_map(|rule| rule.websocket.as_ref())
             .flat_map(|ws| ws.backends.backends())
+    }
+
+    /// Every fetched key set a rule uses (a set named by several rules comes once per rule).
+    pub fn remote_keys(&self) -> impl Iterator<Item = &Arc<RemoteKeys>> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .filter_map(|rule| match &rule.auth.as_ref()?.jwt.as_ref()?.keys {
+                JwtKeys::Remote(keys) => Some(keys),
+                JwtKeys::Local(_) => None,
+            })
     }
 
     /// Every certificate in use, sorted by Secret.

@@ -51,6 +51,9 @@ pub enum ProblemKind {
     NoReadyEndpoints,
     /// An `address` backend where only Service backends are allowed.
     AddressBackendNotAllowed,
+    /// The JWKS a rule's `auth.jwt` names is missing or has no usable key (its requests get
+    /// 401 until it is fixed).
+    InvalidKeys,
     /// Something the object says that is not honoured (an unknown annotation); the route
     /// serves without it.
     Ignored,
@@ -69,6 +72,7 @@ impl ProblemKind {
             ProblemKind::ServiceNotFound => "ServiceNotFound",
             ProblemKind::NoReadyEndpoints => "NoReadyEndpoints",
             ProblemKind::AddressBackendNotAllowed => "AddressBackendNotAllowed",
+            ProblemKind::InvalidKeys => "InvalidKeys",
             ProblemKind::Ignored => "Ignored",
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 
+use super::auth::{RemoteKey, RemoteKeyCache, RemoteKeys};
 use super::balance::AddrMap;
 use super::compile::ServiceKey;
 use super::{Endpoint, TlsError};
@@ -24,6 +25,9 @@ pub(super) struct SharedEndpoints<'s, 'c> {
     pub(super) addresses: &'c mut AddrMap<Endpoint>,
     /// By CA digest (`None`: no verification) and whether ALPN offers h2.
     pub(super) client_configs: &'c mut HashMap<(Option<u64>, bool), Arc<ClientConfig>>,
+    /// Fetched key sets of the last compile, and of this one.
+    pub(super) old_remote_keys: RemoteKeyCache,
+    pub(super) remote_keys: &'c mut RemoteKeyCache,
 }
 
 impl SharedEndpoints<'_, '_> {
@@ -39,6 +43,23 @@ impl SharedEndpoints<'_, '_> {
         let config = build()?;
         self.client_configs.insert(digest, config.clone());
         Ok(config)
+    }
+
+    /// The fetched key set of `key`: the last compile's (with its keys), or a new one.
+    pub(super) fn remote_keys(
+        &mut self,
+        key: RemoteKey,
+        make: impl FnOnce() -> RemoteKeys,
+    ) -> Arc<RemoteKeys> {
+        let keys = match self.remote_keys.get(&key) {
+            Some(keys) => keys.clone(),
+            None => self
+                .old_remote_keys
+                .remove(&key)
+                .unwrap_or_else(|| Arc::new(make())),
+        };
+        self.remote_keys.insert(key, keys.clone());
+        keys
     }
 
     /// The endpoint of an `address` backend, with the last compile's state.

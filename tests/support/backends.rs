@@ -99,6 +99,8 @@ pub struct WsBackend {
     pub addr: SocketAddr,
     /// Headers of every handshake, in order.
     pub handshakes: Arc<Mutex<Vec<HeaderMap>>>,
+    /// Request targets of every handshake, in order.
+    pub targets: Arc<Mutex<Vec<String>>>,
     /// Close frames received, with their codes.
     pub closes: Arc<Mutex<Vec<u16>>>,
     /// Ping and Pong frames received (tungstenite answers the Pings itself).
@@ -116,6 +118,8 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
     let addr = listener.local_addr().unwrap();
     let handshakes = Arc::new(Mutex::new(Vec::new()));
     let seen = handshakes.clone();
+    let targets = Arc::new(Mutex::new(Vec::new()));
+    let target = targets.clone();
     let closes = Arc::new(Mutex::new(Vec::new()));
     let closed = closes.clone();
     let controls = Arc::new(Mutex::new(Vec::new()));
@@ -126,12 +130,14 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
                 continue;
             };
             let seen = seen.clone();
+            let target = target.clone();
             let closed = closed.clone();
             let control = control.clone();
             tokio::spawn(async move {
                 let callback =
                     |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
                         seen.lock().unwrap().push(req.headers().clone());
+                        target.lock().unwrap().push(req.uri().to_string());
                         if req.uri().path() == "/reject" {
                             let mut e = ErrorResponse::new(Some("go away".into()));
                             *e.status_mut() = StatusCode::FORBIDDEN;
@@ -175,6 +181,7 @@ pub async fn ws_backend_at(addr: SocketAddr) -> WsBackend {
     WsBackend {
         addr,
         handshakes,
+        targets,
         closes,
         controls,
     }

@@ -12,12 +12,14 @@
 use std::time::Duration;
 
 pub mod apiserver;
+mod authsrv;
 mod backends;
 mod binary;
 mod certs;
 mod clients;
 mod gateway;
 pub mod jwt;
+pub use authsrv::*;
 mod metrics;
 
 pub use backends::*;

@@ -5,8 +5,10 @@
 use super::Cond;
 use super::types::{GATEWAY_GROUP, HttpRouteSpec, Object};
 use crate::api::policy::WebSocketPolicySpec;
-use crate::api::translate::{SocketSettings, SocketSpec, socket_settings_into};
-use crate::model::Rule;
+use std::sync::Arc;
+
+use crate::api::translate::{SocketSettings, SocketSpec, auth_into, socket_settings_into};
+use crate::model::{Auth, Rule};
 
 /// The policies of the cluster, parsed once per translation.
 pub(super) struct Policies<'a> {
@@ -15,7 +17,8 @@ pub(super) struct Policies<'a> {
 
 struct Parsed<'a> {
     policy: &'a Object<WebSocketPolicySpec>,
-    settings: Result<SocketSettings, String>,
+    /// The socket settings and the rule's authentication.
+    settings: Result<(SocketSettings, Option<Arc<Auth>>), String>,
     /// Rules it was applied to, and lost on.
     applied: usize,
     lost: usize,
@@ -56,8 +59,12 @@ impl<'a> Policies<'a> {
                     rebalance: spec.rebalance.as_ref(),
                 };
                 let settings = socket_settings_into(&mut errors, "spec", "/", &socket);
-                let settings = match settings {
-                    Some(s) if errors.is_empty() => Ok(s),
+                let auth = spec.auth.as_ref().map(|a| {
+                    auth_into(&mut errors, &policy.namespace, "spec.auth", a).map(Arc::new)
+                });
+                let settings = match (settings, auth) {
+                    (Some(s), None) if errors.is_empty() => Ok((s, None)),
+                    (Some(s), Some(Some(a))) if errors.is_empty() => Ok((s, Some(a))),
                     _ => Err(errors
                         .iter()
                         .map(ToString::to_string)
@@ -138,7 +145,10 @@ impl<'a> Policies<'a> {
             }
             let parsed = &mut self.list[*winner];
             parsed.applied += 1;
-            if let (Some(ws), Ok(settings)) = (rule.websocket.as_mut(), &parsed.settings) {
+            if let Ok((_, Some(auth))) = &parsed.settings {
+                rule.auth = Some(auth.clone());
+            }
+            if let (Some(ws), Ok((settings, _))) = (rule.websocket.as_mut(), &parsed.settings) {
                 if settings.idle_timeout.is_some() {
                     ws.idle_timeout = settings.idle_timeout;
                 }

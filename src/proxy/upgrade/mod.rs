@@ -52,6 +52,8 @@ pub(crate) enum UpgradeOutcome {
     Limited,
     /// Redirected (to https, or to the route's main host).
     Redirected,
+    /// Refused by the rule's authentication (a token, the auth service).
+    Unauthorized,
 }
 
 impl UpgradeOutcome {
@@ -65,6 +67,7 @@ impl UpgradeOutcome {
             UpgradeOutcome::Forbidden => "forbidden",
             UpgradeOutcome::Limited => "limited",
             UpgradeOutcome::Redirected => "redirected",
+            UpgradeOutcome::Unauthorized => "unauthorized",
         }
     }
 
@@ -75,6 +78,8 @@ impl UpgradeOutcome {
                 UpgradeOutcome::Forbidden
             }
             Answer::Client(ClientFault::TooMany(_)) => UpgradeOutcome::Limited,
+            Answer::Client(ClientFault::Unauthorized(_))
+            | Answer::Backend(BackendFault::AuthUnavailable) => UpgradeOutcome::Unauthorized,
             Answer::Backend(
                 BackendFault::NoEndpoints | BackendFault::Unresolved | BackendFault::AtCapacity,
             ) => UpgradeOutcome::Rejected,
@@ -105,6 +110,8 @@ pub(crate) struct UpgradeRequest {
     pub total: Option<TotalSlot>,
     /// Keeps an HTTP/2 connection from counting as idle while the socket is relayed.
     pub stream: Option<Token>,
+    /// When the token that opened the socket expires (plus grace): it closes then.
+    pub token_expires: Option<Instant>,
 }
 
 /// Forwards a WebSocket handshake and, on 101, relays the connection in its own task.
@@ -182,6 +189,7 @@ pub(crate) async fn upgrade(
             keepalive: upgrade.keepalive,
         },
         max_lifetime: upgrade.max_lifetime,
+        token_expires: upgrade.token_expires,
         moved,
         held: Held {
             _relay: shared.relays.token(),
@@ -279,6 +287,8 @@ struct Sockets {
     backend: OnUpgrade,
     options: RelayOptions,
     max_lifetime: Option<Lifetime>,
+    /// When its token expires.
+    token_expires: Option<Instant>,
     /// Resolves when a rebalance moves this socket.
     moved: Option<rebalance::Moved>,
     held: Held,
@@ -304,7 +314,8 @@ fn spawn_relay(
         };
         let opened = Instant::now();
         let lifetime = sockets.max_lifetime.map(|l| l.of_one(unit_random()));
-        // The first of: this replica's drain, the socket's lifetime, a rebalance.
+        // The first of: this replica's drain, the socket's lifetime, a rebalance, the expiry of
+        // its token.
         let close = async move {
             let old = async {
                 match lifetime {
@@ -318,10 +329,17 @@ fn spawn_relay(
                     None => std::future::pending().await,
                 }
             };
+            let expired = async {
+                match sockets.token_expires {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = drain => Closing::Drain,
                 () = old => Closing::MaxLifetime,
                 () = moved => Closing::Rebalance,
+                () = expired => Closing::TokenExpired,
             }
         };
         metrics.ws_active.inc();

@@ -474,6 +474,7 @@ impl Builder {
                 .unwrap_or_default(),
             now: None,
             deny_address_backends: !self.opts.allow_address_backends,
+            auth_data: HashMap::new(),
         }
     }
 
