@@ -100,6 +100,7 @@ fn main() {
         config_map_cas: Default::default(),
         now: Some(1_800_000_000),
         deny_address_backends: true,
+        auth_data: Default::default(),
     };
     let mut cache = CompileCache::default();
     let (table, reports) = compile_with(&snapshot, &mut cache);

@@ -23,7 +23,7 @@ pub enum Routes {
     /// A folder of YAML files, watched for changes.
     Dir(PathBuf),
     /// A fixed set of objects (the demo).
-    Fixed(Snapshot),
+    Fixed(Box<Snapshot>),
     /// A Kubernetes cluster (`wsgate controller`).
     Kube(Box<KubeOptions>),
 }

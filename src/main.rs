@@ -465,7 +465,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Redirect to wherever the TLS listener really is (0 = its bound port).
     proxy.https_redirect_port = 0;
     let gateway = Gateway::start(GatewayOptions {
-        routes: Routes::Fixed(snapshot),
+        routes: Routes::Fixed(Box::new(snapshot)),
         proxy,
         admin_listen: args.admin_listen,
         drain: DrainConfig {
@@ -772,6 +772,13 @@ fn problems_of(
                     "route {id}: Secret {} is not in this folder; `wsgate run` serves a self-signed certificate for it",
                     report_secret(snapshot, report).unwrap_or_default()
                 ),
+            ),
+            // A JWKS not in the folder means every token gets 401 under `wsgate run`; in a
+            // cluster the ConfigMap may be created later.
+            ProblemKind::InvalidKeys => Finding::new(
+                if cluster { "warning" } else { "error" },
+                file,
+                format!("route {id}: {problem}"),
             ),
             ProblemKind::Ignored | ProblemKind::PathConflict => Finding::new(
                 "warning",

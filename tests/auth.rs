@@ -294,7 +294,7 @@ async fn hs256_from_a_secret_only_when_allowed() {
           allowHS256: true
 ";
     let secret = format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{ name: hmac-keys, namespace: default }}\nstringData:\n  keys: '{}'\n",
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{ name: hmac-keys, namespace: default }}\ntype: wsgate.dev/jwks\nstringData:\n  keys: '{}'\n",
         jwks(&[&hmac])
     );
     let s = setup(&[], auth, &secret).await;

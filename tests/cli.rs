@@ -75,7 +75,7 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
     dir.write(
         "c-other.yaml",
         &format!(
-            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: x }}\n",
+            "{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: x }}\n",
             route_yaml("c", "  hostnames: [c.test]\n  rules:\n    - http: { backend: { address: \"127.0.0.1:1\" } }\n")
         ),
     );
@@ -85,7 +85,7 @@ fn check_names_misspelt_kinds_and_fields_lists_skipped_documents_and_speaks_json
         "a-kind.yaml: document 1: kind: \"WebSocketRoutes\" is not a kind of wsgate.dev/v1alpha1 (did you mean `WebSocketRoute`?)",
         "b-field.yaml: document 1: spec.rules[0].websocket.idleTimout: unknown field (did you mean `idleTimeout`?)",
         "note: ",
-        "c-other.yaml: document 2: skipped ConfigMap (v1)",
+        "c-other.yaml: document 2: skipped Deployment (apps/v1)",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
@@ -189,6 +189,40 @@ fn check_names_every_bad_file_and_field() {
         !stdout.contains("c-first.yaml"),
         "the older route is fine:\n{stdout}"
     );
+}
+
+#[test]
+fn check_reports_a_jwks_that_is_missing_or_unusable() {
+    let dir = RoutesDir::new();
+    let route = |name: &str, map: &str| {
+        route_yaml(
+            name,
+            &format!(
+                "  hostnames: [{name}.test]\n  rules:\n    - http: {{ backend: {{ address: \"127.0.0.1:1\" }} }}\n      auth: {{ jwt: {{ jwks: {{ configMap: {{ name: {map} }} }} }} }}\n"
+            ),
+        )
+    };
+    dir.write("a.yaml", &route("a", "absent"));
+    dir.write(
+        "b.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: broken }}\ndata: {{ jwks.json: '{{\"keys\": 1}}' }}\n",
+            route("b", "broken")
+        ),
+    );
+    let (code, stdout) = check(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    for line in [
+        "error: ",
+        "a.yaml: route default/a: JWKS ConfigMap default/absent key jwks.json not found",
+        "b.yaml: route default/b: JWKS ConfigMap default/broken key jwks.json: not a JWKS",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    // In a cluster the ConfigMap may come later: a warning.
+    let (code, stdout) = check(dir.path().join("a.yaml"), &["--cluster"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("warning: "), "{stdout}");
 }
 
 #[test]

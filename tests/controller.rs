@@ -307,9 +307,15 @@ async fn secret_rotation_serves_the_new_certificate_and_keeps_open_websockets() 
     })
     .await;
     echo_roundtrip(&mut open, Message::text("after rotation")).await;
+    // Secrets are only listed by type: TLS ones, and wsgate's own JWKS type.
+    let by_type = |t: &str| {
+        server.count(
+            "GET",
+            &format!("fieldSelector=type%3D{}", t.replace('/', "%2F")),
+        ) + server.count("GET", &format!("fieldSelector=type={t}"))
+    };
     assert_eq!(
-        server.count("GET", "fieldSelector=type%3Dkubernetes.io%2Ftls")
-            + server.count("GET", "fieldSelector=type=kubernetes.io/tls"),
+        by_type("kubernetes.io/tls") + by_type("wsgate.dev/jwks"),
         server.count("GET", "/api/v1/secrets")
     );
 }
@@ -1379,4 +1385,91 @@ async fn a_scale_out_from_two_to_four_pods_moves_only_the_excess_with_1012() {
     for c in clients {
         c.abort();
     }
+}
+
+/// A ConfigMap `keys` in `apps` holding `body` as `jwks.json`.
+fn jwks_map(body: &str) -> String {
+    let quoted = serde_json::to_string(body).unwrap();
+    format!("metadata: {{ name: keys, namespace: apps }}\ndata:\n  jwks.json: {quoted}\n")
+}
+
+#[tokio::test]
+async fn jwt_keys_come_from_a_configmap_and_rotate_with_it() {
+    use wsgate_test_support::jwt::{SigningKey, claims, jwks};
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
+    let old = SigningKey::ec("old", "ES256");
+    let new = SigningKey::ed25519("new");
+    let auth = "\n      auth: { jwt: { jwks: { configMap: { name: keys } }, claimsToHeaders: [ { claim: sub, header: X-User } ] } }\n";
+    server.apply(
+        Res::Routes,
+        &format!(
+            "{}{auth}",
+            route("web", "web.test", "{ service: web, port: 80 }").trim_end()
+        ),
+    );
+    let gw = controller(&server, "solo").await;
+    let get = |token: String| {
+        let mut req = request("GET", "web.test", "/");
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        http(gw.http_addr, req)
+    };
+    // No ConfigMap yet: every token gets 401, and the route says why.
+    let r = get(old.sign(&claims("iss", "aud", 60))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    eventually("InvalidKeys in status", || async {
+        has(
+            &conditions(&server, "web"),
+            "ResolvedRefs",
+            "False",
+            "InvalidKeys",
+        )
+    })
+    .await;
+    server.apply(Res::ConfigMaps, &jwks_map(&jwks(&[&old])));
+    eventually("the old key verifies", || async {
+        get(old.sign(&claims("iss", "aud", 60))).await.status == StatusCode::OK
+    })
+    .await;
+    let r = get(old.sign(&claims("iss", "aud", 60))).await;
+    assert!(r.text().contains("\nx-user: alice"), "{}", r.text());
+    // The ConfigMap rotates to the new key alone: the old one stops verifying.
+    server.apply(Res::ConfigMaps, &jwks_map(&jwks(&[&new])));
+    eventually("the new key verifies", || async {
+        get(new.sign(&claims("iss", "aud", 60))).await.status == StatusCode::OK
+    })
+    .await;
+    let r = get(old.sign(&claims("iss", "aud", 60))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_ingress_auth_url_guards_its_paths() {
+    let server = ApiServer::start().await;
+    let web = http_backend().await;
+    let auth = auth_server().await;
+    service_with_pods(&server, "web", 80, &["127.0.0.1"], web.addr.port());
+    server.apply(
+        Res::IngressClasses,
+        "metadata: { name: wsgate }\nspec: { controller: wsgate.dev/ingress-controller }\n",
+    );
+    server.apply(
+        Res::Ingresses,
+        &format!(
+            "metadata:\n  name: site\n  namespace: apps\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: \"http://{}/check\"\n    nginx.ingress.kubernetes.io/auth-response-headers: X-User\nspec:\n  ingressClassName: wsgate\n  defaultBackend: {{ service: {{ name: web, port: {{ number: 80 }} }} }}\n",
+            auth.addr
+        ),
+    );
+    let gw = controller(&server, "solo").await;
+    let mut req = request("GET", "any.test", "/");
+    req.headers_mut()
+        .insert("authorization", "Bearer good".parse().unwrap());
+    let r = http(gw.http_addr, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("\nx-user: alice"), "{}", r.text());
+    let r = http(gw.http_addr, request("GET", "any.test", "/")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.text(), "who are you");
 }

@@ -257,7 +257,7 @@ async fn demo_chat_room_broadcasts_between_two_clients_over_wss() {
         .unwrap();
     let routes = RoutesDir::new();
     let mut opts = options(routes.path());
-    opts.routes = Routes::Fixed(wsgate::demo::snapshot(app).unwrap());
+    opts.routes = Routes::Fixed(Box::new(wsgate::demo::snapshot(app).unwrap()));
     let gw = Gateway::start(opts).await.unwrap();
     // The page itself.
     let page = https(

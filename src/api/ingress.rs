@@ -327,6 +327,8 @@ struct Settings {
     maintenance: Option<Bytes>,
     /// `wsgate.dev/address` (standalone): every Service, or `service=address` pairs.
     addresses: Addresses,
+    /// `auth-url` and friends, `wsgate.dev/auth-jwt-*`.
+    auth: Option<std::sync::Arc<model::Auth>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +424,30 @@ pub const HONOURED_NGINX: &[(&str, &str)] = &[
         "rewrite-target",
         "a plain path that replaces the matched prefix (no capture groups)",
     ),
+    (
+        "auth-url",
+        "external auth: http(s)://IP:PORT/path or a Service NAME.NAMESPACE.svc[.cluster.local]; 2xx passes, other answers go back to the client, no answer is 503",
+    ),
+    (
+        "auth-signin",
+        "where a 401 from auth-url redirects (302, with rd= the original URL)",
+    ),
+    (
+        "auth-response-headers",
+        "headers of the auth answer copied into the request to the backend",
+    ),
+    (
+        "auth-method",
+        "the method of the auth subrequest (default: the request's)",
+    ),
+    (
+        "auth-cache-key",
+        "$http_NAME or $cookie_NAME: reuse allowed auth answers for the same value",
+    ),
+    (
+        "auth-cache-duration",
+        "how long an allowed answer is reused (the last word of \"200 202 5m\"; default 1m)",
+    ),
 ];
 
 /// wsgate's own annotations.
@@ -475,6 +501,32 @@ pub const HONOURED_WSGATE: &[(&str, &str)] = &[
     (
         "address",
         "standalone: HOST:PORT for every Service, or SERVICE=HOST:PORT,...",
+    ),
+    (
+        "auth-jwt-jwks-url",
+        "check a JWT against the JWKS at this https URL (fetched, refreshed every 5m)",
+    ),
+    (
+        "auth-jwt-jwks-configmap",
+        "check a JWT against the JWKS in this ConfigMap: NAME or NAME/KEY (default key jwks.json)",
+    ),
+    ("auth-jwt-issuer", "the required iss claim"),
+    ("auth-jwt-audiences", "comma-separated: aud must name one"),
+    (
+        "auth-jwt-token-from",
+        "where the token is, in order: bearer, cookie:NAME, query:NAME, protocol:PREFIX (default bearer)",
+    ),
+    (
+        "auth-jwt-claims-to-headers",
+        "CLAIM:HEADER,... copied into requests (client copies removed)",
+    ),
+    (
+        "auth-jwt-clock-skew",
+        "tolerated clock difference (default 30s)",
+    ),
+    (
+        "auth-jwt-close-on-expiry",
+        "false: keep WebSockets open past their token's exp (default true: Close 1008)",
     ),
 ];
 
@@ -720,7 +772,9 @@ impl Settings {
             max_connections: r.parsed(WSGATE, "websocket-max-connections", count),
             max_per_endpoint: r.parsed(WSGATE, "websocket-max-connections-per-endpoint", count),
         };
+        let auth = auth::read_auth(&mut r);
         let settings = Settings {
+            auth,
             max_lifetime,
             keepalive,
             rebalance,
@@ -1009,7 +1063,7 @@ impl Context<'_> {
             },
             fallback: false,
             allowed_sources: s.allowed_sources.clone(),
-            auth: None,
+            auth: s.auth.clone(),
         })
     }
 
@@ -1085,5 +1139,6 @@ impl Context<'_> {
     }
 }
 
+mod auth;
 #[cfg(test)]
 mod tests;

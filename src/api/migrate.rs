@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::auth::AuthSpec;
 use super::ingress::{self, HONOURED_NGINX, HONOURED_WSGATE, IngressOptions, NGINX, WSGATE};
 use super::{
     Backend, ClientLimits, HashOn, HttpTarget, KeepaliveSpec, LoadBalancing, LoadBalancingPolicy,
@@ -170,11 +171,15 @@ fn websocket_route(
                 }),
             })
         });
+        let auth = rule
+            .auth
+            .as_deref()
+            .map(|a| auth_spec(a, host.as_str(), notes));
         rules.push(Rule {
             path_prefix: Some(prefix),
             http,
             websocket,
-            auth: None,
+            auth,
         });
     }
     if route.tls.as_ref().is_some_and(|t| t.secret.is_none()) {
@@ -282,6 +287,108 @@ fn backend(b: &model::Backend, host: &str, notes: &mut Vec<String>) -> Backend {
             },
         }),
     }
+}
+
+/// A rule's auth as a WebSocketRoute says it.
+fn auth_spec(auth: &model::Auth, host: &str, notes: &mut Vec<String>) -> AuthSpec {
+    use super::auth::{
+        AuthCacheSpec, ClaimToHeader, ExternalAuthSpec, JwksSpec, JwtSpec, KeyRef, TokenFrom,
+    };
+    let jwt = auth.jwt.as_ref().map(|j| JwtSpec {
+        issuer: j.issuer.as_deref().map(String::from),
+        audiences: j.audiences.iter().map(|a| a.to_string()).collect(),
+        jwks: match &j.jwks {
+            model::JwksSource::ConfigMap { name, key } => JwksSpec {
+                config_map: Some(KeyRef {
+                    name: name.clone(),
+                    key: Some(key.clone()),
+                }),
+                ..JwksSpec::default()
+            },
+            model::JwksSource::Secret { name, key } => JwksSpec {
+                secret: Some(KeyRef {
+                    name: name.clone(),
+                    key: Some(key.clone()),
+                }),
+                ..JwksSpec::default()
+            },
+            model::JwksSource::Url { url, refresh, .. } => JwksSpec {
+                url: Some(url.to_string()),
+                refresh_interval: Some(seconds(*refresh)),
+                ..JwksSpec::default()
+            },
+        },
+        clock_skew: Some(seconds(j.clock_skew)),
+        token_from: j
+            .from
+            .iter()
+            .map(|f| match f {
+                model::TokenSource::Bearer => TokenFrom {
+                    bearer: Some(true),
+                    ..TokenFrom::default()
+                },
+                model::TokenSource::Cookie(c) => TokenFrom {
+                    cookie: Some(c.to_string()),
+                    ..TokenFrom::default()
+                },
+                model::TokenSource::Query(q) => TokenFrom {
+                    query: Some(q.to_string()),
+                    ..TokenFrom::default()
+                },
+                model::TokenSource::Protocol(p) => TokenFrom {
+                    protocol_prefix: Some(p.to_string()),
+                    ..TokenFrom::default()
+                },
+            })
+            .collect(),
+        claims_to_headers: j
+            .claims_to_headers
+            .iter()
+            .map(|c| ClaimToHeader {
+                claim: c.claim.to_string(),
+                header: c.header.to_string(),
+            })
+            .collect(),
+        close_on_expiry: Some(j.close_on_expiry.is_some()),
+        ..JwtSpec::default()
+    });
+    let external = auth.external.as_ref().map(|e| {
+        if let BackendTarget::Service {
+            namespace: Some(ns),
+            name,
+            ..
+        } = &e.backend.target
+        {
+            notes.push(format!(
+                "{host}: auth-url names Service {ns}/{name}; a WebSocketRoute's backends are in its own namespace: give the auth service a Service there, or an address"
+            ));
+        }
+        if e.method.is_some() {
+            notes.push(format!(
+                "{host}: auth-method has no WebSocketRoute field: the auth service gets the request's own method"
+            ));
+        }
+        ExternalAuthSpec {
+            backend: backend(&e.backend, host, notes),
+            path: Some(e.path.to_string()),
+            request_headers: e.request_headers.iter().map(ToString::to_string).collect(),
+            response_headers: e.response_headers.iter().map(ToString::to_string).collect(),
+            timeout: Some(seconds(e.timeout)),
+            cache: e.cache.as_ref().map(|c| AuthCacheSpec {
+                header: match &c.key {
+                    model::CacheKey::Header(h) => Some(h.to_string()),
+                    model::CacheKey::Cookie(_) => None,
+                },
+                cookie: match &c.key {
+                    model::CacheKey::Cookie(c) => Some(c.to_string()),
+                    model::CacheKey::Header(_) => None,
+                },
+                duration: seconds(c.ttl),
+            }),
+            signin_url: e.signin.as_ref().map(ToString::to_string),
+        }
+    });
+    AuthSpec { jwt, external }
 }
 
 fn load_balancing(balance: &Balance, default: &Balance) -> Option<LoadBalancing> {

@@ -179,6 +179,8 @@ pub struct ExternalAuth {
     pub backend: Backend,
     /// Path (and query) of the check on it.
     pub path: Box<str>,
+    /// The subrequest's method; `None`: the request's own.
+    pub method: Option<http::Method>,
     /// Request headers sent to it besides the `X-Original-*` and forwarding ones; empty:
     /// every end-to-end header of the request.
     pub request_headers: Vec<HeaderName>,

@@ -495,7 +495,7 @@ fn refused_answer(refused: Refused) -> Result<Served, Failure> {
     match refused {
         Refused::Answer(answer) => Err(Failure::from(answer)),
         Refused::Response(response) => Ok(Served {
-            response,
+            response: *response,
             backend: None,
             upgrade: Some(UpgradeOutcome::Unauthorized),
         }),

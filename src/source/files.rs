@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::api::{WebSocketRoute, ingress, translate};
 use crate::model::Route;
-use crate::table::{DataRef, Snapshot, TlsSecret, self_signed};
+use crate::table::{DataRef, JWKS_SECRET_TYPE, Snapshot, TlsSecret, self_signed};
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +110,18 @@ pub fn parse_file(file: &Path, text: &str) -> Result<FileObjects, Vec<LoadError>
                     "kind: {other:?} is not a kind of {version}{hint}"
                 )));
             }
-            ("Secret", "v1") => match parse_secret(value.clone()) {
-                Ok(Some(secret)) => objects.secrets.push(secret),
-                Ok(None) => match data_keys::<Secret>(value) {
+            ("Secret", "v1") if secret_type(&value) == Some(JWKS_SECRET_TYPE) => {
+                match data_keys::<Secret>(value) {
                     Ok(data) => objects.data.extend(data),
                     Err(message) => errors.push(err(message)),
-                },
+                }
+            }
+            ("Secret", "v1") => match parse_secret(value) {
+                Ok(Some(secret)) => objects.secrets.push(secret),
+                Ok(None) => objects.skipped.push((
+                    document,
+                    "a Secret that is not of type kubernetes.io/tls or wsgate.dev/jwks".into(),
+                )),
                 Err(message) => errors.push(err(message)),
             },
             ("ConfigMap", "v1") => match data_keys::<ConfigMap>(value) {
@@ -218,8 +224,12 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-/// The keys of a ConfigMap (`data`, `binaryData`) or of a Secret that is not a TLS Secret
-/// (`data` in base64, `stringData`), each with where it is.
+fn secret_type(value: &serde_yaml::Value) -> Option<&str> {
+    value.get("type").and_then(|t| t.as_str())
+}
+
+/// The keys of a ConfigMap (`data`, `binaryData`) or of a `wsgate.dev/jwks` Secret (`data`
+/// in base64, `stringData`), each with where it is.
 fn data_keys<K: DataObject>(value: serde_yaml::Value) -> Result<Vec<(DataRef, Vec<u8>)>, String> {
     let object: K = serde_path_to_error::deserialize(value)
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;

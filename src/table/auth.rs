@@ -129,6 +129,8 @@ pub struct ExternalCheck {
     pub backend: Arc<BackendSet>,
     /// Path (and query) of the check.
     pub path: PathAndQuery,
+    /// Its method; `None`: the request's.
+    pub method: Option<http::Method>,
     /// Request headers sent (empty: every end-to-end header).
     pub request_headers: Box<[http::HeaderName]>,
     /// Headers of a 2xx answer copied to the backend request.
@@ -348,6 +350,7 @@ fn external_check<'s>(
         backend: backend_set(ctx, &ext.backend, on, shared, problems),
         // Translation checked that the path parses.
         path: PathAndQuery::try_from(&*ext.path).unwrap_or_else(|_| PathAndQuery::from_static("/")),
+        method: ext.method.clone(),
         request_headers: ext.request_headers.as_slice().into(),
         response_headers: ext.response_headers.as_slice().into(),
         timeout: ext.timeout,

@@ -50,6 +50,10 @@ pub struct Snapshot {
     pub auth_data: HashMap<DataRef, Vec<u8>>,
 }
 
+/// The type of the Secrets a route's JWKS may be in: only Secrets of this type are ever read
+/// for auth, so no application's other Secrets are listed.
+pub const JWKS_SECRET_TYPE: &str = "wsgate.dev/jwks";
+
 /// A key of a ConfigMap or Secret that a route names (a JWKS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DataRef {
@@ -114,7 +118,10 @@ impl DataRef {
 
 impl std::fmt::Display for DataRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.secret { "Secret" } else { "ConfigMap" };
+        let kind = match self.secret {
+            true => "Secret (type wsgate.dev/jwks)",
+            false => "ConfigMap",
+        };
         write!(
             f,
             "{kind} {}/{} key {}",

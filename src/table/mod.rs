@@ -26,7 +26,9 @@ pub use balance::{
     ActiveGuard, EndpointState, FnvMap, HealthPolicy, SocketGuard, hash_addr, hash_bytes,
 };
 pub use certs::CertificateCache;
-pub use compile::{CompileCache, DataRef, ServiceKey, Snapshot, compile, compile_with};
+pub use compile::{
+    CompileCache, DataRef, JWKS_SECRET_TYPE, ServiceKey, Snapshot, compile, compile_with,
+};
 pub use endpoints::{ExternalName, ResolvedServices, SERVICE_NAME_LABEL, resolve_services};
 pub use host::{HostBuf, normalize_host};
 pub use report::{Problem, ProblemKind, RouteReport};

@@ -537,3 +537,91 @@ fn keepalive_rebalance_and_capacity_annotations_set_the_socket() {
         assert!(found.iter().any(|p| p.contains(name)), "{bad}: {found:?}");
     }
 }
+
+#[test]
+fn auth_annotations_map_to_external_auth_and_jwt() {
+    let yaml = CHAT.replace(
+        "    nginx.ingress.kubernetes.io/proxy-send-timeout: \"7200\"\n",
+        "    nginx.ingress.kubernetes.io/proxy-send-timeout: \"7200\"
+    nginx.ingress.kubernetes.io/auth-url: \"http://oauth2-proxy.auth.svc.cluster.local:4180/oauth2/auth?x=1\"
+    nginx.ingress.kubernetes.io/auth-signin: \"https://login.example.com/oauth2/start\"
+    nginx.ingress.kubernetes.io/auth-response-headers: \"X-Auth-Request-User, X-Auth-Request-Email\"
+    nginx.ingress.kubernetes.io/auth-method: GET
+    nginx.ingress.kubernetes.io/auth-cache-key: $cookie__oauth2_proxy
+    nginx.ingress.kubernetes.io/auth-cache-duration: 200 202 401 5m
+    wsgate.dev/auth-jwt-jwks-configmap: idp/keys.json
+    wsgate.dev/auth-jwt-issuer: https://id.example.com
+    wsgate.dev/auth-jwt-audiences: chat, admin
+    wsgate.dev/auth-jwt-token-from: cookie:session, protocol:token., bearer
+    wsgate.dev/auth-jwt-claims-to-headers: sub:X-User
+",
+    );
+    let routes = routes(&yaml);
+    let auth = routes[0].rules[0].auth.as_ref().unwrap();
+    let ext = auth.external.as_ref().unwrap();
+    assert_eq!(
+        ext.backend.target,
+        BackendTarget::Service {
+            namespace: Some("auth".into()),
+            name: "oauth2-proxy".into(),
+            port: ServicePort::Number(4180),
+        }
+    );
+    assert_eq!(&*ext.path, "/oauth2/auth?x=1");
+    assert_eq!(ext.method, Some(http::Method::GET));
+    assert_eq!(ext.response_headers.len(), 2);
+    assert_eq!(
+        ext.signin.as_ref().unwrap().host(),
+        Some("login.example.com")
+    );
+    let cache = ext.cache.as_ref().unwrap();
+    assert_eq!(cache.key, model::CacheKey::Cookie("_oauth2_proxy".into()));
+    assert_eq!(cache.ttl, Duration::from_secs(300));
+    let jwt = auth.jwt.as_ref().unwrap();
+    assert_eq!(
+        jwt.jwks,
+        model::JwksSource::ConfigMap {
+            name: "idp".into(),
+            key: "keys.json".into()
+        }
+    );
+    assert_eq!(jwt.audiences.len(), 2);
+    assert_eq!(
+        jwt.from,
+        vec![
+            model::TokenSource::Cookie("session".into()),
+            model::TokenSource::Protocol("token.".into()),
+            model::TokenSource::Bearer
+        ]
+    );
+    // Every path of the Ingress gets it.
+    assert!(
+        routes
+            .iter()
+            .all(|r| r.rules.iter().all(|rule| rule.auth.is_some()))
+    );
+    assert!(routes[0].warnings.is_empty(), "{:?}", routes[0].warnings);
+}
+
+#[test]
+fn bad_auth_annotations_are_problems() {
+    for (name, value) in [
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://auth.example.com/check",
+        ),
+        ("nginx.ingress.kubernetes.io/auth-url", "ftp://10.0.0.1/"),
+        ("nginx.ingress.kubernetes.io/auth-cache-key", "$remote_user"),
+        ("wsgate.dev/auth-jwt-jwks-url", "http://id.example.com/jwks"),
+        ("wsgate.dev/auth-jwt-token-from", "header:x"),
+    ] {
+        let yaml = CHAT.replace(
+            "    nginx.ingress.kubernetes.io/proxy-send-timeout: \"7200\"\n",
+            &format!(
+                "    nginx.ingress.kubernetes.io/proxy-send-timeout: \"7200\"\n    nginx.ingress.kubernetes.io/auth-url: \"http://10.0.0.9:80/\"\n    wsgate.dev/auth-jwt-jwks-configmap: keys\n    {name}: \"{value}\"\n"
+            ),
+        );
+        let found = problems(&yaml);
+        assert!(found.iter().any(|p| p.contains(name)), "{name}: {found:?}");
+    }
+}

@@ -303,6 +303,7 @@ fn external(
     Some(ExternalAuth {
         backend: backend?,
         path: path.into(),
+        method: None,
         request_headers,
         response_headers,
         timeout: timeout?,

@@ -37,6 +37,7 @@ fn valid() -> WebSocketRouteSpec {
                 idle_timeout: Some("24h".into()),
                 ..Default::default()
             }),
+            auth: None,
         }],
         ..Default::default()
     }
@@ -67,6 +68,7 @@ fn every_problem_is_reported_with_its_path() {
             idle_timeout: Some("forever".into()),
             ..Default::default()
         }),
+        auth: None,
     });
     if let Some(h) = spec.rules[0].http.as_mut() {
         h.timeout = Some("10".into());
@@ -621,4 +623,64 @@ fn keepalive_and_rebalance_are_read_with_their_defaults_and_checked() {
     ] {
         assert_eq!(paths_of(&validate(&spec)), [field]);
     }
+}
+
+#[test]
+fn auth_problems_name_their_fields() {
+    let mut spec = valid();
+    spec.rules[0].auth = Some(
+        serde_yaml::from_str(
+            r#"
+jwt:
+  jwks: { configMap: { name: Bad_Name }, url: "http://x" }
+  allowHS256: true
+  algorithms: [HS256]
+  tokenFrom: [ { cookie: "a b" }, { bearer: true, query: x } ]
+  claimsToHeaders: [ { claim: "a..b", header: "bad header" } ]
+  clockSkew: soon
+external:
+  backend: { address: nowhere }
+  path: relative
+  cache: { duration: 0s }
+  signinURL: not a url
+"#,
+        )
+        .unwrap(),
+    );
+    let got = paths(&spec);
+    for want in [
+        "spec.rules[0].auth.jwt.jwks",
+        "spec.rules[0].auth.jwt.allowHS256",
+        "spec.rules[0].auth.jwt.tokenFrom[0].cookie",
+        "spec.rules[0].auth.jwt.tokenFrom[1]",
+        "spec.rules[0].auth.jwt.claimsToHeaders[0].claim",
+        "spec.rules[0].auth.jwt.claimsToHeaders[0].header",
+        "spec.rules[0].auth.jwt.clockSkew",
+        "spec.rules[0].auth.external.backend.address",
+        "spec.rules[0].auth.external.path",
+        "spec.rules[0].auth.external.cache",
+        "spec.rules[0].auth.external.cache.duration",
+        "spec.rules[0].auth.external.signinURL",
+    ] {
+        assert!(got.iter().any(|p| p == want), "{want} not in {got:?}");
+    }
+}
+
+#[test]
+fn auth_translates_with_its_defaults() {
+    let mut spec = valid();
+    spec.rules[0].auth = Some(
+        serde_yaml::from_str("jwt: { jwks: { url: \"https://id.example/jwks\" } }\n").unwrap(),
+    );
+    let route = translate_spec("default", &spec).ok().unwrap();
+    let auth = route.rules[0].auth.as_ref().unwrap();
+    let jwt = auth.jwt.as_ref().unwrap();
+    assert_eq!(jwt.from, vec![model::TokenSource::Bearer]);
+    assert_eq!(jwt.algorithms, model::Algorithm::ASYMMETRIC.to_vec());
+    assert_eq!(jwt.clock_skew, model::JwtAuth::DEFAULT_SKEW);
+    assert_eq!(jwt.close_on_expiry, Some(std::time::Duration::ZERO));
+    assert!(
+        matches!(&jwt.jwks, model::JwksSource::Url { refresh, ca: None, .. } if *refresh == model::JwtAuth::DEFAULT_REFRESH)
+    );
+    assert!(auth.external.is_none());
 }

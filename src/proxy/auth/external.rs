@@ -81,7 +81,7 @@ pub(crate) fn auth_request(
         out.insert(header::HOST, host.clone());
     }
     let mut req = Request::new(Empty::new());
-    *req.method_mut() = method.clone();
+    *req.method_mut() = check.method.clone().unwrap_or_else(|| method.clone());
     *req.uri_mut() = Uri::from(check.path.clone());
     *req.headers_mut() = out;
     req

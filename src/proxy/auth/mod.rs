@@ -37,8 +37,8 @@ pub(crate) struct Passed {
 pub(crate) enum Refused {
     /// One of wsgate's answers (401, 503).
     Answer(Answer),
-    /// The auth service's answer, or the sign-in redirect.
-    Response(Response<Body>),
+    /// The auth service's answer, or the sign-in redirect (boxed: the rare case).
+    Response(Box<Response<Body>>),
 }
 
 /// The token last verified on a connection, for the rule that verified it.
@@ -126,7 +126,7 @@ pub(crate) async fn authenticate(
             .inc();
         match verdict {
             Verdict::Allow(headers) => external::apply(check, req.headers_mut(), headers),
-            Verdict::Deny(response) => return Err(Refused::Response(response)),
+            Verdict::Deny(response) => return Err(Refused::Response(Box::new(response))),
             Verdict::Unavailable => {
                 return Err(Refused::Answer(Answer::Backend(
                     BackendFault::AuthUnavailable,

@@ -83,8 +83,8 @@ pub(super) struct GatewayStores {
     grants: Store<DynamicObject>,
     /// `None` when the WebSocketPolicy CRD is not installed.
     policies: Option<Store<DynamicObject>>,
-    /// BackendTLSPolicies and the ConfigMaps their CAs are in; `None` when the
-    /// BackendTLSPolicy CRD is not installed (ConfigMaps are then not watched either).
+    /// BackendTLSPolicies and the ConfigMaps their CAs are in (the controller's one ConfigMap
+    /// store); `None` when the BackendTLSPolicy CRD is not installed.
     backend_tls: Option<(Store<DynamicObject>, Store<ConfigMap>)>,
     namespaces: Store<Namespace>,
 }
@@ -108,6 +108,7 @@ pub(super) async fn spawn(
     dirty: &Arc<Notify>,
     metrics: &Metrics,
     tasks: &mut Vec<JoinHandle<()>>,
+    config_maps: &Store<ConfigMap>,
 ) -> Option<GatewayStores> {
     let probe = Kind::GatewayClass.api(client, None);
     if let Err(e) = probe.list(&ListParams::default().limit(1)).await {
@@ -144,13 +145,7 @@ pub(super) async fn spawn(
     let backend_tls = match with_backend_tls {
         true => {
             let policies = watch(Kind::BackendTlsPolicy, "BackendTLSPolicy");
-            let api: Api<ConfigMap> = match namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let (maps, task) = spawn_watch(api, cfg.clone(), "ConfigMap", dirty.clone(), metrics);
-            tasks.push(task);
-            Some((policies, maps))
+            Some((policies, config_maps.clone()))
         }
         false => {
             tracing::info!(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -38,7 +38,7 @@ use crate::api::{DEFAULT_INGRESS_CLASS, WebSocketRoute, WebSocketRouteStatus};
 use crate::metrics::Metrics;
 use crate::model::{ObjectKind, meta};
 use crate::source::Publisher;
-use crate::table::{RouteReport, Snapshot, TlsSecret, resolve_services};
+use crate::table::{DataRef, JWKS_SECRET_TYPE, RouteReport, Snapshot, TlsSecret, resolve_services};
 use leader::{Leadership, LeaseConfig};
 use status::{desired_status, has_own_conditions, same_status};
 
@@ -151,6 +151,9 @@ struct Stores {
     /// Ingresses and IngressClasses (`None` when Ingresses are not watched).
     ingresses: Option<(Store<Ingress>, Store<IngressClass>)>,
     secrets: Store<Secret>,
+    /// Secrets of type `wsgate.dev/jwks` and ConfigMaps: where routes' JWKS are.
+    jwks_secrets: Store<Secret>,
+    config_maps: Store<ConfigMap>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     /// Gateway API objects (`None` when not watched: disabled, or the CRDs are absent).
@@ -228,6 +231,23 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         &metrics,
     );
     tasks.push(t);
+    // JWKS in Secrets: only those of wsgate's own type, so no other Secret is ever listed.
+    let (jwks_secrets, t) = spawn_watch(
+        opts.api::<Secret>(),
+        cfg.clone().fields(&format!("type={JWKS_SECRET_TYPE}")),
+        "Secret",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
+    let (config_maps, t) = spawn_watch(
+        opts.api::<ConfigMap>(),
+        cfg.clone(),
+        "ConfigMap",
+        dirty.clone(),
+        &metrics,
+    );
+    tasks.push(t);
     let (services, t) = spawn_watch(
         opts.api::<Service>(),
         cfg.clone(),
@@ -268,7 +288,7 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
     let gateway = match opts.gateway_api {
         true => {
             let ns = opts.namespace.as_deref();
-            gateway::spawn(&opts.client, ns, &dirty, &metrics, &mut tasks).await
+            gateway::spawn(&opts.client, ns, &dirty, &metrics, &mut tasks, &config_maps).await
         }
         false => None,
     };
@@ -276,6 +296,8 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         routes,
         ingresses,
         secrets,
+        jwks_secrets,
+        config_maps,
         services,
         slices,
         gateway,
@@ -288,6 +310,8 @@ pub async fn start(opts: KubeOptions, publisher: Publisher, metrics: Arc<Metrics
         let _ = classes.wait_until_ready().await;
     }
     let _ = stores.secrets.wait_until_ready().await;
+    let _ = stores.jwks_secrets.wait_until_ready().await;
+    let _ = stores.config_maps.wait_until_ready().await;
     let _ = stores.services.wait_until_ready().await;
     let _ = stores.slices.wait_until_ready().await;
     if let Some(gateway) = &stores.gateway {
@@ -462,7 +486,6 @@ impl Builder {
             resolved.endpoints.insert(ext.key, addrs);
         }
         Snapshot {
-            routes,
             secrets,
             endpoints: resolved.endpoints,
             port_names: resolved.port_names,
@@ -474,8 +497,46 @@ impl Builder {
                 .unwrap_or_default(),
             now: None,
             deny_address_backends: !self.opts.allow_address_backends,
-            auth_data: HashMap::new(),
+            auth_data: self.auth_data(&routes),
+            routes,
         }
+    }
+
+    /// The ConfigMap and Secret keys the routes' auth names, as the stores have them.
+    fn auth_data(&self, routes: &[Arc<crate::model::Translated>]) -> HashMap<DataRef, Vec<u8>> {
+        let mut out = HashMap::new();
+        for at in DataRef::named_by(routes) {
+            let bytes = match at.secret {
+                true => self
+                    .stores
+                    .jwks_secrets
+                    .get(&ObjectRef::new(&at.name).within(&at.namespace))
+                    .and_then(|s| {
+                        let data = s
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.get(&at.key))
+                            .map(|b| b.0.clone());
+                        data.or_else(|| {
+                            let text = s.string_data.as_ref()?.get(&at.key)?;
+                            Some(text.clone().into_bytes())
+                        })
+                    }),
+                false => self
+                    .stores
+                    .config_maps
+                    .get(&ObjectRef::new(&at.name).within(&at.namespace))
+                    .and_then(|m| {
+                        let text = m.data.as_ref().and_then(|d| d.get(&at.key));
+                        text.map(|t| t.clone().into_bytes())
+                            .or_else(|| Some(m.binary_data.as_ref()?.get(&at.key)?.0.clone()))
+                    }),
+            };
+            if let Some(bytes) = bytes {
+                out.insert(at, bytes);
+            }
+        }
+        out
     }
 
     /// ExternalName DNS, cached for [`DNS_TTL`]; a failed lookup keeps the last answer.
