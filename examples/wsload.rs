@@ -4,6 +4,7 @@
 //!   wsload connect --connect ADDR --host HOST [--tls] --concurrency C --seconds S
 //!   wsload idle    --connect ADDR --host HOST [--tls] --conns N [--answer-pings]
 //!                  (holds them until stdin closes; with --answer-pings, reads them so Pings get Pongs)
+//!   wsload token   --jwks FILE   (writes a fresh ES256 JWKS to FILE, prints a token valid 1 h)
 //!
 //! `echo` is closed-loop: each connection sends a message, waits for its echo, repeats; it
 //! reports round-trip percentiles. `connect` opens and closes WebSockets (TCP + TLS without
@@ -47,6 +48,33 @@ impl Target {
         let (ws, _) = tokio_tungstenite::client_async(req, io).await?;
         Ok(ws)
     }
+}
+
+/// A fresh ES256 key's JWKS and a token it signed, valid for an hour: what a route with
+/// `auth.jwt` verifies on every new connection in the auth benchmark.
+fn es256_token() -> anyhow::Result<(String, String)> {
+    use base64::Engine;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|_| anyhow::anyhow!("keygen"))?;
+    let pair =
+        EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).map_err(|_| anyhow::anyhow!("key"))?;
+    let point = pair.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let header = b64(br#"{"alg":"ES256","typ":"JWT","kid":"bench"}"#);
+    let claims = b64(format!(r#"{{"sub":"bench","exp":{exp}}}"#).as_bytes());
+    let input = format!("{header}.{claims}");
+    let sig = pair
+        .sign(&rng, input.as_bytes())
+        .map_err(|_| anyhow::anyhow!("sign"))?;
+    Ok((jwks.to_string(), format!("{input}.{}", b64(sig.as_ref()))))
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -231,8 +259,16 @@ async fn main() -> anyhow::Result<()> {
             }
             drop(sockets);
         }
+        "token" => {
+            let file = arg(&args, "--jwks").ok_or_else(|| anyhow::anyhow!("--jwks FILE"))?;
+            let (jwks, token) = es256_token()?;
+            std::fs::write(file, jwks)?;
+            println!("{token}");
+        }
         _ => {
-            anyhow::bail!("usage: wsload echo|connect|idle --connect ADDR --host HOST [--tls] ...")
+            anyhow::bail!(
+                "usage: wsload echo|connect|idle|token --connect ADDR --host HOST [--tls] ..."
+            )
         }
     }
     Ok(())

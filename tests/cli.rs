@@ -214,8 +214,8 @@ fn check_reports_a_jwks_that_is_missing_or_unusable() {
     assert_eq!(code, Some(1), "{stdout}");
     for line in [
         "error: ",
-        "a.yaml: route default/a: JWKS ConfigMap default/absent key jwks.json not found",
-        "b.yaml: route default/b: JWKS ConfigMap default/broken key jwks.json: not a JWKS",
+        "a.yaml: route default/a: InvalidKeys: JWKS ConfigMap default/absent key jwks.json not found",
+        "b.yaml: route default/b: InvalidKeys: JWKS ConfigMap default/broken key jwks.json: not a JWKS",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
