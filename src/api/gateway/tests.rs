@@ -870,6 +870,60 @@ spec:
 }
 
 #[test]
+fn a_websocket_policy_sets_auth_for_requests_and_upgrades_of_its_rule() {
+    let yaml = r#"
+kind: HTTPRoute
+metadata: {name: chat, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+    - name: live
+      matches: [{path: {value: /live}}]
+      backendRefs: [{name: chat, port: 8080}]
+    - backendRefs: [{name: chat, port: 8080}]
+---
+kind: WebSocketPolicy
+metadata: {name: guarded, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: live}]
+  auth:
+    jwt: {jwks: {configMap: {name: keys}}, tokenFrom: [{cookie: session}]}
+---
+kind: WebSocketPolicy
+metadata: {name: bad-auth, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]
+  auth: {jwt: {jwks: {url: "http://plain"}}}
+"#;
+    let t = with(yaml).translate();
+    let route = accepted_route(&t, "chat");
+    let auth = route.rules[0]
+        .auth
+        .as_ref()
+        .unwrap_or_else(|| panic!("auth"));
+    let jwt = auth.jwt.as_ref().unwrap_or_else(|| panic!("jwt"));
+    assert_eq!(
+        jwt.jwks,
+        crate::model::JwksSource::ConfigMap {
+            name: "keys".into(),
+            key: "jwks.json".into()
+        }
+    );
+    assert!(route.rules[1].auth.is_none(), "the other rule is untouched");
+    let bad = t.policies.iter().find(|p| p.name == "bad-auth");
+    let cond = bad
+        .and_then(|p| p.ancestors.first())
+        .map(|(_, c)| c[0].clone());
+    let cond = cond.unwrap_or_else(|| panic!("bad-auth status"));
+    assert_eq!((cond.status, cond.reason), (false, "Invalid"));
+    assert!(
+        cond.message.contains("spec.auth.jwt.jwks.url"),
+        "{}",
+        cond.message
+    );
+}
+
+#[test]
 fn backend_tls_policies_verify_tls_backends_and_fail_closed_when_invalid() {
     let yaml = r#"
 kind: Service

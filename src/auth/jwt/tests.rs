@@ -129,19 +129,24 @@ fn claims_are_checked_within_the_skew() {
 fn algorithm_confusion_and_none_fail() {
     let rsa = SigningKey::rsa("r", "RS256");
     let keyset = set(&[&rsa], false);
-    // The RSA public key's JWK, used as an HMAC secret by an attacker who knows it.
+    // The RSA public key, used as an HMAC secret by an attacker who knows it: as the JWK's
+    // text, and as the modulus bytes a naive verifier would key HMAC with.
     let public_n = rsa.jwk()["n"].as_str().unwrap().to_string();
-    let forger = SigningKey::hmac("r", public_n.as_bytes());
-    let forged = forger.sign(&claims(ISS, AUD, 60));
-    let with_hs = [Algorithm::RS256, Algorithm::HS256];
-    assert_eq!(
-        check(&forged, &keyset, &with_hs).err(),
-        Some(TokenError::UnknownKey)
-    );
-    assert_eq!(
-        check(&forged, &keyset, &Algorithm::ASYMMETRIC).err(),
-        Some(TokenError::Algorithm)
-    );
+    let raw_n =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &public_n)
+            .unwrap();
+    for secret in [public_n.as_bytes(), &raw_n] {
+        let forged = SigningKey::hmac("r", secret).sign(&claims(ISS, AUD, 60));
+        let with_hs = [Algorithm::RS256, Algorithm::HS256];
+        assert_eq!(
+            check(&forged, &keyset, &with_hs).err(),
+            Some(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            check(&forged, &keyset, &Algorithm::ASYMMETRIC).err(),
+            Some(TokenError::Algorithm)
+        );
+    }
     // alg none, with and without a signature.
     let body = b64(claims(ISS, AUD, 60).to_string());
     for header in [
