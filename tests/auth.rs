@@ -476,6 +476,12 @@ async fn external_auth_allows_denies_and_fails_closed() {
     assert_eq!(headers["x-original-url"], "https://chat.test/page?x=1");
     assert_eq!(headers["x-original-method"], "GET");
     assert_eq!(headers["x-forwarded-proto"], "https");
+    assert_eq!(headers["x-forwarded-host"], "chat.test");
+    assert_eq!(headers["host"], auth.addr.to_string().as_str());
+    assert!(
+        headers.get("authorization").is_some(),
+        "the request's headers go along"
+    );
     // The same for an upgrade.
     let mut sock = s
         .ws("/ws", &[("authorization", "Bearer good")])

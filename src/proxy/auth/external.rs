@@ -37,7 +37,8 @@ pub(crate) enum Verdict {
 
 /// The subrequest for a request with `method`, `headers` and `original_url`: no body, the
 /// chosen headers (or every end-to-end one), `X-Original-URL` / `X-Original-Method` and the
-/// forwarding headers of this hop.
+/// forwarding headers of this hop. Its `Host` is the auth service's, set when an endpoint is
+/// picked (the original host is in `X-Forwarded-Host`).
 pub(crate) fn auth_request(
     check: &ExternalCheck,
     method: &Method,
@@ -76,9 +77,6 @@ pub(crate) fn auth_request(
     }
     if let Ok(m) = HeaderValue::from_str(method.as_str()) {
         out.insert(X_ORIGINAL_METHOD.clone(), m);
-    }
-    if let Some(host) = fwd.host {
-        out.insert(header::HOST, host.clone());
     }
     let mut req = Request::new(Empty::new());
     *req.method_mut() = check.method.clone().unwrap_or_else(|| method.clone());
@@ -211,6 +209,12 @@ async fn exchange(
             return None;
         }
     };
+    let mut req = req;
+    let host = HeaderValue::from_str(endpoint.authority.as_str());
+    req.headers_mut().insert(
+        header::HOST,
+        host.unwrap_or(HeaderValue::from_static("auth")),
+    );
     let sent = async {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(conn);

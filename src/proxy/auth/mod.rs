@@ -104,7 +104,6 @@ pub(crate) async fn authenticate(
                 decisions
                     .with_label_values(&[route, "jwt", e.as_str()])
                     .inc();
-                token::claims_to_headers(req.headers_mut(), None, &jwt.claims_to_headers);
                 return Err(Refused::Answer(Answer::Client(ClientFault::Unauthorized(
                     e,
                 ))));
