@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::Ordering;
+
 use futures_util::StreamExt;
 use http::StatusCode;
 use serde_json::json;
@@ -91,6 +93,12 @@ impl Setup {
         https(self.gw.https_addr, self.ca.client_config(), req).await
     }
 
+    /// A `GET` with `Authorization: Bearer token`.
+    async fn get_bearer(&self, path: &str, token: &str) -> Reply {
+        self.get(path, &[("authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
     /// A WebSocket handshake; `Ok` with the socket, or `Err` with the refusal's status and
     /// `WWW-Authenticate`.
     async fn ws(
@@ -102,35 +110,13 @@ impl Setup {
         (StatusCode, String),
     > {
         let io = tls(self.gw.https_addr, "chat.test", self.ca.client_config()).await;
-        let mut req = http::Request::builder()
-            .uri(format!("wss://chat.test{path}"))
-            .header("host", "chat.test")
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-version", "13")
-            .header(
-                "sec-websocket-key",
-                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-            );
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let got = within(
-            "handshake",
-            tokio_tungstenite::client_async(req.body(()).unwrap(), io),
-        )
-        .await;
-        match got {
+        match ws_attempt(io, "chat.test", path, headers).await {
             Ok((ws, _)) => Ok(ws),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let www = resp
-                    .headers()
-                    .get("www-authenticate")
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .unwrap_or_default();
-                Err((resp.status(), www))
+            Err(refused) => {
+                let www = refused.headers().get("www-authenticate");
+                let www = www.map(|v| v.to_str().unwrap().to_string());
+                Err((refused.status(), www.unwrap_or_default()))
             }
-            Err(e) => panic!("handshake: {e}"),
         }
     }
 }
@@ -202,15 +188,7 @@ async fn tokens_from_every_place_open_sockets_and_requests_with_claims_in_header
     assert_eq!(seen["sec-websocket-protocol"], "chat");
 
     // Ed25519 too.
-    let r = s
-        .get(
-            "/",
-            &[(
-                "authorization",
-                &format!("Bearer {}", ed.sign(&claims(ISS, AUD, 60))),
-            )],
-        )
-        .await;
+    let r = s.get_bearer("/", &ed.sign(&claims(ISS, AUD, 60))).await;
     assert_eq!(r.status, StatusCode::OK);
 
     let m = scrape(s.gw.admin_addr).await;
@@ -252,9 +230,7 @@ async fn bad_tokens_get_401_with_the_reason() {
     ];
     for (token, why) in cases {
         let want = format!("Bearer error=\"invalid_token\", error_description=\"{why}\"");
-        let r = s
-            .get("/", &[("authorization", &format!("Bearer {token}"))])
-            .await;
+        let r = s.get_bearer("/", &token).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{why}");
         assert_eq!(r.header("www-authenticate"), want);
         let refused = s.ws(&format!("/ws?access_token={token}"), &[]).await.err();
@@ -266,9 +242,7 @@ async fn bad_tokens_get_401_with_the_reason() {
         jwt::b64(json!({"alg": "none", "kid": "es"}).to_string()),
         jwt::b64(claims(ISS, AUD, 60).to_string())
     );
-    let r = s
-        .get("/", &[("authorization", &format!("Bearer {none}"))])
-        .await;
+    let r = s.get_bearer("/", &none).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(
         r.header("www-authenticate")
@@ -299,14 +273,10 @@ async fn hs256_from_a_secret_only_when_allowed() {
     );
     let s = setup(&[], auth, &secret).await;
     let ok = hmac.sign(&claims(ISS, AUD, 60));
-    let r = s
-        .get("/", &[("authorization", &format!("Bearer {ok}"))])
-        .await;
+    let r = s.get_bearer("/", &ok).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let forged = SigningKey::hmac("h", &[41u8; 32]).sign(&claims(ISS, AUD, 60));
-    let r = s
-        .get("/", &[("authorization", &format!("Bearer {forged}"))])
-        .await;
+    let r = s.get_bearer("/", &forged).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -391,13 +361,7 @@ async fn jwks_from_an_https_url_rotates_on_a_new_kid_and_survives_a_failing_fetc
     );
     let idp_ca = secret_with_ca_yaml("default", "idp-ca", &ca.leaf(&["idp"]), &ca.pem());
     let s = setup(&[], &auth, &format!("---\n{idp_ca}")).await;
-    let bearer = |t: String| format!("Bearer {t}");
-    let r = s
-        .get(
-            "/",
-            &[("authorization", &bearer(old.sign(&claims(ISS, AUD, 60))))],
-        )
-        .await;
+    let r = s.get_bearer("/", &old.sign(&claims(ISS, AUD, 60))).await;
     assert_eq!(
         r.status,
         StatusCode::OK,
@@ -408,29 +372,17 @@ async fn jwks_from_an_https_url_rotates_on_a_new_kid_and_survives_a_failing_fetc
 
     // The provider rotates: a token with the new kid makes wsgate fetch the set at once.
     *server.body.lock().unwrap() = jwks(&[&old, &new]);
-    let r = s
-        .get(
-            "/",
-            &[("authorization", &bearer(new.sign(&claims(ISS, AUD, 60))))],
-        )
-        .await;
+    let r = s.get_bearer("/", &new.sign(&claims(ISS, AUD, 60))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
     // The provider fails: after a failed refresh the last good set still verifies.
-    server
-        .failing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let before = server.hits.load(std::sync::atomic::Ordering::SeqCst);
+    server.failing.store(true, Ordering::SeqCst);
+    let before = server.hits.load(Ordering::SeqCst);
     eventually("a refresh against the failing provider", || async {
-        server.hits.load(std::sync::atomic::Ordering::SeqCst) > before + 1
+        server.hits.load(Ordering::SeqCst) > before + 1
     })
     .await;
-    let r = s
-        .get(
-            "/",
-            &[("authorization", &bearer(new.sign(&claims(ISS, AUD, 60))))],
-        )
-        .await;
+    let r = s.get_bearer("/", &new.sign(&claims(ISS, AUD, 60))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let m = scrape(s.gw.admin_addr).await;
     assert!(m["wsgate_auth_jwks_fetches_total{result=\"error\"}"] >= 1.0);
@@ -505,15 +457,12 @@ async fn external_auth_allows_denies_and_fails_closed() {
         Some(StatusCode::FORBIDDEN)
     );
     // The service does not answer in time: 503, never the backend.
-    let before = s.web.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let before = s.web.connections.load(Ordering::SeqCst);
     let r = s
         .get("/", &[("authorization", "Bearer good"), ("x-slow", "1")])
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        s.web.connections.load(std::sync::atomic::Ordering::SeqCst),
-        before
-    );
+    assert_eq!(s.web.connections.load(Ordering::SeqCst), before);
     let m = scrape(s.gw.admin_addr).await;
     let count = |result: &str| {
         m[&format!(
@@ -559,7 +508,7 @@ async fn external_auth_unreachable_fails_closed_and_signin_redirects_browsers() 
     let gw = start(routes.path()).await;
     let r = http(gw.http_addr, request("GET", "down.test", "/")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(web.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(web.connections.load(Ordering::SeqCst), 0);
     let r = http(gw.http_addr, request("GET", "login.test", "/room?id=7")).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(
@@ -579,7 +528,7 @@ async fn external_auth_answers_are_cached_by_key() {
         assert!(r.text().contains("\nx-user: alice"));
     }
     assert_eq!(
-        auth.hits.load(std::sync::atomic::Ordering::SeqCst),
+        auth.hits.load(Ordering::SeqCst),
         1,
         "one ask, two answers from the cache"
     );
@@ -588,7 +537,7 @@ async fn external_auth_answers_are_cached_by_key() {
         let r = s.get("/", &[("authorization", "Bearer bad")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
-    assert_eq!(auth.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(auth.hits.load(Ordering::SeqCst), 3);
     let m = scrape(s.gw.admin_addr).await;
     assert_eq!(
         m["wsgate_auth_decisions_total{method=\"external\",result=\"allow_cached\",route=\"default/chat\"}"],
@@ -608,7 +557,7 @@ async fn jwt_first_then_external_auth() {
     // No token: refused by the JWT check without asking the service.
     let r = s.get("/", &[("authorization", "Bearer good")]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(auth.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(auth.hits.load(Ordering::SeqCst), 0);
     let cookie = format!("session={}", key.sign(&claims(ISS, AUD, 60)));
     let r = s
         .get(
@@ -617,5 +566,5 @@ async fn jwt_first_then_external_auth() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(auth.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(auth.hits.load(Ordering::SeqCst), 1);
 }

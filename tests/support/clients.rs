@@ -128,6 +128,24 @@ pub async fn ws_handshake<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let (ws, resp) = ws_attempt(io, host, path, extra)
+        .await
+        .unwrap_or_else(|refused| panic!("handshake refused: {}", refused.status()));
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    (ws, resp)
+}
+
+/// A WebSocket handshake that may be refused: the socket and the 101, or the refusal (its
+/// status, headers and body).
+pub async fn ws_attempt<I>(
+    io: I,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Result<(WebSocketStream<I>, http::Response<Option<Vec<u8>>>), http::Response<Option<Vec<u8>>>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
     let mut req = http::Request::builder()
         .uri(format!("ws://{host}{path}"))
         .header("host", host)
@@ -141,14 +159,16 @@ where
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    let (ws, resp) = within(
+    let answer = within(
         "websocket handshake",
         tokio_tungstenite::client_async(req.body(()).unwrap(), io),
     )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-    (ws, resp)
+    .await;
+    match answer {
+        Ok(pair) => Ok(pair),
+        Err(tokio_tungstenite::tungstenite::Error::Http(refused)) => Err(*refused),
+        Err(e) => panic!("websocket handshake: {e}"),
+    }
 }
 
 /// Sends `msg` and expects the same message back.
