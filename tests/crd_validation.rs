@@ -59,6 +59,23 @@ fn translate_errors(spec: Value) -> Vec<String> {
 fn a_good_route_passes_every_rule() {
     assert_eq!(cel_errors(good_spec()), Vec::<String>::new());
     assert_eq!(translate_errors(good_spec()), Vec::<String>::new());
+    let mut with_auth = good_spec();
+    with_auth["rules"][0]["auth"] = json!({
+        "jwt": {
+            "issuer": "https://id.example.com/",
+            "jwks": { "url": "https://id.example.com/jwks.json", "refreshInterval": "5m" },
+            "tokenFrom": [ { "cookie": "session" }, { "bearer": true }, { "protocolPrefix": "token." } ],
+            "claimsToHeaders": [ { "claim": "sub", "header": "X-User" } ]
+        },
+        "external": {
+            "backend": { "service": "auth", "port": 80 },
+            "path": "/check",
+            "cache": { "cookie": "session", "duration": "30s" },
+            "signinURL": "https://login.example.com/start"
+        }
+    });
+    assert_eq!(cel_errors(with_auth.clone()), Vec::<String>::new());
+    assert_eq!(translate_errors(with_auth), Vec::<String>::new());
 }
 
 #[test]
@@ -141,6 +158,37 @@ fn each_cel_rule_refuses_its_bad_fixture_as_translate_does() {
         empty_rule,
         "needs an http or a websocket backend",
         "needs an http or a websocket backend",
+    ));
+    // Auth: each block's "exactly one" rules.
+    let auth = |a: Value| {
+        let mut spec = good_spec();
+        spec["rules"][0]["auth"] = a;
+        spec
+    };
+    cases.push((
+        auth(json!({})),
+        "set jwt, external, or both",
+        "set jwt, external, or both",
+    ));
+    cases.push((
+        auth(json!({ "jwt": { "jwks": { "configMap": { "name": "k" }, "url": "https://id.example/jwks" } } })),
+        "set exactly one of configMap, secret and url",
+        "set exactly one of configMap, secret and url",
+    ));
+    cases.push((
+        auth(json!({ "jwt": { "jwks": {} } })),
+        "set exactly one of configMap, secret and url",
+        "set exactly one of configMap, secret and url",
+    ));
+    cases.push((
+        auth(json!({ "jwt": { "jwks": { "secret": { "name": "k" } }, "tokenFrom": [ { "cookie": "a", "query": "b" } ] } })),
+        "set exactly one of bearer, cookie, query and protocolPrefix",
+        "set exactly one of bearer, cookie, query and protocolPrefix",
+    ));
+    cases.push((
+        auth(json!({ "external": { "backend": { "service": "auth", "port": 80 }, "cache": { "duration": "1m" } } })),
+        "key the cache by a header or by a cookie",
+        "key the cache by a header or by a cookie",
     ));
 
     for (spec, cel, translate) in cases {
