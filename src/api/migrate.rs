@@ -441,6 +441,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auth_annotations_migrate_to_a_route_auth_that_translates_the_same() {
+        let ingress: Ingress = serde_yaml::from_str(
+            r#"
+metadata:
+  name: chat
+  namespace: apps
+  annotations:
+    nginx.ingress.kubernetes.io/auth-url: "http://10.0.0.9:4180/oauth2/auth"
+    nginx.ingress.kubernetes.io/auth-response-headers: X-Auth-Request-User
+    nginx.ingress.kubernetes.io/auth-cache-key: $cookie_session
+    wsgate.dev/auth-jwt-jwks-configmap: keys
+    wsgate.dev/auth-jwt-token-from: cookie:session, bearer
+    wsgate.dev/auth-jwt-claims-to-headers: sub:X-User
+spec:
+  rules:
+    - host: chat.example.com
+      http:
+        paths:
+          - { path: /, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = migrate(&ingress);
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+        let written =
+            crate::api::translate(&m.routes[0]).unwrap_or_else(|r| panic!("{:?}", r.problems));
+        let from_ingress = ingress::translate(&ingress, IngressOptions::default());
+        let from_ingress = from_ingress[0]
+            .as_ref()
+            .unwrap_or_else(|_| panic!("translates"));
+        let auth = |r: &model::Route| {
+            let mut a = (*r.rules[0].auth.clone().unwrap_or_else(|| panic!("auth"))).clone();
+            if let Some(e) = a.external.as_mut() {
+                e.backend.field = "".into();
+            }
+            a
+        };
+        assert_eq!(auth(&written), auth(from_ingress));
+    }
+
+    #[test]
     fn a_migration_lists_annotations_and_writes_routes_that_translate_the_same() {
         let ingress: Ingress = serde_yaml::from_str(
             r#"
