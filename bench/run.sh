@@ -119,6 +119,15 @@ for round in $(seq "$ROUNDS"); do
     record "$proxy" "new_wss_per_s" "$(jget "$out" conns_per_sec)"
     record "$proxy" "new_wss_cpu_us" "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$(jget "$out" connections)" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')"
     record_cores new_wss $c_before $c_after
+    # Post-quantum key exchange (X25519MLKEM768, as Chrome and Firefox offer first): rustls
+    # speaks it (wsgate and the ceiling); the peers' OpenSSL 3.0 does not.
+    if [ "$proxy" = wsgate ] || [ "$proxy" = ceiling ]; then
+      before=$(cpu_ticks "$proxy")
+      out=$(taskset -c 1 $bin/examples/wsload connect --tls --kx pq --connect 127.0.0.1:$port --host bench.test --concurrency 50 --seconds "$SECS")
+      after=$(cpu_ticks "$proxy")
+      record "$proxy" "new_wss_per_s_pq" "$(jget "$out" conns_per_sec)"
+      record "$proxy" "new_wss_cpu_us_pq" "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$(jget "$out" connections)" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')"
+    fi
     for conns in 100 1000; do
       c_before=$(cores); before=$(cpu_ticks "$proxy")
       out=$(taskset -c 1 $bin/examples/wsload echo --tls --connect 127.0.0.1:$port --host bench.test --conns $conns --seconds "$SECS")
@@ -155,11 +164,34 @@ labels = {
     "cpu_s_per_million_msgs": "CPU s per million WS msgs (100 conns)",
     "https_user_us_per_req": "HTTPS CPU us per request, user", "https_sys_us_per_req": "HTTPS CPU us per request, kernel",
     "new_wss_cpu_us": "CPU us per new WSS conn",
+    "new_wss_per_s_pq": "new WSS connections/s, X25519MLKEM768 client",
+    "new_wss_cpu_us_pq": "CPU us per new WSS conn, X25519MLKEM768 client",
     "core0_busy_https": "proxy core busy % (HTTPS)", "core1_busy_https": "load core busy % (HTTPS)",
     "core0_busy_new_wss": "proxy core busy % (new WSS)", "core1_busy_new_wss": "load core busy % (new WSS)",
     "core0_busy_echo_100": "proxy core busy % (echo 100)", "core1_busy_echo_100": "load core busy % (echo 100)",
     "core0_busy_echo_1000": "proxy core busy % (echo 1000)", "core1_busy_echo_1000": "load core busy % (echo 1000)",
 }
+# Per proxy core: what one core of the proxy would do, from the proxy's own CPU per unit of
+# work (the fair ratio on a 2-core machine where the load generator's core saturates first).
+def per_core(metric, to):
+    if metric in rows:
+        rows[to] = {p: [to_rate(v) for v in vs if v > 0] for p, vs in rows[metric].items()}
+to_rate = lambda us: 1e6 / us
+per_core("new_wss_cpu_us", "new_wss_per_core")
+per_core("new_wss_cpu_us_pq", "new_wss_per_core_pq")
+per_core("cpu_s_per_million_msgs", "ws_msgs_per_core")
+if "https_user_us_per_req" in rows and "https_sys_us_per_req" in rows:
+    rows["https_rps_per_core"] = {
+        p: [1e6 / (u + k) for u, k in zip(rows["https_user_us_per_req"][p], rows["https_sys_us_per_req"].get(p, [])) if u + k > 0]
+        for p in rows["https_user_us_per_req"]
+    }
+labels.update({
+    "https_rps_per_core": "HTTPS keep-alive req/s per proxy core",
+    "new_wss_per_core": "new WSS connections/s per proxy core",
+    "new_wss_per_core_pq": "new WSS connections/s per proxy core, X25519MLKEM768 client",
+    "ws_msgs_per_core": "WS messages/s per proxy core (100 conns)",
+})
+rows = {m: {p: v for p, v in ps.items() if v} for m, ps in rows.items()}
 peers = [p for p in proxies if p != "wsgate"]
 header = ["metric"] + proxies + [f"wsgate/{p}" for p in peers]
 print("| " + " | ".join(header) + " |")

@@ -96,13 +96,13 @@ async fn main() -> anyhow::Result<()> {
     ) {
         let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
         let key = PrivateKeyDer::from_pem_file(&key)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(addr.parse::<SocketAddr>()?).await?;
         tasks.push(tokio::spawn(async move {

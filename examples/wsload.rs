@@ -4,6 +4,7 @@
 //!   wsload connect --connect ADDR --host HOST [--tls] --concurrency C --seconds S
 //!   wsload idle    --connect ADDR --host HOST [--tls] --conns N [--answer-pings]
 //!                  (holds them until stdin closes; with --answer-pings, reads them so Pings get Pongs)
+//!   (any mode: --kx pq|x25519|p256, the key exchange groups offered; default x25519)
 //!   wsload token   --jwks FILE   (writes a fresh ES256 JWKS to FILE, prints a token valid 1 h)
 //!
 //! `echo` is closed-loop: each connection sends a message, waits for its echo, repeats; it
@@ -77,6 +78,45 @@ fn es256_token() -> anyhow::Result<(String, String)> {
     Ok((jwks.to_string(), format!("{input}.{}", b64(sig.as_ref()))))
 }
 
+/// The bench's certificate is self-signed: accept it, but check the handshake's signatures.
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
 }
@@ -128,8 +168,27 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).cloned().unwrap_or_default();
     let tls = if args.iter().any(|a| a == "--tls") {
-        // wsgate's own config for unverified backends: any certificate, ALPN http/1.1.
-        let mut config = (*wsgate::table::backend_client_config(None)?).clone();
+        // Any certificate (the bench's is self-signed), ALPN http/1.1. Key exchange: `pq` offers X25519MLKEM768 first (with an X25519 share too, as Chrome
+        // and Firefox do), `x25519` only the classic group (the default: what every peer
+        // speaks), `p256` only P-256.
+        use rustls::crypto::aws_lc_rs::kx_group;
+        let groups = match arg(&args, "--kx").as_deref().unwrap_or("x25519") {
+            "pq" => vec![kx_group::X25519MLKEM768, kx_group::X25519],
+            "x25519" => vec![kx_group::X25519],
+            "p256" => vec![kx_group::SECP256R1],
+            other => anyhow::bail!("--kx {other}: pq, x25519 or p256"),
+        };
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            kx_groups: groups,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        });
+        let algorithms = provider.signature_verification_algorithms;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // Every connection does a full handshake: the handshake-bound case.
         config.resumption = rustls::client::Resumption::disabled();
         Some(tokio_rustls::TlsConnector::from(Arc::new(config)))

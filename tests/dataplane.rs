@@ -538,7 +538,7 @@ fn ordered_suites(
         .unwrap();
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: suites,
-        ..rustls::crypto::ring::default_provider()
+        ..rustls::crypto::aws_lc_rs::default_provider()
     };
     let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
         .with_protocol_versions(versions)
@@ -551,7 +551,7 @@ fn ordered_suites(
 #[tokio::test]
 async fn cipher_suites_in_wsgate_order_unless_chacha_first_and_sessions_resume() {
     use rustls::CipherSuite as C;
-    use rustls::crypto::ring::cipher_suite as cs;
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
     use rustls::version::{TLS12, TLS13};
     let Chat {
         ca, gw, _routes, ..
@@ -726,4 +726,53 @@ async fn keepalive_pings_and_reaps_websockets_over_http2_streams() {
         !controls.iter().any(|m| matches!(m, Message::Pong(_))),
         "{controls:?}"
     );
+}
+
+#[tokio::test]
+async fn post_quantum_key_exchange_for_clients_that_offer_it_classic_groups_for_the_rest() {
+    use rustls::NamedGroup;
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let Chat {
+        ca, gw, _routes, ..
+    } = chat("", "").await;
+    // A client that offers only `groups`, never resuming: every connection does the key
+    // exchange.
+    let with_groups = |groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>| {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: groups,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::disabled();
+        std::sync::Arc::new(config)
+    };
+    let group = |io: &tokio_rustls::client::TlsStream<TcpStream>| {
+        io.get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .map(|g| g.name())
+    };
+    // What Chrome and Firefox send first today: the hybrid X25519MLKEM768 (with X25519 too).
+    let pq = with_groups(vec![kx_group::X25519MLKEM768, kx_group::X25519]);
+    let io = tls(gw.https_addr, "chat.test", pq).await;
+    assert_eq!(group(&io), Some(NamedGroup::X25519MLKEM768));
+    let r = send(io, request("GET", "chat.test", "/")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Older clients: X25519, or P-256 alone.
+    for (groups, want) in [
+        (vec![kx_group::X25519], NamedGroup::X25519),
+        (vec![kx_group::SECP256R1], NamedGroup::secp256r1),
+    ] {
+        let io = tls(gw.https_addr, "chat.test", with_groups(groups)).await;
+        assert_eq!(group(&io), Some(want));
+    }
 }

@@ -44,7 +44,7 @@ impl ResolvesServerCert for SniResolver {
 /// Python) would get AES-256-GCM-SHA384, whose SHA-384 key schedule has no hardware help in ring
 /// on AMD CPUs: a full handshake costs ~10 % more CPU than with SHA-256.
 fn suites() -> Vec<SupportedCipherSuite> {
-    use rustls::crypto::ring::cipher_suite as cs;
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
     vec![
         cs::TLS13_AES_128_GCM_SHA256,
         cs::TLS13_AES_256_GCM_SHA384,
@@ -104,14 +104,14 @@ fn prefers_chacha(offered: &[CipherSuite], ours: &[SupportedCipherSuite]) -> boo
 pub fn server_configs(resolver: SniResolver) -> Result<ServerConfigs, rustls::Error> {
     let provider = Arc::new(CryptoProvider {
         cipher_suites: suites(),
-        ..rustls::crypto::ring::default_provider()
+        ..rustls::crypto::aws_lc_rs::default_provider()
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     let theirs = Arc::new(config.clone());
     config.ignore_client_order = true;
     Ok(ServerConfigs {

@@ -67,8 +67,8 @@ pub fn certified_key_from_pem(
     // Parsed first, so a broken certificate is not reported as a key that does not match it.
     rustls::server::ParsedCertificate::try_from(leaf).map_err(TlsError::BadCertificate)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::BadKeyPem)?;
-    let signer =
-        rustls::crypto::ring::sign::any_supported_type(&key).map_err(TlsError::UnsupportedKey)?;
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+        .map_err(TlsError::UnsupportedKey)?;
     let certified = CertifiedKey::new(chain, signer);
     match certified.keys_match() {
         Ok(()) => Ok(Arc::new(certified)),

@@ -22,7 +22,7 @@ pub struct BackendTlsEntry {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A client config trusting the CA certificates in `ca_pem`, or trusting any certificate

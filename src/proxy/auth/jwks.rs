@@ -133,7 +133,7 @@ fn system_roots() -> Option<Arc<ClientConfig>> {
                 tracing::warn!("no system CA certificates: JWKS URLs need jwks.caSecretName");
                 return None;
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let config = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .ok()?

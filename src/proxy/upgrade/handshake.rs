@@ -112,8 +112,7 @@ pub(crate) fn client_response(
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
 pub(crate) fn new_key() -> HeaderValue {
     let mut nonce = [0u8; 16];
-    let provider = rustls::crypto::ring::default_provider();
-    if provider.secure_random.fill(&mut nonce).is_err() {
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
         // Only uniqueness matters here, not secrecy: fall back to the clock.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
