@@ -1,6 +1,7 @@
 //! One request through its phases, as Pingora's `ProxyHttp` lays them out: read the request
-//! facts → [`decide`] (pure) → [`admit`] (origins, per-client limits; upgrades only) → connect
-//! with retry → [`forward`] or [`upgrade`] → log (metrics, HSTS, access log). Each phase lives
+//! facts → [`decide`] (pure) → [`admit`] (origins, per-client limits; upgrades only) →
+//! [`authenticate`] (the rule's JWT and external auth) → connect with retry → [`forward`] or
+//! [`upgrade`] → log (metrics, HSTS, access log). Each phase lives
 //! in its own module; this one only sequences them and turns a [`Failure`] into its answer.
 
 use std::convert::Infallible;

@@ -1,11 +1,12 @@
 //! The data plane: listeners, TLS, forwarding and the upgrade relay.
 //!
-//! Depends on [`crate::table`], [`crate::model`] and [`crate::metrics`] only: routes arrive as
-//! an `ArcSwap<RouteTable>` and the proxy neither knows nor cares which source built it.
+//! Depends on [`crate::table`], [`crate::model`], [`crate::auth`] and [`crate::metrics`] only:
+//! routes arrive as an `ArcSwap<RouteTable>` and the proxy neither knows nor cares which
+//! source built it.
 //!
 //! Each request goes through the same phases (Pingora's `ProxyHttp` is the model): request
 //! facts → [`decide`] (pure: route, redirect, reject) → `admit` (origin, per-client limits) →
-//! `connect` (pick an endpoint, connect, retry once elsewhere; shared by both paths) →
+//! `auth` (JWT, external auth; refusals are 401, the auth service's answer, or 503) → `connect` (pick an endpoint, connect, retry once elsewhere; shared by both paths) →
 //! `forward` or `upgrade` (pure handshake builders, then the [`relay`]) → the log phase in
 //! `handler` (HSTS, metrics). Every answer wsgate makes itself comes from [`answer`], whose
 //! type says whose fault it was (client, backend, internal).
