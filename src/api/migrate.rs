@@ -440,6 +440,19 @@ fn load_balancing(balance: &Balance, default: &Balance) -> Option<LoadBalancing>
 mod tests {
     use super::*;
 
+    /// The first written route and the Ingress's own first route, both translated.
+    fn both_translations(m: &Migration, ingress: &Ingress) -> (model::Route, model::Route) {
+        let written =
+            crate::api::translate(&m.routes[0]).unwrap_or_else(|r| panic!("{:?}", r.problems));
+        let from_ingress = ingress::translate(ingress, IngressOptions::default());
+        let from_ingress = from_ingress.into_iter().next();
+        let from_ingress = from_ingress.and_then(Result::ok);
+        (
+            written,
+            from_ingress.unwrap_or_else(|| panic!("translates")),
+        )
+    }
+
     #[test]
     fn auth_annotations_migrate_to_a_route_auth_that_translates_the_same() {
         let ingress: Ingress = serde_yaml::from_str(
@@ -465,12 +478,8 @@ spec:
         .unwrap_or_else(|e| panic!("{e}"));
         let m = migrate(&ingress);
         assert!(m.notes.is_empty(), "{:?}", m.notes);
-        let written =
-            crate::api::translate(&m.routes[0]).unwrap_or_else(|r| panic!("{:?}", r.problems));
-        let from_ingress = ingress::translate(&ingress, IngressOptions::default());
-        let from_ingress = from_ingress[0]
-            .as_ref()
-            .unwrap_or_else(|_| panic!("translates"));
+        let (written, from_ingress) = both_translations(&m, &ingress);
+        let from_ingress = &from_ingress;
         let auth = |r: &model::Route| {
             let mut a = (*r.rules[0].auth.clone().unwrap_or_else(|| panic!("auth"))).clone();
             if let Some(e) = a.external.as_mut() {
@@ -521,12 +530,8 @@ spec:
         assert!(m.notes.is_empty(), "{:?}", m.notes);
         assert_eq!(m.routes.len(), 1);
         // The written route serves the /ws rule the same way the Ingress does.
-        let written =
-            crate::api::translate(&m.routes[0]).unwrap_or_else(|r| panic!("{:?}", r.problems));
-        let from_ingress = ingress::translate(&ingress, IngressOptions::default());
-        let from_ingress = from_ingress[0]
-            .as_ref()
-            .unwrap_or_else(|_| panic!("translates"));
+        let (written, from_ingress) = both_translations(&m, &ingress);
+        let from_ingress = &from_ingress;
         // Equal but for the field paths, which name each object's own fields.
         let ws = |r: &model::Route| {
             let mut ws = r.rules[0].websocket.clone();
