@@ -24,8 +24,11 @@ use crate::table::{RemoteKeys, RemoteTrust, RouteTable};
 /// Shortest time between fetches caused by unknown `kid`s: tokens with made-up ids must not
 /// turn wsgate into a load generator against the identity provider.
 pub(crate) const KID_REFETCH: Duration = Duration::from_secs(10);
-/// Shortest time between fetches of a set that was never fetched.
-const RETRY: Duration = Duration::from_secs(1);
+/// Shortest time between fetches of a set that was never fetched (a provider that is down at
+/// start-up is asked again this often, not on every request).
+const RETRY: Duration = Duration::from_secs(5);
+/// Longest wait before a set whose refresh failed is fetched again.
+const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Time one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,6 +44,10 @@ pub(crate) async fn keys_for(
     metrics: &Metrics,
 ) -> Option<Arc<KeySet>> {
     let current = remote.keys();
+    // Without its CA nothing is fetched (the route's status says why); never unverified.
+    if matches!(remote.trust, RemoteTrust::Missing) {
+        return current;
+    }
     let unknown_kid = match (&current, kid) {
         (None, _) => true,
         (Some(set), Some(kid)) => !set.has_kid(kid),
@@ -225,14 +232,15 @@ pub(crate) async fn refresh(
                 metrics.jwks_age.with_label_values(&[&url]).set(age);
             }
             now_named.insert(url);
+            let attempted = since(remote.attempted_ms.load(Ordering::Relaxed), now);
+            // After a failed refresh, again at the interval but at least every MAX_RETRY.
             let due = match fetched {
-                0 => since(remote.attempted_ms.load(Ordering::Relaxed), now) >= RETRY,
+                0 => attempted >= RETRY,
                 at => {
-                    since(at, now) >= remote.refresh
-                        && since(remote.attempted_ms.load(Ordering::Relaxed), now) >= RETRY
+                    since(at, now) >= remote.refresh && attempted >= remote.refresh.min(MAX_RETRY)
                 }
             };
-            if !due {
+            if !due || matches!(remote.trust, RemoteTrust::Missing) {
                 continue;
             }
             let (remote, now_ms, metrics) = (remote.clone(), now_ms.clone(), metrics.clone());
