@@ -40,7 +40,7 @@ pub(crate) type Clock = dyn Fn() -> u64 + Send + Sync;
 pub(crate) async fn keys_for(
     remote: &RemoteKeys,
     kid: Option<&str>,
-    now_ms: &Clock,
+    now_ms: &(dyn Fn() -> u64 + Send + Sync + '_),
     metrics: &Metrics,
 ) -> Option<Arc<KeySet>> {
     let current = remote.keys();
@@ -88,7 +88,11 @@ fn since(then: u64, now: u64) -> Duration {
 
 /// Fetches `remote` once, keeping the last good set when it fails. The caller holds
 /// `remote.fetching`.
-async fn fetch(remote: &RemoteKeys, now_ms: &Clock, metrics: &Metrics) {
+async fn fetch(
+    remote: &RemoteKeys,
+    now_ms: &(dyn Fn() -> u64 + Send + Sync + '_),
+    metrics: &Metrics,
+) {
     remote
         .attempted_ms
         .store(now_ms().max(1), Ordering::Relaxed);

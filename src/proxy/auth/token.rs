@@ -91,10 +91,12 @@ pub(crate) fn remove_protocol(headers: &mut HeaderMap, prefix: &str) {
         .map(str::to_string)
         .collect();
     headers.remove(&SEC_WEBSOCKET_PROTOCOL);
-    if let Ok(value) = HeaderValue::from_str(&rest.join(", ")) {
-        if !rest.is_empty() {
+    // The entries came from a header value, so joined they are one.
+    match HeaderValue::from_str(&rest.join(", ")) {
+        Ok(value) if !rest.is_empty() => {
             headers.insert(SEC_WEBSOCKET_PROTOCOL.clone(), value);
         }
+        _ => {}
     }
 }
 
